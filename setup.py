@@ -14,6 +14,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["dirtypixels_tf", "dirtypixels_tf.*"]),
+    # The named experiment configs ship inside the package: `dirtypixels train --config NAME` works from a wheel.
+    package_data={"dirtypixels_tf": ["configs/*.yaml"]},
     # One TensorFlow wheel for every machine: on Linux the `tensorflow` wheel runs on the CPU as is and on
     # NVIDIA GPUs once the CUDA libraries are present, which the [gpu] extra installs (tensorflow[and-cuda]).
     install_requires=[
@@ -24,6 +26,11 @@ setup(
         "pyyaml>=6.0",
         "tqdm>=4.66",
         "tensorboard>=2.21",
+        # Serving: TF Serving's own gRPC stubs and config protos, pinned to TensorFlow's minor version.
+        "tensorflow-serving-api>=2.21,<2.22",
+        "grpcio>=1.60",
+        "protobuf>=6.31",
+        "pillow>=10.0",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],

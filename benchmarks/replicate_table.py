@@ -4,7 +4,7 @@
     python benchmarks/replicate_table.py --quick            # smoke run: 3lux only, 2,000 examples, 2 epochs
     python benchmarks/replicate_table.py --imagenet DIR     # the same table at 128x128 on an ImageNet-style dataset
 
-Rows (every classifier is the same head, MobileNet-v1 of width 0.25 at 32x32 as in train/configs/default.yaml;
+Rows (every classifier is the same head, MobileNet-v1 of width 0.25 at 32x32 as in dirtypixels_tf/configs/default.yaml;
 every trained row gets the same budget: --train-examples x --epochs with default.yaml's optimizer, Adam 2e-3
 decayed x0.7 per epoch, batch 64, the same training stream of simulated RAW frames, seed 0):
   pretraining (once): the head alone on the clean (noise-free) training images.

@@ -3,7 +3,7 @@
     dirtypixels simulate [SOURCE] --out DIR [--profile 3lux] [--preset Nexus_6P_rear] [--pattern BGGR]
                          [--psf none|center|offaxis|periphery|FILE.npy] [--size 128] [--seed 0] [--limit N] ...
     dirtypixels count PRESET
-    dirtypixels train [--config train/configs/NAME.yaml]
+    dirtypixels train [--config NAME|FILE.yaml]
     dirtypixels evaluate RUN_DIR|MODEL|PRESET --profiles 3lux,6lux --psf none,center [--baseline NAME] [--out DIR]
     dirtypixels export RUN_DIR|MODEL.keras|PRESET --out MODEL_BASE_PATH [--version N]
     dirtypixels serve MODEL_BASE_PATH [--port 8500]

@@ -1,8 +1,8 @@
-"""`dirtypixels train`: train an experiment config (train/configs/*.yaml) into a run directory.
+"""`dirtypixels train`: train an experiment config (a bundled name or a YAML file) into a run directory.
 
-    dirtypixels train [--config FILE] [--run-dir DIR] [--set section.key=VALUE ...] [--quiet]
+    dirtypixels train [--config NAME|FILE] [--run-dir DIR] [--set section.key=VALUE ...] [--quiet]
 
-Without --config it runs train/configs/default.yaml (a few minutes on a CPU). The run directory (default
+Without --config it runs the bundled `default` config (dirtypixels_tf/configs/default.yaml, a few minutes on a CPU). The run directory (default
 runs/<config name>) receives params.yaml, model.keras, metrics.json, logs and checkpoints (training/callbacks.py);
 running the same command again after an interruption resumes from its backup. Prints the test metrics.
 """
@@ -12,11 +12,6 @@ import sys
 import time
 
 from dirtypixels_tf.commands.common import UsageError
-
-DEFAULT_CONFIG = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "train", "configs", "default.yaml"
-)
-
 
 def _describe(metrics):
     test = metrics.get("test") or {}
@@ -37,10 +32,8 @@ def run(args):
     from dirtypixels_tf.training import config as config_lib
     from dirtypixels_tf.training.fit import TrainingStopped, run_experiment
 
-    path = args.config or DEFAULT_CONFIG
-    if not os.path.isfile(path):
-        raise UsageError(f"--config: no such file {path!r}")
     try:
+        path = config_lib.resolve_config(args.config)
         config = config_lib.load_config(path, args.overrides)
         config_lib.require_complete(config)
     except config_lib.ConfigError as error:
@@ -70,11 +63,11 @@ def register(commands):
     train = commands.add_parser(
         "train",
         help="train an experiment config (default: a few-minute Fashion-MNIST joint model vs bilinear ISP)",
-        description="Train the experiment described by a YAML config (train/configs/; schema in "
-        "dirtypixels_tf/training/config.py) into a run directory, resuming from its backup if one is there, then "
-        "evaluate on the held-out split. Without --config: train/configs/default.yaml.",
+        description="Train the experiment described by a YAML config (a bundled name such as release_joint_3lux, "
+        "or a file; schema in dirtypixels_tf/training/config.py) into a run directory, resuming from its backup if "
+        "one is there, then evaluate on the held-out split. Without --config: the bundled default.",
     )
-    train.add_argument("--config", default=None, help="experiment YAML file (default: train/configs/default.yaml)")
+    train.add_argument("--config", default=None, help="bundled config name or experiment YAML file (default: default)")
     train.add_argument("--run-dir", default=None, help="run directory (default: runs/<config name>)")
     train.add_argument(
         "--set",

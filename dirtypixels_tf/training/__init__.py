@@ -1,7 +1,7 @@
 """Training: experiment configs, optimizers and schedules, losses, tf.distribute strategies, callbacks, the runner.
 
     from dirtypixels_tf.training import load_config, run_experiment
-    results = run_experiment(load_config("train/configs/default.yaml"), "runs/default")
+    results = run_experiment(load_config(resolve_config("default")), "runs/default")
 
 See each module's docstring: config.py (the YAML schema), optimizers.py, losses.py, data.py, models.py,
 strategy.py, callbacks.py (run directory layout), loop.py (multi-worker), lbfgs.py, fit.py (the runner).

@@ -30,6 +30,8 @@ from typing import Literal
 import yaml
 
 PARAMS_FILE = "params.yaml"
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+DEFAULT_CONFIG_NAME = "default"
 MISSING = "???"  # a required user setting (a path only the user knows): loads and validates, refused at run time
 MISSING_FIELDS = ("data.train_path", "data.eval_path", "stages.isp_weights", "stages.head_weights")
 
@@ -353,6 +355,28 @@ def read_yaml(path, _chain=()):
     if not isinstance(base, str):
         raise ConfigError(f"base: expected the path of another config file, received {base!r}")
     return _merge(read_yaml(os.path.join(os.path.dirname(path), base), _chain + (path,)), data)
+
+
+def named_configs():
+    """The names of the experiment configs that ship with the package (dirtypixels_tf/configs/NAME.yaml)."""
+    return sorted(os.path.splitext(name)[0] for name in os.listdir(CONFIG_DIR) if name.endswith(".yaml"))
+
+
+def resolve_config(name_or_path=None):
+    """The path of a config: an existing YAML file, or the name of a bundled one (`release_joint_3lux`, with or
+    without `.yaml`); None is the default experiment. Raises ConfigError naming the argument otherwise."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_CONFIG_NAME
+    if os.path.isfile(name_or_path):
+        return os.path.abspath(name_or_path)
+    if "/" not in name_or_path and os.sep not in name_or_path:
+        name = name_or_path[: -len(".yaml")] if name_or_path.endswith(".yaml") else name_or_path
+        bundled = os.path.join(CONFIG_DIR, name + ".yaml")
+        if os.path.isfile(bundled):
+            return bundled
+    raise ConfigError(
+        f"--config: no such file or bundled config {name_or_path!r}; bundled configs: {', '.join(named_configs())}"
+    )
 
 
 def apply_override(data, assignment):

@@ -46,7 +46,7 @@ def test_default_experiment_trains_both_models_and_prints_their_accuracy(tmp_pat
         (["--set", "optimizer.learning_rate=abc"], "optimizer.learning_rate: expected float, received 'abc'"),
         (["--set", "data.bogus=1"], "data.bogus: unknown key"),
         (["--set", "nonsense"], "an override must look like section.key=value"),
-        (["--config", "train/configs/release_joint_3lux.yaml"], "data.train_path: a required user setting"),
+        (["--config", "release_joint_3lux"], "data.train_path: a required user setting"),
         (["--config", "no/such.yaml"], "--config: no such file"),
     ],
 )

@@ -10,7 +10,7 @@ from dirtypixels_tf.models import presets
 from dirtypixels_tf.training import config as config_lib
 from dirtypixels_tf.training.models import build_model
 
-CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "train", "configs")
+CONFIG_DIR = config_lib.CONFIG_DIR
 NAMED = sorted(os.path.basename(p) for p in glob.glob(os.path.join(CONFIG_DIR, "*.yaml")))
 # Models whose build takes long on 2 cores (Inception-v4 at 300x300, VGG-16 at 224, the NIDF U-Nets at 256).
 BIG = ("inception_v4", "VGG16", "nidf")
