@@ -8,6 +8,8 @@ The noise is given either by a sensor preset (ISO-100 calibration) and a light-l
 log-uniformly per image, or by a fixed (alpha, sigma). All randomness comes from one stateless seed [2] per call.
 """
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -15,11 +17,34 @@ from dirtypixels_tf.physics import darktable, fourier, mosaic, noise
 from dirtypixels_tf.physics.validation import check_finite, check_image, check_positive_number
 
 
+def resolve_sensor(spec):
+    """The noise and Bayer phase of a sensor named by `spec`: a preset name (noise.SENSOR_PRESETS) or the path of
+    a calibrated sensor.yaml (physics/calibration.py; a name that ends in .yaml/.yml or names a file). Returns
+    (NoisePreset, pattern); the pattern is None for a built-in preset (which has none). The one place that parses
+    a sensor spec: commands and configs call it."""
+    if isinstance(spec, noise.NoisePreset):
+        return spec, None
+    if not isinstance(spec, (str, os.PathLike)):
+        raise ValueError(f"sensor must be a preset name or a sensor.yaml path; received {spec!r}")
+    spec = os.fspath(spec)
+    if spec in noise.SENSOR_PRESETS:
+        return noise.get_preset(spec), None
+    if spec.endswith((".yaml", ".yml")) or os.path.isfile(spec):
+        from dirtypixels_tf.physics.calibration import load_sensor_preset
+
+        calibration = load_sensor_preset(spec)
+        return calibration.preset, calibration.pattern
+    raise ValueError(
+        f"sensor must be one of {', '.join(noise.SENSOR_PRESETS)} or the path of a sensor.yaml; received {spec!r}"
+    )
+
+
 class SensorModel:
     """A simulated camera: optics, colour filter array and noise.
 
     Args:
-        preset: a sensor preset name (noise.SENSOR_PRESETS) or a noise.NoisePreset.
+        preset: a sensor preset name (noise.SENSOR_PRESETS), a noise.NoisePreset, or a sensor.yaml path (its noise;
+            use `from_preset_file` to take its Bayer phase too).
         light_levels: a profile name (noise.LIGHT_PROFILES, e.g. "3lux") or a (low, high) pair of light levels
             (lux / 2000); ignored when `alpha` and `sigma` are given.
         alpha, sigma: a fixed noise level (in [0, 1] units) for every image, instead of preset + light levels.
@@ -40,7 +65,7 @@ class SensorModel:
         boundary="reflect",
         clip=True,
     ):
-        self.preset = noise.get_preset(preset) if isinstance(preset, str) else preset
+        self.preset = resolve_sensor(preset)[0] if isinstance(preset, (str, os.PathLike)) else preset
         if not isinstance(self.preset, noise.NoisePreset):
             raise ValueError(f"preset must be a preset name or a NoisePreset; received {preset!r}")
         if (alpha is None) != (sigma is None):
