@@ -52,12 +52,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from dirtypixels_tf.data import sources  # noqa: E402
+from dirtypixels_tf.data import fashion_mnist, sources  # noqa: E402
 from dirtypixels_tf.evaluation import baselines, grid  # noqa: E402
 from dirtypixels_tf.physics import noise  # noqa: E402
 from dirtypixels_tf.training import config as config_lib  # noqa: E402
 from dirtypixels_tf.training import data as data_lib  # noqa: E402
-from dirtypixels_tf.training import evaluate as evaluate_metrics  # noqa: E402
+from dirtypixels_tf.training.fit import evaluate as evaluate_metrics  # noqa: E402
 from dirtypixels_tf.training import models as models_lib  # noqa: E402
 from dirtypixels_tf.training import optimizers, run_experiment  # noqa: E402
 from dirtypixels_tf.training.losses import SparseCrossEntropy  # noqa: E402
@@ -183,7 +183,7 @@ def make_config(plan, setting, isp=None, isp_settings=None, head_weights=None, e
 def test_source(plan):
     """The held-out split as a dataset of (image, label)."""
     if plan.source == "fashion-mnist":
-        return sources.fashion_mnist_source("test")[0]
+        return fashion_mnist.fashion_mnist_source("test")[0]
     if plan.source == "folder":
         return sources.folder_source(plan.eval_path)[0]
     return sources.tfrecord_source(plan.eval_path)

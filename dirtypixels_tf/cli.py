@@ -12,7 +12,8 @@
     dirtypixels calibrate noise|psf ...
 
 Each subcommand lives in dirtypixels_tf/commands/<name>.py with a `register(subparsers)` function. Bad arguments
-exit with status 2 and a one-line message. TensorFlow is imported only when a command runs, so `--help` is quick.
+exit with status 2 and a one-line message. Arguments and paths are checked before TensorFlow is imported, so a
+wrong one is reported at once; TensorFlow's C++ start-up messages are hidden unless `--verbose` is given.
 """
 
 import argparse
@@ -20,7 +21,7 @@ import os
 import sys
 
 from dirtypixels_tf.commands import calibrate, classify, count, evaluate, export, serve, serving_config, simulate, train
-from dirtypixels_tf.commands.common import UsageError
+from dirtypixels_tf.commands.common import UsageError, import_tensorflow
 
 COMMANDS = (simulate, count, train, evaluate, export, serve, serving_config, classify, calibrate)
 
@@ -30,14 +31,29 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(commands)
+    for subparser in _all_subparsers(commands):
+        subparser.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up and C++ logs")
     return parser
+
+
+def _all_subparsers(action):
+    for subparser in action.choices.values():
+        nested = [a for a in subparser._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            yield from _all_subparsers(nested[0])
+        else:
+            yield subparser
 
 
 def main(argv=None):
     """Run the command line; returns the exit status (argument errors exit with status 2)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
+        if getattr(args, "validate", None) is not None:
+            args.validate(args)  # the command's own checks that need no TensorFlow
+        import_tensorflow(args.verbose)
         return args.run(args)
     except (UsageError, ValueError) as error:
         args.parser.error(str(error))  # prints usage and "error: ..." to stderr, exits with status 2

@@ -36,3 +36,63 @@ def positive_float(text):
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number > 0; received {text!r}")
     return value
+
+
+def existing_path(text):
+    """argparse type: an existing file or folder, or a glob that matches something (checked before TensorFlow
+    is imported, so a wrong path is reported at once)."""
+    import glob
+    import os
+
+    if os.path.exists(text) or (glob.has_magic(text) and glob.glob(text)):
+        return text
+    raise argparse.ArgumentTypeError(f"no such file or folder: {text!r}")
+
+
+def path_or_name(names_hint):
+    """argparse type for a value that is a path or a name (a preset, a data set): a value that looks like a path
+    (it has a folder separator or a file extension) must exist; a bare name is checked by the command."""
+    import os
+
+    def check(text):
+        looks_like_path = os.sep in text or "/" in text or os.path.splitext(text)[1] != ""
+        if looks_like_path and not os.path.exists(text):
+            import glob
+
+            if not (glob.has_magic(text) and glob.glob(text)):
+                raise argparse.ArgumentTypeError(f"no such file or folder: {text!r} (or give {names_hint})")
+        return text
+
+    return check
+
+
+def import_tensorflow(verbose=False):
+    """Import TensorFlow; unless `verbose`, without its C++ start-up messages (absl's pre-initialisation lines,
+    the oneDNN and CUDA notices, 'failed call to cuInit' on a machine without a GPU). Captured messages are
+    shown if the import fails."""
+    import os
+    import sys
+    import tempfile
+
+    if verbose or "tensorflow" in sys.modules:
+        import tensorflow  # noqa: F401
+
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device discovery prints the CUDA notices: do it while captured
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    tf.get_logger().setLevel("ERROR")

@@ -14,10 +14,10 @@ FASHION_MNIST = "fashion-mnist"
 
 def _open_source(spec, split, label_offset):
     """(dataset, class names or None, kind) for SOURCE: "fashion-mnist", an image folder or TFRecord files."""
-    from dirtypixels_tf.data import sources
+    from dirtypixels_tf.data import fashion_mnist, sources
 
     if spec == FASHION_MNIST:
-        dataset, classes = sources.fashion_mnist_source(split)
+        dataset, classes = fashion_mnist.fashion_mnist_source(split)
         return dataset, classes, f"fashion-mnist/{split}"
     has_subfolders = os.path.isdir(spec) and any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(spec))
     if has_subfolders:

@@ -1,35 +1,23 @@
 """tf.data sources (image folders, ImageNet-style TFRecords, arrays, Fashion-MNIST), preprocessing, the sensor
 simulation map, and simulated RAW datasets on disk. See each module's docstring for its conventions."""
 
-from dirtypixels_tf.data.pipeline import make_dataset, make_dataset_fn, simulation_map
-from dirtypixels_tf.data.preprocessing import check_image_size, preprocess_for_eval, preprocess_for_training
-from dirtypixels_tf.data.raw_records import read_raw_tfrecords, simulate_to_tfrecords
-from dirtypixels_tf.data.sources import (
-    FASHION_MNIST_CLASSES,
-    array_source,
-    fashion_mnist_source,
-    folder_source,
-    load_fashion_mnist,
-    read_idx,
-    tfrecord_source,
-    write_tfrecords,
-)
+from dirtypixels_tf._lazy import lazy_exports
 
-__all__ = [
-    "FASHION_MNIST_CLASSES",
-    "array_source",
-    "check_image_size",
-    "fashion_mnist_source",
-    "folder_source",
-    "load_fashion_mnist",
-    "make_dataset",
-    "make_dataset_fn",
-    "preprocess_for_eval",
-    "preprocess_for_training",
-    "read_idx",
-    "read_raw_tfrecords",
-    "simulate_to_tfrecords",
-    "simulation_map",
-    "tfrecord_source",
-    "write_tfrecords",
-]
+_EXPORTS = {
+    "FASHION_MNIST_CLASSES": "dirtypixels_tf.data.fashion_mnist",
+    "load_fashion_mnist": "dirtypixels_tf.data.fashion_mnist",
+    "fashion_mnist_source": "dirtypixels_tf.data.fashion_mnist",
+    "locate_fashion_mnist": "dirtypixels_tf.data.fashion_mnist",
+    "array_source": "dirtypixels_tf.data.sources",
+    "folder_source": "dirtypixels_tf.data.sources",
+    "tfrecord_source": "dirtypixels_tf.data.sources",
+    "write_tfrecords": "dirtypixels_tf.data.sources",
+    "read_idx": "dirtypixels_tf.data.sources",
+    "make_dataset": "dirtypixels_tf.data.pipeline",
+    "make_dataset_fn": "dirtypixels_tf.data.pipeline",
+    "simulation_map": "dirtypixels_tf.data.pipeline",
+    "read_raw_tfrecords": "dirtypixels_tf.data.raw_records",
+    "simulate_to_tfrecords": "dirtypixels_tf.data.raw_records",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -8,7 +8,8 @@ Conventions:
   example's randomness by its position, so a source must give the same order on every run.
 
 Sources: `folder_source` (one subfolder per class), `tfrecord_source` (ImageNet-style records, written by
-`write_tfrecords`), `array_source` (in-memory arrays) and `fashion_mnist_source` (IDX files).
+`write_tfrecords`), `array_source` (in-memory arrays) and `read_idx` (IDX files); Fashion-MNIST, the default data set, is in
+fashion_mnist.py.
 """
 
 import glob
@@ -24,24 +25,6 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # ImageNet-style record keys (the layout of the original release and TF-slim's build_imagenet_data.py).
 ENCODED_KEY = "image/encoded"
 LABEL_KEY = "image/class/label"
-
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
-FASHION_MNIST_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
-}
-FASHION_MNIST_CLASSES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
 
 # File signatures of the formats tf.io.decode_image reads (checked first so a bad file is named in the error).
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
@@ -403,39 +386,3 @@ def read_idx(path, expected_magic=None):
     array = np.frombuffer(data, dtype, offset=4 + 4 * ndim).reshape(shape)
     return array.astype(dtype.newbyteorder("="))
 
-
-def load_fashion_mnist(split="train", directory=None):
-    """Fashion-MNIST as NumPy arrays: (images uint8 [N, 28, 28], labels int64 [N]), N = 60000 (train), 10000 (test).
-
-    Reads the IDX files of Debian's `dataset-fashion-mnist` from `directory` (default FASHION_MNIST_DIR). When
-    `directory` is not given and the Debian files are missing, falls back to keras.datasets.fashion_mnist (its
-    cache in ~/.keras/datasets, downloading if needed).
-    """
-    if split not in FASHION_MNIST_FILES:
-        raise ValueError(f"split must be one of {', '.join(FASHION_MNIST_FILES)}; received {split!r}")
-    folder = FASHION_MNIST_DIR if directory is None else os.fspath(directory)
-    image_path, label_path = (os.path.join(folder, name) for name in FASHION_MNIST_FILES[split])
-    if directory is None and not (os.path.isfile(image_path) and os.path.isfile(label_path)):
-        import keras
-
-        train, test = keras.datasets.fashion_mnist.load_data()
-        images, labels = train if split == "train" else test
-        return np.asarray(images, np.uint8), np.asarray(labels, np.int64)
-    images = read_idx(image_path, expected_magic=0x00000803)
-    labels = read_idx(label_path, expected_magic=0x00000801)
-    if images.shape[1:] != (28, 28):
-        raise ValueError(f"{image_path!r} must hold 28x28 images; received shape {images.shape}")
-    if len(images) != len(labels):
-        raise ValueError(f"{image_path!r} holds {len(images)} images but {label_path!r} holds {len(labels)} labels")
-    if labels.size and labels.max() >= len(FASHION_MNIST_CLASSES):
-        raise ValueError(f"{label_path!r} must hold labels 0..9; received a maximum of {labels.max()}")
-    return images, labels.astype(np.int64)
-
-
-def fashion_mnist_source(split="train", directory=None):
-    """(dataset of (image, label), class names) of Fashion-MNIST: 28x28 grayscale repeated to RGB, in [0, 1].
-
-    The model's input size is set by preprocessing (resize). See `load_fashion_mnist` for where the files are read.
-    """
-    images, labels = load_fashion_mnist(split, directory)
-    return array_source(images, labels), list(FASHION_MNIST_CLASSES)

@@ -8,42 +8,18 @@ See metrics.py (top-k, PSNR, SSIM), grid.py (evaluate, predictors, EvaluationTab
 ISPs) and figures.py (accuracy plot, example grids).
 """
 
-from dirtypixels_tf.evaluation.baselines import PIPELINES, ConventionalIsp, get_pipeline, isp_dataset
-from dirtypixels_tf.evaluation.grid import (
-    ConventionalIspPredictor,
-    EvaluationTable,
-    FunctionPredictor,
-    KerasPredictor,
-    Predictor,
-    SavedModelPredictor,
-    evaluate,
-    head_function,
-    load_predictor,
-    parse_light_level,
-    parse_psf,
-)
-from dirtypixels_tf.evaluation.metrics import mean_psnr, mean_ssim, psnr, ssim, top_k_accuracy, top_k_correct
+from dirtypixels_tf._lazy import lazy_exports
 
-__all__ = [
-    "PIPELINES",
-    "ConventionalIsp",
-    "ConventionalIspPredictor",
-    "EvaluationTable",
-    "FunctionPredictor",
-    "KerasPredictor",
-    "Predictor",
-    "SavedModelPredictor",
-    "evaluate",
-    "get_pipeline",
-    "head_function",
-    "isp_dataset",
-    "load_predictor",
-    "mean_psnr",
-    "mean_ssim",
-    "parse_light_level",
-    "parse_psf",
-    "psnr",
-    "ssim",
-    "top_k_accuracy",
-    "top_k_correct",
-]
+_EXPORTS = {
+    "evaluate": "dirtypixels_tf.evaluation.grid",
+    "EvaluationTable": "dirtypixels_tf.evaluation.grid",
+    "load_predictor": "dirtypixels_tf.evaluation.grid",
+    "PIPELINES": "dirtypixels_tf.evaluation.baselines",
+    "ConventionalIsp": "dirtypixels_tf.evaluation.baselines",
+    "get_pipeline": "dirtypixels_tf.evaluation.baselines",
+    "psnr": "dirtypixels_tf.evaluation.metrics",
+    "ssim": "dirtypixels_tf.evaluation.metrics",
+    "top_k_accuracy": "dirtypixels_tf.evaluation.metrics",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

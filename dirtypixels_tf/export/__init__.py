@@ -1,20 +1,15 @@
-"""Export: SavedModels with RAW-input signatures for TF Serving, and TFLite (see savedmodel.py and tflite.py)."""
+"""Export: SavedModels with RAW-input signatures for TF Serving, written atomically as numbered versions, and
+TFLite (see savedmodel.py and tflite.py)."""
 
-from dirtypixels_tf.export.savedmodel import (
-    SIGNATURES,
-    export_savedmodel,
-    make_example,
-    read_export_metadata,
-    warmup_inputs,
-)
-from dirtypixels_tf.export.tflite import export_tflite, tflite_parity
+from dirtypixels_tf._lazy import lazy_exports
 
-__all__ = [
-    "SIGNATURES",
-    "export_savedmodel",
-    "export_tflite",
-    "make_example",
-    "read_export_metadata",
-    "tflite_parity",
-    "warmup_inputs",
-]
+_EXPORTS = {
+    "SIGNATURES": "dirtypixels_tf.export.savedmodel",
+    "export_savedmodel": "dirtypixels_tf.export.savedmodel",
+    "read_export_metadata": "dirtypixels_tf.export.savedmodel",
+    "make_example": "dirtypixels_tf.export.savedmodel",
+    "export_tflite": "dirtypixels_tf.export.tflite",
+    "tflite_parity": "dirtypixels_tf.export.tflite",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

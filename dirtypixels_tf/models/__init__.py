@@ -1,1 +1,30 @@
-"""Classifier heads (MobileNet v1/v2, Inception-v4, keras.applications) and, later, the ISP and joint models."""
+"""Models: ISPs (RAW mosaic in, image out), classifier heads, the joint model, and named presets with their
+parameter and multiply-add counts.
+
+    from dirtypixels_tf.models import build_preset
+    model = build_preset("joint_mobilenet_v1_128")   # inputs raw, alpha, sigma; outputs logits, image
+"""
+
+from dirtypixels_tf._lazy import lazy_exports
+
+_EXPORTS = {
+    "PRESETS": "dirtypixels_tf.models.presets",
+    "Preset": "dirtypixels_tf.models.presets",
+    "build_preset": "dirtypixels_tf.models.presets",
+    "count_preset": "dirtypixels_tf.models.presets",
+    "AnscombeNetwork": "dirtypixels_tf.models.isp",
+    "BilinearIsp": "dirtypixels_tf.models.isp",
+    "ChenUNet": "dirtypixels_tf.models.isp",
+    "ShrinkageFieldsIsp": "dirtypixels_tf.models.isp",
+    "LiuDenoiser": "dirtypixels_tf.models.isp",
+    "NidfCascade": "dirtypixels_tf.models.isp",
+    "build_isp": "dirtypixels_tf.models.isp",
+    "build_head": "dirtypixels_tf.models.heads",
+    "head_names": "dirtypixels_tf.models.heads",
+    "joint_classifier": "dirtypixels_tf.models.joint",
+    "load_model": "dirtypixels_tf.models.loading",
+    "count_params": "dirtypixels_tf.models.counting",
+    "count_multiply_adds": "dirtypixels_tf.models.counting",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

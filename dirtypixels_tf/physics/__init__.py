@@ -1,0 +1,50 @@
+"""The image formation model: sensor noise, Bayer mosaic, optics and the SensorModel that composes them; noise
+and PSF calibration from real captures. Pure TensorFlow / NumPy functions (see each module's docstring).
+
+    from dirtypixels_tf.physics import SensorModel
+    raw, alpha, sigma = SensorModel("Nexus_6P_rear", light_levels="3lux").simulate(images, seed=[0, 0])
+"""
+
+from dirtypixels_tf._lazy import lazy_exports
+
+_EXPORTS = {
+    "SensorModel": "dirtypixels_tf.physics.sensor",
+    "resolve_sensor": "dirtypixels_tf.physics.sensor",
+    "NoisePreset": "dirtypixels_tf.physics.noise",
+    "SENSOR_PRESETS": "dirtypixels_tf.physics.noise",
+    "LIGHT_PROFILES": "dirtypixels_tf.physics.noise",
+    "DEFAULT_PRESET": "dirtypixels_tf.physics.noise",
+    "add_noise": "dirtypixels_tf.physics.noise",
+    "noise_at_lux": "dirtypixels_tf.physics.noise",
+    "lux_to_light_level": "dirtypixels_tf.physics.noise",
+    "light_level_to_lux": "dirtypixels_tf.physics.noise",
+    "light_level_to_iso": "dirtypixels_tf.physics.noise",
+    "light_level_for_noise": "dirtypixels_tf.physics.noise",
+    "sample_light_levels": "dirtypixels_tf.physics.noise",
+    "example_seed": "dirtypixels_tf.physics.noise",
+    "RELEASE_PATTERN": "dirtypixels_tf.physics.mosaic",
+    "mosaic_adjoint": "dirtypixels_tf.physics.mosaic",
+    "bayer_masks": "dirtypixels_tf.physics.mosaic",
+    "demosaic_bilinear": "dirtypixels_tf.physics.mosaic",
+    "PsfGrid": "dirtypixels_tf.physics.optics",
+    "PSF_NAMES": "dirtypixels_tf.physics.optics",
+    "gaussian_psf": "dirtypixels_tf.physics.optics",
+    "disk_psf": "dirtypixels_tf.physics.optics",
+    "motion_psf": "dirtypixels_tf.physics.optics",
+    "load_psf": "dirtypixels_tf.physics.optics",
+    "get_psf": "dirtypixels_tf.physics.optics",
+    "blur": "dirtypixels_tf.physics.optics",
+    "spatially_varying_blur": "dirtypixels_tf.physics.optics",
+    "fft_convolve": "dirtypixels_tf.physics.fourier",
+    "SensorCalibration": "dirtypixels_tf.physics.calibration",
+    "calibrate_sensor": "dirtypixels_tf.physics.calibration",
+    "estimate_noise": "dirtypixels_tf.physics.calibration",
+    "fit_iso_model": "dirtypixels_tf.physics.calibration",
+    "load_sensor_preset": "dirtypixels_tf.physics.calibration",
+    "save_sensor_preset": "dirtypixels_tf.physics.calibration",
+    "darktable_to_preset": "dirtypixels_tf.physics.calibration",
+    "estimate_psf": "dirtypixels_tf.physics.calibration",
+    "preset_from_darktable": "dirtypixels_tf.physics.darktable",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

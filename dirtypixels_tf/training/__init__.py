@@ -1,45 +1,31 @@
-"""Training: experiment configs, optimizers and schedules, losses, tf.distribute strategies, callbacks, the runner.
+"""Training: experiment configs (bundled in dirtypixels_tf/configs), optimizers and schedules, losses,
+tf.distribute strategies, callbacks and the runner.
 
-    from dirtypixels_tf.training import load_config, run_experiment
+    from dirtypixels_tf.training import load_config, resolve_config, run_experiment
     results = run_experiment(load_config(resolve_config("default")), "runs/default")
 
 See each module's docstring: config.py (the YAML schema), optimizers.py, losses.py, data.py, models.py,
 strategy.py, callbacks.py (run directory layout), loop.py (multi-worker), lbfgs.py, fit.py (the runner).
 """
 
-from dirtypixels_tf.training.config import (
-    ConfigError,
-    ExperimentConfig,
-    derive_steps,
-    from_dict,
-    load_config,
-    model_spec,
-    save_params,
-    to_dict,
-    validate,
-)
-from dirtypixels_tf.training.fit import evaluate, run_experiment
-from dirtypixels_tf.training.models import build_model, load_stage_weights
-from dirtypixels_tf.training.optimizers import Tf1RMSprop, apply_weight_decay, build_optimizer, build_schedule
-from dirtypixels_tf.training.strategy import make_strategy
+from dirtypixels_tf._lazy import lazy_exports
 
-__all__ = [
-    "ConfigError",
-    "ExperimentConfig",
-    "Tf1RMSprop",
-    "apply_weight_decay",
-    "build_model",
-    "build_optimizer",
-    "build_schedule",
-    "derive_steps",
-    "evaluate",
-    "from_dict",
-    "load_config",
-    "load_stage_weights",
-    "make_strategy",
-    "model_spec",
-    "run_experiment",
-    "save_params",
-    "to_dict",
-    "validate",
-]
+_EXPORTS = {
+    "ConfigError": "dirtypixels_tf.training.config",
+    "ExperimentConfig": "dirtypixels_tf.training.config",
+    "load_config": "dirtypixels_tf.training.config",
+    "resolve_config": "dirtypixels_tf.training.config",
+    "named_configs": "dirtypixels_tf.training.config",
+    "save_params": "dirtypixels_tf.training.config",
+    "from_dict": "dirtypixels_tf.training.config",
+    "to_dict": "dirtypixels_tf.training.config",
+    "derive_steps": "dirtypixels_tf.training.config",
+    "run_experiment": "dirtypixels_tf.training.fit",
+    "build_model": "dirtypixels_tf.training.models",
+    "Tf1RMSprop": "dirtypixels_tf.training.optimizers",
+    "build_optimizer": "dirtypixels_tf.training.optimizers",
+    "build_schedule": "dirtypixels_tf.training.optimizers",
+    "make_strategy": "dirtypixels_tf.training.strategy",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

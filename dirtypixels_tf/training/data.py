@@ -21,7 +21,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from dirtypixels_tf.data import pipeline, sources
+from dirtypixels_tf.data import fashion_mnist, pipeline, sources
 from dirtypixels_tf.physics import optics
 from dirtypixels_tf.physics.sensor import SensorModel
 from dirtypixels_tf.training import config as config_lib
@@ -56,7 +56,7 @@ def _open(config, split):
     data = config.data
     limit = data.train_examples if split == "train" else data.eval_examples
     if data.source == "fashion-mnist":
-        images, labels = sources.load_fashion_mnist("train" if split == "train" else "test")
+        images, labels = fashion_mnist.load_fashion_mnist("train" if split == "train" else "test")
         count = len(labels) if limit is None else min(limit, len(labels))
         return sources.array_source(images[:count], labels[:count]), count
     path = data.train_path if split == "train" else data.eval_path
