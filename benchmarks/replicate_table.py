@@ -63,7 +63,7 @@ from dirtypixels_tf.training import optimizers, run_experiment  # noqa: E402
 from dirtypixels_tf.training.losses import SparseCrossEntropy  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_CONFIG = os.path.join(ROOT, "train", "configs", "default.yaml")
+DEFAULT_CONFIG = config_lib.resolve_config("default")
 HEAD = "mobilenet_v1"
 ROWS = ("scratch_raw", "conventional_pretrained", "conventional_finetuned", "chen_unet", "joint_anscombe")
 ROW_TITLES = {

@@ -48,8 +48,12 @@ def debian_test_file(package):
         if fetched.returncode != 0 or not debs:
             _report.append(f"{package}: apt-get download failed ({fetched.stderr.strip()[:200]}); its tests skip")
             return None
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(target)], check=True, timeout=300)
-    return path if path.is_file() else None
+        target.mkdir(parents=True, exist_ok=True)
+        extracted = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(target)], capture_output=True, text=True)
+    if not path.is_file():
+        _report.append(f"{package}: {path} not extracted ({extracted.stderr.strip()[:200]}); its tests skip")
+        return None
+    return path
 
 
 def _default_data():

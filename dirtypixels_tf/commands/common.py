@@ -96,3 +96,34 @@ def import_tensorflow(verbose=False):
             os.dup2(saved, 2)
             os.close(saved)
     tf.get_logger().setLevel("ERROR")
+
+
+def sensor_spec(text):
+    """argparse type: a sensor preset name or the path of a calibrated sensor.yaml (physics.sensor.resolve_sensor
+    reads it)."""
+    import os
+
+    from dirtypixels_tf.physics.sensor_presets import SENSOR_PRESETS
+
+    if text in SENSOR_PRESETS or os.path.isfile(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"must be one of {', '.join(SENSOR_PRESETS)} or an existing sensor.yaml; received {text!r}"
+    )
+
+
+def light_profile(text):
+    """argparse type: a light profile name (3lux, 6lux, 2to20lux, 2to200lux)."""
+    from dirtypixels_tf.physics.sensor_presets import LIGHT_PROFILES
+
+    if text in LIGHT_PROFILES:
+        return text
+    raise argparse.ArgumentTypeError(f"must be one of {', '.join(LIGHT_PROFILES)}; received {text!r}")
+
+
+def even_positive_int(text):
+    """argparse type: an even integer > 0 (a Bayer frame's side)."""
+    value = positive_int(text)
+    if value % 2:
+        raise argparse.ArgumentTypeError(f"must be an even positive integer (a Bayer frame); received {text!r}")
+    return value

@@ -13,11 +13,19 @@ conventional ISP followed by the model's own head; image quality only for a mode
 as a SavedModel). Details of every convention: dirtypixels_tf/evaluation/grid.py.
 """
 
+import glob
 import json
 import os
 import sys
 
-from dirtypixels_tf.commands.common import UsageError, non_negative_int, positive_float, positive_int
+from dirtypixels_tf.commands.common import (
+    UsageError,
+    non_negative_int,
+    path_or_name,
+    positive_float,
+    positive_int,
+    sensor_spec,
+)
 
 FASHION_MNIST = "fashion-mnist"
 DEFAULT_PROFILES = "3,6,12,24,48,96,none"
@@ -31,7 +39,7 @@ def _split_list(text, option):
 
 
 def _run_defaults(model_spec):
-    """Defaults from the model's own records: a run directory's params.yaml (sensor preset, Bayer phase, centre crop,
+    """Defaults from the model's own records: a run directory's params.yaml (sensor, Bayer phase, centre crop,
     label offset) or an exported SavedModel's assets.extra/dirtypixels.json (sensor preset); {} otherwise."""
     from dirtypixels_tf.evaluation import grid
     from dirtypixels_tf.physics import noise
@@ -42,7 +50,7 @@ def _run_defaults(model_spec):
 
         data = config_lib.load_config(params).data
         return {
-            "preset": data.sensor,
+            "sensor": data.sensor,
             "pattern": data.pattern,
             "central_fraction": data.central_fraction,
             "label_offset": data.label_offset,
@@ -52,7 +60,7 @@ def _run_defaults(model_spec):
     if savedmodel is not None and os.path.isfile(metadata):
         with open(metadata, encoding="utf-8") as file:
             sensor = json.load(file).get("sensor", {}).get("name")
-        return {"preset": sensor} if sensor in noise.SENSOR_PRESETS else {}
+        return {"sensor": sensor} if sensor in noise.SENSOR_PRESETS else {}
     return {}
 
 
@@ -98,6 +106,18 @@ def _load(args, class_names):
     return predictor
 
 
+def validate(args):
+    """Checks that need no TensorFlow."""
+    if args.data != FASHION_MNIST and not os.path.exists(args.data) and not glob.glob(args.data):
+        raise UsageError(
+            f"--data must be '{FASHION_MNIST}', a folder of class subfolders or TFRecord files; received {args.data!r} "
+            "(not found)"
+        )
+    for spec in _split_list(args.psf, "--psf"):
+        if os.path.splitext(spec)[1] and not os.path.isfile(spec):
+            raise UsageError(f"--psf: no such PSF file {spec!r}")
+
+
 def run(args):
     import tensorflow as tf
 
@@ -114,9 +134,12 @@ def run(args):
         if pipelines[-1].denoise == "bm3d" and not baselines.bm3d_available():
             raise UsageError(f"--baseline {name} needs the optional bm3d package ({baselines.BM3D_INSTALL_HINT})")
     defaults = _run_defaults(args.model) if os.path.isdir(args.model) else {}
+    from dirtypixels_tf.physics.sensor import resolve_sensor
+
+    sensor = args.sensor or defaults.get("sensor", "Nexus_6P_rear")
     settings = {
-        "preset": args.preset or defaults.get("preset", "Nexus_6P_rear"),
-        "pattern": args.pattern or defaults.get("pattern", "BGGR"),
+        "sensor": sensor,
+        "pattern": args.pattern or defaults.get("pattern") or resolve_sensor(sensor)[1] or "BGGR",
         "central_fraction": args.central_fraction or defaults.get("central_fraction", 0.875),
     }
     label_offset = args.label_offset if args.label_offset is not None else defaults.get("label_offset", 0)
@@ -186,6 +209,7 @@ def register(commands):
     evaluate.add_argument(
         "model",
         metavar="MODEL",
+        type=path_or_name("a model preset name"),
         help="run directory (model.keras), .keras file, SavedModel directory or base path, or a preset name",
     )
     evaluate.add_argument(
@@ -205,7 +229,12 @@ def register(commands):
     evaluate.add_argument("--size", type=positive_int, default=None, help="RAW frame size (default: the model's)")
     evaluate.add_argument("--batch-size", type=positive_int, default=32, help="examples per batch (32)")
     evaluate.add_argument("--seed", type=non_negative_int, default=0, help="base seed of the per-example noise (0)")
-    evaluate.add_argument("--preset", default=None, help="sensor noise preset (run's, else Nexus_6P_rear)")
+    evaluate.add_argument(
+        "--sensor",
+        type=sensor_spec,
+        default=None,
+        help="sensor noise preset or a calibrated sensor.yaml (run's, else Nexus_6P_rear)",
+    )
     evaluate.add_argument(
         "--pattern", default=None, choices=("RGGB", "BGGR", "GRBG", "GBRG"), help="Bayer phase (run's, else BGGR)"
     )
@@ -227,4 +256,4 @@ def register(commands):
     evaluate.add_argument("--no-quality", action="store_true", help="skip PSNR / SSIM")
     evaluate.add_argument("--out", default="evaluation", help="output folder (default ./evaluation)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
-    evaluate.set_defaults(run=run, parser=evaluate)
+    evaluate.set_defaults(run=run, validate=validate, parser=evaluate)

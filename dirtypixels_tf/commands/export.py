@@ -7,8 +7,11 @@ signatures and export/README.md for which client uses which.
 """
 
 import json
+import os
 
-from dirtypixels_tf.commands.common import UsageError, positive_int
+from dirtypixels_tf.commands.common import UsageError, path_or_name, positive_int, sensor_spec
+
+CLASS_NAMES_FILE = "class_names.json"  # written by training into the run directory (training/fit.py)
 
 
 def read_class_names(path):
@@ -25,6 +28,25 @@ def read_class_names(path):
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def validate(args):
+    """Checks that need no TensorFlow."""
+    if args.quantize and not args.tflite:
+        raise UsageError("--quantize applies to --tflite; give --tflite PATH.tflite")
+    if args.class_names and not os.path.isfile(args.class_names):
+        raise UsageError(f"--class-names: no such file {args.class_names!r}")
+
+
+def default_class_names(source):
+    """The class names a training run recorded (RUN_DIR/class_names.json, also beside a .keras file), or None."""
+    if os.path.isdir(source):
+        path = os.path.join(source, CLASS_NAMES_FILE)
+    elif source.endswith(".keras"):
+        path = os.path.join(os.path.dirname(os.path.abspath(source)), CLASS_NAMES_FILE)
+    else:
+        return None  # a preset name
+    return read_class_names(path) if os.path.isfile(path) else None
+
+
 def run(args):
     from tqdm import tqdm
 
@@ -36,19 +58,18 @@ def run(args):
     )
     from dirtypixels_tf.models.loading import load_model
     from dirtypixels_tf.physics import noise
+    from dirtypixels_tf.physics.sensor import resolve_sensor
 
-    if args.sensor not in noise.SENSOR_PRESETS:
-        raise UsageError(f"--sensor must be one of {', '.join(noise.SENSOR_PRESETS)}; received {args.sensor!r}")
-    if args.quantize and not args.tflite:
-        raise UsageError("--quantize applies to --tflite; give --tflite PATH.tflite")
-    class_names = read_class_names(args.class_names) if args.class_names else None
+    # A preset name is recorded by name; a sensor.yaml by its noise (the file itself stays on this machine).
+    sensor = args.sensor if args.sensor in noise.SENSOR_PRESETS else resolve_sensor(args.sensor)[0]
+    class_names = read_class_names(args.class_names) if args.class_names else default_class_names(args.source)
     steps = 2 + (2 if args.tflite else 0)
     with tqdm(total=steps, unit="step", disable=args.quiet) as progress:
         progress.set_description(f"loading {args.source}")
         model = load_model(args.source, args.num_classes)
         progress.update()
         progress.set_description("writing the SavedModel")
-        path = export_savedmodel(model, args.out, args.version, args.sensor, args.top_k, class_names)
+        path = export_savedmodel(model, args.out, args.version, sensor, args.top_k, class_names)
         progress.update()
         if args.tflite:
             progress.set_description("converting to TFLite")
@@ -58,7 +79,8 @@ def run(args):
             parity = tflite_parity(args.tflite, path, count=args.parity_frames)
             progress.update()
     signatures = ", ".join(read_export_metadata(path)["signatures"])
-    print(f"wrote {path} (signatures {signatures}; sensor preset {args.sensor} in raw_uint16)")
+    named = f"{len(class_names)} class names" if class_names else "no class names (give --class-names)"
+    print(f"wrote {path} (signatures {signatures}; sensor {args.sensor} in raw_uint16; {named})")
     if args.tflite:
         ops = "built-in and SELECT_TF_OPS (needs the Flex delegate)" if info["select_tf_ops"] else "built-in only"
         agreement = "" if parity["top1_agreement"] is None else f"top-1 agreement {parity['top1_agreement']:.1%}, "
@@ -78,15 +100,29 @@ def register(commands):
         "alpha, sigma; raw_uint16: sensor values + black/white level + ISO; classify: tf.Examples for TF Serving's "
         "Classify API; isp: the intermediate image). The version directory appears only once complete.",
     )
-    export.add_argument("source", metavar="SOURCE", help="preset name, .keras file, or run directory with model.keras")
+    export.add_argument(
+        "source",
+        metavar="SOURCE",
+        type=path_or_name("a model preset name"),
+        help="preset name, .keras file, or run directory with model.keras",
+    )
     export.add_argument("--out", required=True, help="the model's base path (versions are BASE/1, BASE/2, ...)")
     export.add_argument("--version", type=positive_int, default=None, help="version number (default: next free)")
     export.add_argument("--num-classes", type=positive_int, default=None, help="class count of a preset")
-    export.add_argument("--class-names", default=None, help="text file (one per line) or JSON list of class names")
-    export.add_argument("--sensor", default="Nexus_6P_rear", help="sensor noise preset baked into raw_uint16")
+    export.add_argument(
+        "--class-names",
+        default=None,
+        help="text file (one per line) or JSON list of class names (default: the training run's class_names.json)",
+    )
+    export.add_argument(
+        "--sensor",
+        type=sensor_spec,
+        default="Nexus_6P_rear",
+        help="sensor noise preset or calibrated sensor.yaml baked into raw_uint16",
+    )
     export.add_argument("--top-k", type=positive_int, default=5, help="classes in the top-k outputs (5)")
     export.add_argument("--tflite", default=None, metavar="PATH.tflite", help="also write a TFLite model")
     export.add_argument("--quantize", default=None, choices=("dynamic",), help="TFLite dynamic-range quantization")
     export.add_argument("--parity-frames", type=positive_int, default=16, help="frames of the TFLite parity check")
     export.add_argument("--quiet", action="store_true", help="no progress bar")
-    export.set_defaults(run=run, parser=export)
+    export.set_defaults(run=run, validate=validate, parser=export)

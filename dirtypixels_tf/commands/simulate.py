@@ -7,7 +7,15 @@ import glob
 import os
 import sys
 
-from dirtypixels_tf.commands.common import UsageError, non_negative_int, positive_int
+from dirtypixels_tf.commands.common import (
+    UsageError,
+    even_positive_int,
+    light_profile,
+    non_negative_int,
+    path_or_name,
+    positive_int,
+    sensor_spec,
+)
 
 FASHION_MNIST = "fashion-mnist"
 
@@ -41,24 +49,31 @@ def _load_psf(spec):
     raise UsageError(f"--psf must be one of {', '.join(optics.PSF_NAMES)} or a .npy/.npz/.mat file; received {spec!r}")
 
 
+def validate(args):
+    """Checks that need no TensorFlow (the sensor, profile, size and PSF file are checked by their types)."""
+    source = args.source
+    if source != FASHION_MNIST and not (os.path.exists(source) or (glob.has_magic(source) and glob.glob(source))):
+        raise UsageError(
+            f"SOURCE must be '{FASHION_MNIST}', a folder of class subfolders or TFRecord files; received {source!r} "
+            "(not found)"
+        )
+
+
 def run(args):
     import tensorflow as tf
 
     from dirtypixels_tf.data import raw_records
-    from dirtypixels_tf.physics import noise
-    from dirtypixels_tf.physics.sensor import SensorModel
+    from dirtypixels_tf.physics.sensor import SensorModel, resolve_sensor
 
-    if args.profile not in noise.LIGHT_PROFILES:
-        raise UsageError(f"--profile must be one of {', '.join(noise.LIGHT_PROFILES)}; received {args.profile!r}")
-    if args.preset not in noise.SENSOR_PRESETS:
-        raise UsageError(f"--preset must be one of {', '.join(noise.SENSOR_PRESETS)}; received {args.preset!r}")
-    sensor = SensorModel(preset=args.preset, light_levels=args.profile, pattern=args.pattern, psf=_load_psf(args.psf))
+    noise_preset, sensor_pattern = resolve_sensor(args.sensor)
+    pattern = args.pattern or sensor_pattern or "BGGR"
+    sensor = SensorModel(preset=noise_preset, light_levels=args.profile, pattern=pattern, psf=_load_psf(args.psf))
     dataset, classes, kind = _open_source(args.source, args.split, args.label_offset)
     metadata = {
         "source": args.source,
         "source_kind": kind,
         "class_names": classes,
-        "preset": args.preset,
+        "sensor": args.sensor,
         "profile": args.profile,
         "psf": args.psf,
     }
@@ -101,13 +116,28 @@ def register(commands):
         help=f"'{FASHION_MNIST}' (default), a folder of class subfolders, or TFRecord files (file, folder, glob)",
     )
     simulate.add_argument("--out", required=True, help="output folder")
-    simulate.add_argument("--profile", default="3lux", help="light-level profile (3lux, 6lux, 2to20lux, 2to200lux)")
-    simulate.add_argument("--preset", default="Nexus_6P_rear", help="sensor noise preset (default Nexus_6P_rear)")
-    simulate.add_argument("--pattern", default="BGGR", choices=("RGGB", "BGGR", "GRBG", "GBRG"), help="Bayer phase")
     simulate.add_argument(
-        "--psf", default="none", help="none, center, offaxis, periphery, or a .npy/.npz/.mat PSF file"
+        "--profile", type=light_profile, default="3lux", help="light-level profile (3lux, 6lux, 2to20lux, 2to200lux)"
     )
-    simulate.add_argument("--size", type=positive_int, default=128, help="output height and width (even; 128)")
+    simulate.add_argument(
+        "--sensor",
+        type=sensor_spec,
+        default="Nexus_6P_rear",
+        help="sensor noise preset or a calibrated sensor.yaml (default Nexus_6P_rear)",
+    )
+    simulate.add_argument(
+        "--pattern",
+        default=None,
+        choices=("RGGB", "BGGR", "GRBG", "GBRG"),
+        help="Bayer phase (default: the sensor.yaml's, else BGGR)",
+    )
+    simulate.add_argument(
+        "--psf",
+        type=path_or_name("none, center, offaxis or periphery"),
+        default="none",
+        help="none, center, offaxis, periphery, or a .npy/.npz/.mat PSF file",
+    )
+    simulate.add_argument("--size", type=even_positive_int, default=128, help="output height and width (even; 128)")
     simulate.add_argument("--seed", type=non_negative_int, default=0, help="base seed of the per-example noise")
     simulate.add_argument("--limit", type=positive_int, default=None, help="simulate only the first N images")
     simulate.add_argument("--shards", type=positive_int, default=1, help="number of output files (default 1)")
@@ -120,4 +150,4 @@ def register(commands):
         "--label-offset", type=int, default=0, help="subtracted from TFRecord labels (1 for slim's 1001-class files)"
     )
     simulate.add_argument("--quiet", action="store_true", help="no progress bar")
-    simulate.set_defaults(run=run, parser=simulate)
+    simulate.set_defaults(run=run, validate=validate, parser=simulate)

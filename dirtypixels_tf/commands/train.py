@@ -28,16 +28,23 @@ def _describe(metrics):
     return ", ".join(parts) or "no evaluation split"
 
 
+def validate(args):
+    """The config is found and read before TensorFlow is imported."""
+    from dirtypixels_tf.training import config as config_lib
+
+    try:
+        args.config_path = config_lib.resolve_config(args.config)
+        args.experiment = config_lib.load_config(args.config_path, args.overrides)
+        config_lib.require_complete(args.experiment)
+    except config_lib.ConfigError as error:
+        raise UsageError(str(error)) from None
+
+
 def run(args):
     from dirtypixels_tf.training import config as config_lib
     from dirtypixels_tf.training.fit import TrainingStopped, run_experiment
 
-    try:
-        path = config_lib.resolve_config(args.config)
-        config = config_lib.load_config(path, args.overrides)
-        config_lib.require_complete(config)
-    except config_lib.ConfigError as error:
-        raise UsageError(str(error)) from None
+    path, config = args.config_path, args.experiment
     run_dir = args.run_dir or os.path.join("runs", os.path.splitext(os.path.basename(path))[0])
     print(f"dirtypixels train: {config.description or path}")
     print(f"run directory: {run_dir}")
@@ -78,4 +85,4 @@ def register(commands):
         help="override a config value, e.g. --set data.epochs=2 --set optimizer.learning_rate=0.001 (repeatable)",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bars")
-    train.set_defaults(run=run, parser=train)
+    train.set_defaults(run=run, validate=validate, parser=train)

@@ -107,7 +107,7 @@ def comparison_panels(
     count=4,
     image_size=None,
     seed=0,
-    preset=noise.DEFAULT_PRESET,
+    sensor=noise.DEFAULT_PRESET,
     pattern=mosaic.RELEASE_PATTERN,
     central_fraction=0.875,
     class_names=None,
@@ -123,8 +123,8 @@ def comparison_panels(
     level = parse_light_level(light_level)
     psf_label, psf_array = parse_psf(psf)
     light = (level.low, level.high) if level.noisy else (1.0, 1.0)
-    sensor = SensorModel(preset=preset, light_levels=light, pattern=pattern, psf=psf_array)
-    dataset = cell_dataset(source.take(count), sensor, size, count, seed, central_fraction, not level.noisy)
+    simulated = SensorModel(preset=sensor, light_levels=light, pattern=pattern, psf=psf_array)
+    dataset = cell_dataset(source.take(count), simulated, size, count, seed, central_fraction, not level.noisy)
     features, labels = next(iter(dataset))
     batch = {key: features[key].numpy() for key in ("raw", "alpha", "sigma")}
     clean = features["clean"].numpy()

@@ -476,7 +476,7 @@ def evaluate(
     batch_size=32,
     limit=None,
     seed=0,
-    preset=noise.DEFAULT_PRESET,
+    sensor=noise.DEFAULT_PRESET,
     pattern=mosaic.RELEASE_PATTERN,
     central_fraction=preprocessing.DEFAULT_CENTRAL_FRACTION,
     quality=True,
@@ -490,7 +490,7 @@ def evaluate(
     source: a tf.data.Dataset of (image float32 [H, W, 3] in [0, 1], label int64) (data.sources); `limit` keeps
     its first N examples. image_size: the RAW frame size (even int or (H, W)); None = the model's. A model that
     takes another size is refused (ValueError naming both). quality: measure PSNR/SSIM of the intermediate image.
-    preset / pattern: the sensor's noise preset (physics.noise) and Bayer phase; central_fraction: the evaluation
+    sensor / pattern: the sensor (a preset name, a sensor.yaml path or a NoisePreset) and the Bayer phase; central_fraction: the evaluation
     centre crop. psf_grid: the PsfGrid of the named PSFs (default: optics.default_psf_grid()).
     """
     predictor = as_predictor(model)
@@ -527,8 +527,8 @@ def evaluate(
             light = (level.low, level.high) if level.noisy else (1.0, 1.0)
             for label, psf in columns:
                 bar.set_postfix_str(f"{level.label}, psf {label}")
-                sensor = SensorModel(preset=preset, light_levels=light, pattern=pattern, psf=psf)
-                dataset = cell_dataset(source, sensor, image_size, batch_size, seed, central_fraction, not level.noisy)
+                cell_sensor = SensorModel(preset=sensor, light_levels=light, pattern=pattern, psf=psf)
+                dataset = cell_dataset(source, cell_sensor, image_size, batch_size, seed, central_fraction, not level.noisy)
                 cells[(level.label, label)] = _evaluate_cell(predictor, dataset, psf, quality, bar)
     count = cells[(levels[0].label, columns[0][0])]["examples"] if cells else 0
     metadata = {
@@ -537,14 +537,14 @@ def evaluate(
         "examples": count,
         "image_size": list(image_size),
         "seed": seed,
-        "sensor_preset": preset if isinstance(preset, str) else repr(preset),
+        "sensor": os.fspath(sensor) if isinstance(sensor, (str, os.PathLike)) else repr(sensor),
         "pattern": pattern,
         "central_fraction": central_fraction,
         "no_noise": {"alpha": NO_NOISE_ALPHA, "sigma": NO_NOISE_SIGMA},
         "notes": [
             "Accuracies: ties count as correct (in_top_k). PSNR (peak 1) and SSIM (Gaussian window 11, std 1.5) of "
             "the intermediate image clipped to [0, 1] against the sharp clean image, averaged per image.",
-            f"Noise: sensor preset {preset}, Bayer {pattern}; light level = lux / 2000; example i seeded "
+            f"Noise: sensor {sensor}, Bayer {pattern}; light level = lux / 2000; example i seeded "
             f"example_seed({seed}, i) in every cell.",
         ],
     }

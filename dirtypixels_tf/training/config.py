@@ -74,7 +74,7 @@ class DataConfig:
         the steps per epoch, is min(N, available); for tfrecords the count cannot be read cheaply, so train_examples
         is required (1,281,167 for ImageNet's training set).
     profile: a light-level profile name (3lux, 6lux, 2to20lux, 2to200lux) or [low, high] light levels (lux / 2000),
-        drawn log-uniformly per image; sensor: a noise preset (physics/noise.py); pattern: the Bayer phase;
+        drawn log-uniformly per image; sensor: a noise preset (physics/noise.py) or a calibrated sensor.yaml path; pattern: the Bayer phase;
     psf: "none", "center", "offaxis", "periphery" (seed 000's PSFs), "motion-L" (a random-walk PSF of side 2L + 1
         drawn with the experiment's seed, NIDF's blur) or a .npy/.npz/.mat file; one PSF for the whole dataset.
     batch_size: the GLOBAL batch, split evenly between the replicas; epochs; steps_per_epoch: None = dataset size //
@@ -508,8 +508,9 @@ def validate(config):
             f"data.profile: [low, high] light levels need 0 < low <= high, received {data.profile!r}",
         )
     _require(
-        data.sensor in noise.SENSOR_PRESETS,
-        f"data.sensor: expected one of {', '.join(noise.SENSOR_PRESETS)}, received {data.sensor!r}",
+        data.sensor in noise.SENSOR_PRESETS or os.path.isfile(data.sensor),
+        f"data.sensor: expected one of {', '.join(noise.SENSOR_PRESETS)} or an existing sensor.yaml, "
+        f"received {data.sensor!r}",
     )
     _require(
         len(data.crop_area) == 2 and 0 < data.crop_area[0] <= data.crop_area[1] <= 1,

@@ -51,6 +51,17 @@ def make_sensor(config):
     )
 
 
+def class_names(config):
+    """The class names of the training data, index = label: Fashion-MNIST's, an image folder's subfolder names,
+    or None for TFRecords (which carry numbers only)."""
+    data = config.data
+    if data.source == "fashion-mnist":
+        return list(fashion_mnist.FASHION_MNIST_CLASSES)
+    if data.source == "folder":
+        return sources.list_image_folder(data.train_path)[2]
+    return None
+
+
 def _open(config, split):
     """(dataset of (image, label), size or None) of the training or evaluation split (None if there is none)."""
     data = config.data

@@ -13,7 +13,8 @@
    trainer "lbfgs": L-BFGS for average PSNR on a fixed training set (lbfgs.py) instead;
 5. at the end fit folds the EMA weights into the model; with precise_bn_batches, the batch-norm statistics are
    re-estimated over that many training batches with the final weights (models.precise_batch_norm); the chief saves RUN_DIR/model.keras (an uncompiled copy:
-   no optimizer state), deletes the backup, evaluates on the evaluation split and writes RUN_DIR/metrics.json;
+   no optimizer state), deletes the backup, evaluates on the evaluation split and writes RUN_DIR/metrics.json
+   (and, from the start, RUN_DIR/class_names.json when the data has class names);
 6. each ISP of compare_isps is trained the same way under RUN_DIR/compare/<isp>/.
 """
 
@@ -38,6 +39,7 @@ from dirtypixels_tf.training.lbfgs import lbfgs_pretrain
 from dirtypixels_tf.training.loop import custom_fit
 
 METRICS_FILE = "metrics.json"
+CLASS_NAMES_FILE = "class_names.json"  # the training data's class names (index = label), read by export
 
 
 def _check_run_dir(config, run_dir):
@@ -266,6 +268,10 @@ def run_experiment(config, run_dir, verbose=1, log=print):
         for line in loaded:
             log(f"loaded stage-1 weights: {line}")
         data = data_lib.ExperimentData(config, models_lib.model_input_names(model))
+        names = data_lib.class_names(config)
+        if chief and names is not None:
+            with open(os.path.join(run_dir, CLASS_NAMES_FILE), "w", encoding="utf-8") as stream:
+                json.dump(names, stream, indent=1)
         log(
             f"{model.name}: {model.count_params():,} parameters; {data.train_size} training examples, global batch "
             f"{config.data.batch_size} on {strategy.num_replicas_in_sync} replica(s), {data.steps.steps_per_epoch} "

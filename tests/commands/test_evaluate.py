@@ -11,9 +11,10 @@ import skimage.io
 from dirtypixels_tf import cli
 from dirtypixels_tf.models import heads, joint
 from dirtypixels_tf.models.isp import build_isp
+from dirtypixels_tf.training import config as config_lib
 
 SIZE = 32
-DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "train", "configs", "default.yaml")
+DEFAULT_CONFIG = config_lib.resolve_config("default")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,6 @@ def test_evaluate_writes_the_grid_and_repeats_exactly(tmp_path, image_folder, mo
 
 
 def test_run_directory_settings_become_the_defaults(tmp_path, image_folder, model_file):
-    from dirtypixels_tf.training import config as config_lib
 
     run_dir = tmp_path / "run"
     os.makedirs(run_dir)
@@ -91,7 +91,7 @@ def test_run_directory_settings_become_the_defaults(tmp_path, image_folder, mode
         == 0
     )
     metadata = json.load(open(tmp_path / "out" / "evaluation.json"))["metadata"]
-    assert (metadata["sensor_preset"], metadata["pattern"]) == ("Pixel", "RGGB")
+    assert (metadata["sensor"], metadata["pattern"]) == ("Pixel", "RGGB")
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_run_directory_settings_become_the_defaults(tmp_path, image_folder, mode
         (["--psf", "none,blurry"], "--psf: psf must be one of none, center, offaxis, periphery .*; received 'blurry'"),
         (["--size", "64"], "image_size 64x64 does not fit .*tiny.keras, which takes 32x32 RAW frames"),
         (["--baseline", "darktable"], "--baseline: pipeline must be one of bilinear, .*; received 'darktable'"),
-        (["--preset", "Nexus_9"], "preset must be one of .*; received 'Nexus_9'"),
+        (["--sensor", "Nexus_9"], "--sensor: must be one of .*; received 'Nexus_9'"),
     ],
 )
 def test_bad_arguments_exit_2_with_the_message(argv, message, tmp_path, image_folder, model_file, capsys):
@@ -116,7 +116,7 @@ def test_unknown_model_exits_2(tmp_path, image_folder, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run(str(tmp_path / "missing.keras"), "--data", image_folder)
     assert exit_info.value.code == 2
-    assert "MODEL: model file not found" in capsys.readouterr().err
+    assert "argument MODEL: no such file or folder" in capsys.readouterr().err
 
 
 def test_evaluate_a_savedmodel(tmp_path, image_folder, model_file, capsys):
@@ -127,7 +127,7 @@ def test_evaluate_a_savedmodel(tmp_path, image_folder, model_file, capsys):
     out = tmp_path / "out"
     assert run(base, "--data", image_folder, "--profiles", "12", "--baseline", "bilinear_nlm", "--out", str(out)) == 0
     table = json.load(open(out / "evaluation.json"))
-    assert table["metadata"]["sensor_preset"] == "Pixel"  # the preset the SavedModel was exported with
+    assert table["metadata"]["sensor"] == "Pixel"  # the preset the SavedModel was exported with
     assert table["metadata"]["model"] == f"SavedModel {os.path.join(base, '1')}"
     assert all(table["cells"][0][m] is not None for m in ("top1", "top5", "psnr", "ssim"))
     # A SavedModel has no separable head: the baseline reports image quality only; the figure has no labels.

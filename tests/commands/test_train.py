@@ -1,16 +1,12 @@
 """`dirtypixels train`: the default experiment at a tiny size, overrides, and clear errors."""
 
-import os
+import json
 
 import pytest
 
 from dirtypixels_tf import cli
-from dirtypixels_tf.data import sources
+from dirtypixels_tf.data.fashion_mnist import FASHION_MNIST_CLASSES
 
-needs_fashion_mnist = pytest.mark.skipif(
-    not os.path.isfile(os.path.join(sources.FASHION_MNIST_DIR, sources.FASHION_MNIST_FILES["train"][0])),
-    reason="Debian's dataset-fashion-mnist is not installed",
-)
 TINY = [
     "data.train_examples=64",
     "data.eval_examples=64",
@@ -24,7 +20,6 @@ def sets(overrides):
     return [arg for item in overrides for arg in ("--set", item)]
 
 
-@needs_fashion_mnist
 def test_default_experiment_trains_both_models_and_prints_their_accuracy(tmp_path, capsys):
     status = cli.main(["train", "--run-dir", str(tmp_path / "run"), "--quiet", *sets(TINY)])
     assert status == 0
@@ -33,6 +28,8 @@ def test_default_experiment_trains_both_models_and_prints_their_accuracy(tmp_pat
     assert "test (bilinear, same head and budget): top-1" in out
     for path in ("model.keras", "params.yaml", "metrics.json", "compare/bilinear/model.keras"):
         assert (tmp_path / "run" / path).is_file(), path
+    # The class names travel with the run, for export and classify.
+    assert json.loads((tmp_path / "run" / "class_names.json").read_text()) == list(FASHION_MNIST_CLASSES)
     # The same run directory with another config is refused.
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--run-dir", str(tmp_path / "run"), *sets(TINY + ["seed=1"])])
@@ -51,8 +48,6 @@ def test_default_experiment_trains_both_models_and_prints_their_accuracy(tmp_pat
     ],
 )
 def test_bad_settings_exit_2_naming_the_key(arguments, message, capsys):
-    root = os.path.join(os.path.dirname(__file__), "..", "..")
-    arguments = [os.path.join(root, a) if a.endswith(".yaml") and a.startswith("train/") else a for a in arguments]
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", *arguments])
     assert exit_info.value.code == 2

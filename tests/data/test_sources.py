@@ -190,37 +190,3 @@ def test_read_idx_parses_and_validates(tmp_path):
     (tmp_path / "broken.gz").write_bytes(b"\x1f\x8b" + b"junk")
     with pytest.raises(ValueError, match="broken.gz.*gzip"):
         sources.read_idx(tmp_path / "broken.gz")
-
-
-def test_fashion_mnist_folder_with_bad_magic_is_named(tmp_path):
-    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((2, 28, 28), np.uint8), magic=0x00000801)
-    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(2, np.uint8))
-    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz.*expected 0x00000803"):
-        sources.load_fashion_mnist("test", directory=tmp_path)
-    with pytest.raises(ValueError, match="split must be one of train, test"):
-        sources.load_fashion_mnist("validation")
-
-
-DEBIAN_FILES = [
-    os.path.join(sources.FASHION_MNIST_DIR, f) for pair in sources.FASHION_MNIST_FILES.values() for f in pair
-]
-
-
-@pytest.mark.skipif(
-    not all(os.path.isfile(f) for f in DEBIAN_FILES),
-    reason="Debian's dataset-fashion-mnist is not installed (apt-get install dataset-fashion-mnist)",
-)
-def test_fashion_mnist_from_debian_files():
-    for split, count in (("train", 60000), ("test", 10000)):
-        images, labels = sources.load_fashion_mnist(split)
-        assert images.shape == (count, 28, 28) and images.dtype == np.uint8
-        assert labels.dtype == np.int64
-        np.testing.assert_array_equal(np.bincount(labels, minlength=10), [count // 10] * 10)
-        assert images.min() == 0 and images.max() == 255
-    dataset, classes = sources.fashion_mnist_source("test")
-    assert classes[9] == "Ankle boot" and int(dataset.cardinality()) == 10000
-    image, label = next(iter(dataset))
-    assert image.shape == (28, 28, 3) and image.dtype == tf.float32
-    np.testing.assert_array_equal(_as_8bit(image.numpy())[..., 0], images[0])
-    np.testing.assert_array_equal(image[..., 0], image[..., 2])
-    assert int(label) == labels[0]

@@ -11,7 +11,7 @@ import skimage.data
 import tensorflow as tf
 from skimage.util import img_as_float32
 
-from dirtypixels_tf.data import sources
+from dirtypixels_tf.data import fashion_mnist, sources
 from dirtypixels_tf.evaluation import baselines, figures, grid
 from dirtypixels_tf.models import heads, joint
 from dirtypixels_tf.models.isp import build_isp
@@ -214,11 +214,10 @@ def test_comparison_figure(tmp_path, tiny_model):
         assert file.read(4) == b"\x89PNG"
 
 
-@pytest.mark.skipif(not os.path.isdir(sources.FASHION_MNIST_DIR), reason="Debian's dataset-fashion-mnist is missing")
 def test_seed_000_grid_on_fashion_mnist_orders_the_conditions():
     # The full Table 1 grid (6 light levels + no noise, x 4 PSFs) with a conventional ISP on 32 real images: image
     # quality rises with light in every column, and falls from no blur to the periphery PSF without noise.
-    dataset, _ = sources.fashion_mnist_source("test")
+    dataset, _ = fashion_mnist.fashion_mnist_source("test")  # the real data set, or the tests' stand-in
     table = grid.evaluate(
         grid.ConventionalIspPredictor(baselines.get_pipeline("malvar_nlm")),
         dataset,

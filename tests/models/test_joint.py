@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from tiny_models import calibrate_batch_norm
 
-from dirtypixels_tf.data import sources
+from dirtypixels_tf.data import fashion_mnist
 from dirtypixels_tf.models import heads, isp
 from dirtypixels_tf.models.joint import joint_classifier
 from dirtypixels_tf.physics.sensor import SensorModel
@@ -22,7 +22,7 @@ def small_joint(isp_name="anscombe", freeze=None, classes=10, **isp_settings):
 def simulated_batch(count=8, seed=0, profile="3lux"):
     """Real photographs: the first Fashion-MNIST test images (or random images without the Debian package)."""
     try:
-        images, labels = sources.load_fashion_mnist("test")
+        images, labels = fashion_mnist.load_fashion_mnist("test")
         images = tf.image.resize(images[:count, ..., None].repeat(3, -1) / 255.0, (SIZE, SIZE)).numpy()
         labels = labels[:count].astype(np.int64)
     except (OSError, ValueError):

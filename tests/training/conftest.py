@@ -1,14 +1,12 @@
 """Fixtures of the training tests (their helpers are in training_jobs.py)."""
 
-import os
-
 import pytest
 
-from dirtypixels_tf.data import sources
+from dirtypixels_tf.data import fashion_mnist as fashion_mnist_data
 
 
 @pytest.fixture(scope="session")
 def fashion_mnist():
-    """Skip when Debian's dataset-fashion-mnist is not installed (.ci/run installs it)."""
-    if not os.path.isfile(os.path.join(sources.FASHION_MNIST_DIR, sources.FASHION_MNIST_FILES["train"][0])):
-        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    """The folder the training tests read Fashion-MNIST from: the real data set, or the stand-in that
+    tests/conftest.py writes when it is not on this machine (never the network)."""
+    return fashion_mnist_data.locate_fashion_mnist("train", download=False)

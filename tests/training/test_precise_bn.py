@@ -9,7 +9,7 @@ import pytest
 from dirtypixels_tf.training import config as config_lib
 from dirtypixels_tf.training.models import precise_batch_norm
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "train", "configs", "default.yaml")
+DEFAULT_CONFIG = config_lib.resolve_config("default")
 
 
 def test_moving_statistics_become_the_average_of_the_batch_statistics():
