@@ -57,9 +57,9 @@ from dirtypixels_tf.evaluation import baselines, grid  # noqa: E402
 from dirtypixels_tf.physics import noise  # noqa: E402
 from dirtypixels_tf.training import config as config_lib  # noqa: E402
 from dirtypixels_tf.training import data as data_lib  # noqa: E402
-from dirtypixels_tf.training.fit import evaluate as evaluate_metrics  # noqa: E402
 from dirtypixels_tf.training import models as models_lib  # noqa: E402
 from dirtypixels_tf.training import optimizers, run_experiment  # noqa: E402
+from dirtypixels_tf.training.fit import evaluate as evaluate_metrics  # noqa: E402
 from dirtypixels_tf.training.losses import SparseCrossEntropy  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

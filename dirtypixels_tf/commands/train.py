@@ -13,6 +13,7 @@ import time
 
 from dirtypixels_tf.commands.common import UsageError
 
+
 def _describe(metrics):
     test = metrics.get("test") or {}
     parts = []

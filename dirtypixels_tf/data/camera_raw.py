@@ -33,10 +33,10 @@ import os
 
 import numpy as np
 
+from dirtypixels_tf.optional import require
 from dirtypixels_tf.physics.mosaic import RELEASE_PATTERN, check_pattern
 from dirtypixels_tf.physics.validation import check_mosaic_array
 
-RAW_INSTALL_HINT = "pip install dirtypixels_tf[raw]"
 DNG_BITS = (12, 16)
 
 _ISO_TAG = 34855  # EXIF / TIFF-EP ISOSpeedRatings
@@ -65,22 +65,6 @@ class RawFrame:
     sensor_shape: tuple
     iso: float | None
     exposure_time: float | None
-
-
-def _import_rawpy():
-    try:
-        import rawpy
-    except ImportError:
-        raise ImportError(f"reading camera RAW files needs rawpy: {RAW_INSTALL_HINT}") from None
-    return rawpy
-
-
-def _import_tifffile():
-    try:
-        import tifffile
-    except ImportError:
-        raise ImportError(f"reading and writing DNG metadata needs tifffile: {RAW_INSTALL_HINT}") from None
-    return tifffile
 
 
 def phase_crop(source_pattern, pattern):
@@ -112,7 +96,7 @@ def exif_iso_and_exposure(path):
 
     Either is None when the tag is absent or the file is not TIFF-based (e.g. a Fujifilm RAF or an old CRW).
     """
-    tifffile = _import_tifffile()
+    tifffile = require("tifffile", "reading and writing DNG metadata")
     try:
         with tifffile.TiffFile(os.fspath(path)) as tiff:
             tags = tiff.pages[0].tags
@@ -145,7 +129,7 @@ def read_raw(path, pattern=RELEASE_PATTERN):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"path must be an existing camera RAW file; received {path!r} (not found)")
-    rawpy = _import_rawpy()
+    rawpy = require("rawpy", "reading camera RAW files")
     try:
         with rawpy.imread(path) as raw:
             colours = raw.color_desc.decode("ascii", "replace")
@@ -213,7 +197,7 @@ def write_dng(
     (seconds), when given, are written as the TIFF/EP tags 34855 and 33434. LibRaw needs at least 22 x 22 pixels.
     Returns the uint16 codes written.
     """
-    tifffile = _import_tifffile()
+    tifffile = require("tifffile", "reading and writing DNG metadata")
     pattern = check_pattern(pattern)
     array = check_mosaic_array(mosaic, "mosaic")
     if bits not in DNG_BITS or isinstance(bits, bool):

@@ -185,4 +185,3 @@ def write_idx_gz(path, array):
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
     with gzip.open(path, "wb") as stream:
         stream.write(header + array.tobytes())
-

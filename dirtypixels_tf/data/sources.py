@@ -385,4 +385,3 @@ def read_idx(path, expected_magic=None):
         raise ValueError(f"{path!r} has {received} bytes of data; its header (shape {shape}, {dtype}) needs {expected}")
     array = np.frombuffer(data, dtype, offset=4 + 4 * ndim).reshape(shape)
     return array.astype(dtype.newbyteorder("="))
-

@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from dirtypixels_tf.layers import anscombe
+from dirtypixels_tf.optional import require
 from dirtypixels_tf.physics import mosaic
 from dirtypixels_tf.physics.validation import check_positive_number
 
@@ -92,7 +93,7 @@ def unpack_bayer(planes, pattern=mosaic.RELEASE_PATTERN):
 def gaussian_denoise(image, method, sigma):
     """Denoise image [H, W, C] (float64) of additive white Gaussian noise of std `sigma` with "nlm" or "bm3d"."""
     if method == "nlm":
-        from skimage.restoration import denoise_nl_means
+        denoise_nl_means = require("skimage.restoration", "the non-local means baseline").denoise_nl_means
 
         return denoise_nl_means(
             image,
@@ -127,8 +128,7 @@ def demosaic(raw, method, pattern=mosaic.RELEASE_PATTERN):
     """RAW [H, W] -> RGB [H, W, 3] float64 with "bilinear", "malvar" (2004) or "menon" (2007)."""
     if method == "bilinear":
         return mosaic.demosaic_bilinear(np.asarray(raw, np.float32)[np.newaxis, :, :, np.newaxis], pattern).numpy()[0]
-    import colour_demosaicing
-
+    colour_demosaicing = require("colour_demosaicing", f"{method} demosaicking")
     functions = {
         "malvar": colour_demosaicing.demosaicing_CFA_Bayer_Malvar2004,
         "menon": colour_demosaicing.demosaicing_CFA_Bayer_Menon2007,

@@ -19,17 +19,14 @@ from dirtypixels_tf.evaluation.grid import (
     parse_light_level,
     parse_psf,
 )
+from dirtypixels_tf.optional import require
 from dirtypixels_tf.physics import mosaic, noise
 from dirtypixels_tf.physics.sensor import SensorModel
 
 
 def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    require("matplotlib", "plotting").use("Agg")
+    return require("matplotlib.pyplot", "plotting")
 
 
 def plot_accuracy(table, path):

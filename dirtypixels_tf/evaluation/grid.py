@@ -528,7 +528,9 @@ def evaluate(
             for label, psf in columns:
                 bar.set_postfix_str(f"{level.label}, psf {label}")
                 cell_sensor = SensorModel(preset=sensor, light_levels=light, pattern=pattern, psf=psf)
-                dataset = cell_dataset(source, cell_sensor, image_size, batch_size, seed, central_fraction, not level.noisy)
+                dataset = cell_dataset(
+                    source, cell_sensor, image_size, batch_size, seed, central_fraction, not level.noisy
+                )
                 cells[(level.label, label)] = _evaluate_cell(predictor, dataset, psf, quality, bar)
     count = cells[(levels[0].label, columns[0][0])]["examples"] if cells else 0
     metadata = {

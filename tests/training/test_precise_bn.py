@@ -1,7 +1,5 @@
 """Precise BN: the moving statistics become the average of the batch statistics under the final weights."""
 
-import os
-
 import keras
 import numpy as np
 import pytest
