@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 import site
 import subprocess
 import sys
@@ -14,9 +15,11 @@ REPO_ROOT = pathlib.Path(__file__).parents[1]
 
 @pytest.mark.slow
 def test_a_wheel_in_a_fresh_venv_runs_the_main_job_and_finds_the_bundled_configs(tmp_path):
+    source = tmp_path / "source"  # a copy, so that the build leaves nothing in the repository
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "runs", "*.egg-info"))
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(REPO_ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
         check=True,
         timeout=600,
     )
