@@ -10,7 +10,7 @@ from dirtypixels_tf.models import heads
 from dirtypixels_tf.training import config as config_lib
 from dirtypixels_tf.training import optimizers
 
-CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "train", "configs")
+CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "dirtypixels_tf", "configs")
 RELEASE = os.path.join(CONFIGS, "release_joint_3lux.yaml")
 
 
