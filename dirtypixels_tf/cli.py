@@ -20,10 +20,21 @@ import argparse
 import os
 import sys
 
-from dirtypixels_tf.commands import calibrate, classify, count, evaluate, export, serve, serving_config, simulate, train
+from dirtypixels_tf.commands import (
+    calibrate,
+    classify,
+    convert,
+    count,
+    evaluate,
+    export,
+    serve,
+    serving_config,
+    simulate,
+    train,
+)
 from dirtypixels_tf.commands.common import UsageError, import_tensorflow
 
-COMMANDS = (simulate, count, train, evaluate, export, serve, serving_config, classify, calibrate)
+COMMANDS = (simulate, count, train, evaluate, export, serve, serving_config, classify, calibrate, convert)
 
 
 def build_parser():

@@ -22,6 +22,9 @@ ResidualUNetPrior (seed 001 Sec. 4.2; release configuration from the authors' TF
   the linear 3x3 output convolution to `output_channels` (with bias). Every other convolution is conv + batch norm
   (offset only, no scale; momentum 0.95, epsilon 1e-4 as slim's batch_norm in the release) + ReLU, except the
   very first one (conv + bias + ReLU, no batch norm).
+- Initializers (the release's): every 3x3 convolution, the linear output convolution included, draws its kernel
+  from He's truncated normal (Keras "he_normal", slim's variance_scaling_initializer: factor 2, fan-in); the
+  transposed convolutions use Glorot uniform (slim's conv2d_transpose default); biases start at zero.
 - first_conv="dilated" (release): the first convolution is 3x3 with dilation rate 2 at full resolution; H and W must
   be divisible by 2^(levels - 1). first_conv="strided" (paper text): it has stride 2, the U-Net runs at half
   resolution, and a 2x2 stride-2 transposed convolution (c_0 channels, linear, with bias) restores full resolution
@@ -194,7 +197,12 @@ class ResidualUNetPrior(keras.layers.Layer):
                 widths[0], 2, strides=2, dtype=self.dtype_policy, name="level0_up_conv"
             )
         self.output_conv = keras.layers.Conv2D(
-            self.output_channels, 3, padding="same", dtype=self.dtype_policy, name="level0_out_conv"
+            self.output_channels,
+            3,
+            padding="same",
+            kernel_initializer="he_normal",
+            dtype=self.dtype_policy,
+            name="level0_out_conv",
         )
         # Build every sub-layer with its input shape (batch and spatial sizes are irrelevant to the weights).
         for level, width in enumerate(widths):

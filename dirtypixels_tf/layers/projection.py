@@ -50,11 +50,14 @@ def check_operator(operator):
     return operator
 
 
+PARAMETERIZATIONS = ("beta", "log_gamma")
+
+
 def release_gamma_inits(num_iterations, lambda_init=1.0, beta_init=2.0):
     """Initial gamma per iteration of the release's Anscombe network: gamma_k = beta_init * 2^k / lambda_init.
 
     The release learns one lambda (init 1.0) and one beta_k per iteration (init 2, 4, 8, ...); only the ratio
-    beta_k / lambda enters the data step, so one learned gamma per SoftProjection layer is equally expressive.
+    gamma_k = beta_k / lambda enters the data step (same function at initialization whichever is learned).
     """
     if not isinstance(num_iterations, int) or num_iterations < 1:
         raise ValueError(f"num_iterations must be an integer >= 1; received {num_iterations!r}")
@@ -256,8 +259,12 @@ class SoftProjection(keras.layers.Layer):
     - gamma_init: initial gamma > 0. One SoftProjection per unrolled iteration, with gamma_init = beta_k / lambda
       of the release (`release_gamma_inits` gives 2, 4, 8, ...), reproduces Algorithm 1's data steps. The default
       2.0 is the release's first iteration (beta_1 = 2, lambda = 1).
-    - trainable_gamma: learn gamma. It is stored as log(gamma) (weight `log_gamma`, float32, never autocast), so it
-      stays positive and its updates are relative.
+    - parameterization: what is learned. "beta" (the release): weight `beta`, initialized to gamma_init, and the
+      call takes the network's shared lambda (`layer(v, y, lam=lam)`, the release's one learned `lambda`, init
+      1.0), gamma = beta / lambda; both are plain float32 scalars as in the release (not constrained positive).
+      "log_gamma": weight `log_gamma` = log(gamma), so gamma stays positive and its updates are relative; the call
+      takes no lambda. Both give the same data step at initialization; training moves them differently.
+    - trainable_gamma: learn the weight (beta or log_gamma). Weights are float32 and never autocast.
     - psf: a fixed PSF ([kh, kw] or [kh, kw, C]) for the blur operators; leave None to pass per-image PSFs
       [B, kh, kw, C] at call time. Exactly one of the two is required for "blur" / "mosaic_blur".
     - cg_iterations, cg_tolerance: CG settings, only for "mosaic_blur" (None: DEFAULT_CG_ITERATIONS = 30,
@@ -273,10 +280,14 @@ class SoftProjection(keras.layers.Layer):
         psf=None,
         cg_iterations=None,
         cg_tolerance=None,
+        parameterization="log_gamma",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.operator = check_operator(operator)
+        if parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}; received {parameterization!r}")
+        self.parameterization = parameterization
         self.pattern = check_pattern(pattern)
         self.gamma_init = check_positive_number(gamma_init, "gamma_init")
         self.trainable_gamma = bool(trainable_gamma)
@@ -300,19 +311,33 @@ class SoftProjection(keras.layers.Layer):
                 DEFAULT_CG_TOLERANCE if cg_tolerance is None else cg_tolerance,
             )
 
-    def build(self, v_shape):
-        self.log_gamma = self.add_weight(
-            name="log_gamma",
+    def build(self, v_shape, y_shape=None, psf_shape=None):
+        beta = self.parameterization == "beta"
+        weight = self.add_weight(
+            name=self.parameterization,
             shape=(),
-            initializer=keras.initializers.Constant(math.log(self.gamma_init)),
+            initializer=keras.initializers.Constant(self.gamma_init if beta else math.log(self.gamma_init)),
             trainable=self.trainable_gamma,
             dtype="float32",
             autocast=False,
         )
+        setattr(self, self.parameterization, weight)  # self.beta or self.log_gamma
+
+    def gamma_value(self, lam=None):
+        """gamma: beta / lam ("beta", lam required) or exp(log_gamma) ("log_gamma", lam must be None)."""
+        weight = tf.convert_to_tensor(getattr(self, self.parameterization))
+        if self.parameterization == "log_gamma":
+            if lam is not None:
+                raise ValueError("lam is only taken by a SoftProjection with parameterization 'beta'; received one")
+            return tf.exp(weight)
+        if lam is None:
+            raise ValueError("a SoftProjection with parameterization 'beta' needs the shared lambda: call(v, y, lam=...)")
+        return weight / tf.cast(lam, tf.float32)
 
     @property
     def gamma(self):
-        return tf.exp(tf.convert_to_tensor(self.log_gamma))
+        """gamma of a "log_gamma" layer (a "beta" layer's gamma depends on the network's lambda: gamma_value)."""
+        return self.gamma_value()
 
     def _resolve_psf(self, psf):
         if self.operator == "mosaic":
@@ -327,17 +352,18 @@ class SoftProjection(keras.layers.Layer):
             raise ValueError(f"operator {self.operator!r} needs a psf (at construction or call); received none")
         return self.psf if psf is None else psf
 
-    def call(self, v, y, psf=None):
+    def call(self, v, y, psf=None, lam=None):
         psf = self._resolve_psf(psf)
+        gamma = self.gamma_value(lam)
         if self.operator == "mosaic":
-            z = soft_projection_mosaic(v, y, self.gamma, self.pattern)
+            z = soft_projection_mosaic(v, y, gamma, self.pattern)
         elif self.operator == "blur":
-            z = soft_projection_blur(v, y, self.gamma, psf)
+            z = soft_projection_blur(v, y, gamma, psf)
         else:
             z = soft_projection_mosaic_blur(
                 v,
                 y,
-                self.gamma,
+                gamma,
                 psf,
                 self.pattern,
                 DEFAULT_CG_ITERATIONS if self.cg_iterations is None else self.cg_iterations,
@@ -355,5 +381,6 @@ class SoftProjection(keras.layers.Layer):
             psf=_psf_to_config(self.psf),
             cg_iterations=self.cg_iterations,
             cg_tolerance=self.cg_tolerance,
+            parameterization=self.parameterization,
         )
         return config

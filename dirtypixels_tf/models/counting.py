@@ -2,7 +2,9 @@
 
 Multiply-adds (MACs, the papers' "FLOPs") are read off the TensorFlow graph of one forward pass at batch size 1:
 the kernel products of Conv2D / Conv3D, DepthwiseConv2dNative, transposed convolutions (Conv2DBackpropInput),
-MatMul and BatchMatMul ops. Not counted: biases, batch norm, activations, pooling, element-wise arithmetic, and FFTs
+MatMul and BatchMatMul ops, each over its whole output including the batch axis. That matters for dilated
+convolutions: TensorFlow builds one as SpaceToBatchND, then a Conv2D on a batch rate^2 times larger (of images
+rate times smaller), then BatchToSpaceND; the Conv2D's batch axis carries the factor rate^2. Not counted: biases, batch norm, activations, pooling, element-wise arithmetic, and FFTs
 (the Fourier-domain data steps cost O(N log N) per image, small beside the convolutions).
 """
 
@@ -24,16 +26,25 @@ def _static(shape, op):
     return dims
 
 
+def _elements(shape, op):
+    """Number of elements of an op's tensor, batch axis included (1 for the model's own batch; rate^2 inside a
+    dilated convolution's SpaceToBatchND)."""
+    dims = _static(shape, op)
+    if dims[0] is None:
+        raise ValueError(f"op {op.name!r} has an unknown batch size {shape}: count at a static batch size")
+    return int(np.prod(dims))
+
+
 def _op_multiply_adds(op):
     if op.type in ("Conv2D", "Conv3D"):
         kernel = _static(op.inputs[1].shape, op)  # [kh, kw, (kd,) in, out]
-        return int(np.prod(_static(op.outputs[0].shape, op)[1:])) * int(np.prod(kernel[:-1]))
+        return _elements(op.outputs[0].shape, op) * int(np.prod(kernel[:-1]))
     if op.type == "DepthwiseConv2dNative":
         kh, kw, _, _ = _static(op.inputs[1].shape, op)
-        return int(np.prod(_static(op.outputs[0].shape, op)[1:])) * kh * kw
+        return _elements(op.outputs[0].shape, op) * kh * kw
     if op.type == "Conv2DBackpropInput":  # transposed convolution: every input value scatters through the kernel
         kh, kw, out_channels, _ = _static(op.inputs[1].shape, op)
-        return int(np.prod(_static(op.inputs[2].shape, op)[1:])) * kh * kw * out_channels
+        return _elements(op.inputs[2].shape, op) * kh * kw * out_channels
     if op.type in ("MatMul", "BatchMatMulV2", "BatchMatMulV3"):
         a, b = _static(op.inputs[0].shape, op), _static(op.inputs[1].shape, op)
         rows = a[-1] if op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x") else a[-2]

@@ -9,7 +9,10 @@ Conventions:
   class and ImageNet class k is logit k + 1. `include_background=True` adds that background logit to `num_classes`
   (so num_classes=1000, include_background=True gives the release's 1001 logits). Any positive count is allowed.
 - Weights: random initialization, or a local weights file (`weights=PATH`). Nothing is downloaded.
-- No weight decay is attached to the heads; the training code applies it to every kernel.
+- No weight decay is attached to the heads; the training code applies it (training/optimizers.py).
+- Batch norm: Keras' defaults (momentum 0.99) unless `bn_momentum` is given; slim's MobileNet-v1 and Inception-v4
+  (the release's) decay at SLIM_BN_MOMENTUM = 0.9997, which the release presets set. Inception-v4 here always
+  uses slim's value. Epsilon is 1e-3 in both.
 """
 
 import os
@@ -20,6 +23,7 @@ import numpy as np
 from dirtypixels_tf.models.inception_v4 import inception_v4
 
 BUILTIN_HEADS = ("mobilenet_v1", "mobilenet_v2", "inception_v4")
+SLIM_BN_MOMENTUM = 0.9997
 
 
 def keras_application_names():
@@ -106,6 +110,7 @@ def build_head(
     weights=None,
     include_background=False,
     aux_logits=False,
+    bn_momentum=None,
 ):
     """Build classifier head `name` (see `head_names()`): images [B, H, W, C] -> logits [B, num_classes (+1)].
 
@@ -122,6 +127,8 @@ def build_head(
             `.h5` file). "imagenet" is refused: it would be downloaded, and this machine has no internet.
         include_background: add a background logit at index 0 (slim / release convention).
         aux_logits: Inception-v4 only: also output the auxiliary logits (outputs become a dict, see inception_v4).
+        bn_momentum: batch-norm momentum (decay of the moving statistics) of every BatchNormalization layer of the
+            head, in [0, 1); None keeps the builder's (0.99 for keras.applications, 0.9997 for Inception-v4).
 
     Returns:
         A functional keras.Model named `name`.
@@ -138,6 +145,10 @@ def build_head(
         raise ValueError(f"aux_logits must be True or False; received {aux_logits!r}")
     if aux_logits and name != "inception_v4":
         raise ValueError(f"aux_logits=True is only available for 'inception_v4'; received name={name!r}")
+    if bn_momentum is not None and (
+        isinstance(bn_momentum, bool) or not isinstance(bn_momentum, (int, float)) or not 0.0 <= bn_momentum < 1.0
+    ):
+        raise ValueError(f"bn_momentum must be None or a number in [0, 1); received {bn_momentum!r}")
     path = _check_weights(weights)
     classes = num_classes + int(include_background)
 
@@ -164,6 +175,10 @@ def build_head(
     except ValueError as err:
         raise ValueError(f"cannot build head {name!r} with input_shape={input_shape!r}: {err}") from err
 
+    if bn_momentum is not None:
+        for layer in model._flatten_layers(include_self=False, recursive=True):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = float(bn_momentum)
     if path is not None:
         try:
             model.load_weights(path)

@@ -32,7 +32,7 @@ from dirtypixels_tf.layers.priors import LiuDecodingModule, LiuEncodingModule, N
 from dirtypixels_tf.layers.projection import SoftProjection, release_gamma_inits
 from dirtypixels_tf.layers.shrinkage import ShrinkageFields
 from dirtypixels_tf.physics import mosaic
-from dirtypixels_tf.physics.validation import check_bool, check_image, check_int
+from dirtypixels_tf.physics.validation import check_bool, check_image, check_int, check_positive_number
 
 INITIALIZATIONS = ("adjoint", "bilinear")
 
@@ -88,29 +88,43 @@ class BilinearIsp(_Isp):
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
 class AnscombeNetwork(_Isp):
-    """Seed 001 Algorithm 1 in the release configuration by default (reference_facts.md).
+    """Seed 001 Algorithm 1, in the configuration of the authors' release by default (reference_facts.md).
 
-    1. D' = max-normalized GAT of the mosaic (noise std k per image);
-    2. x_0 = S^T D' (initialization="adjoint", Algorithm 1) or the bilinear demosaic of D' ("bilinear");
-    3. for k < iterations: v = prior_k([x_k, noise channel]) (a residual U-Net returning x_k - r),
-       x_{k+1} = soft projection of v onto D' = S x with gamma_k (release init beta_k / lambda = 2, 4, 8, ...);
-    4. the inverse GAT of x_N (unbiased closed form by default).
-    With anscombe=False (the ablation) steps 1 and 4 are skipped: the iterations run on the RAW values in [0, 1]
-    and the noise channel carries sigma. first_conv: "dilated" (release) or "strided" (paper text) for the priors.
-    The release trains with iterations=1 (its code default is 4).
+    1. The GAT and its per-image max-normalization (noise std k). anscombe_input="adjoint" (release): of the
+       3-channel S^T y (zeros at the unmeasured colours), so min and max run over that image and min D <= D(0);
+       x_0 is that normalized 3-channel image itself (its unmeasured entries hold (D(0) - min D) k). "mosaic"
+       (the paper's A = S): of the mosaic's pixels only, and x_0 = S^T D' (initialization="adjoint") or the
+       bilinear demosaic of D' ("bilinear", only with anscombe_input="mosaic").
+    2. for k < iterations: v = prior_k([x_k, noise channel]) (a residual U-Net returning x_k - r),
+       x_{k+1} = soft projection of v onto the measured (normalized) mosaic, gamma_k = beta_k / lambda.
+       scalars="release": one shared `lambda` (weight "isp/lambda", init lambda_init = 1.0) and one beta per
+       iteration (weight "projection_k/beta", init gamma_inits[k] * lambda_init = 2, 4, 8, ...); "log_gamma": one
+       log(gamma) per iteration. Same function at initialization; different optimization.
+    3. The inverse GAT of x_N: algebraic (unbiased_inverse=False, the release's joint models) or the closed-form
+       unbiased inverse (True).
+    With anscombe=False (the ablation) steps 1 and 3 are skipped: the iterations run on the RAW values in [0, 1]
+    (x_0 = S^T y) and the noise channel carries sigma. first_conv: "dilated" (release) or "strided" (paper text)
+    for the priors. The release trains with iterations=1 (its code default is 4). The output is not clipped (the
+    joint model clips it before the head, joint.py).
     """
+
+    ANSCOMBE_INPUTS = ("adjoint", "mosaic")
+    SCALARS = ("release", "log_gamma")
 
     def __init__(
         self,
         iterations=1,
         pattern=mosaic.RELEASE_PATTERN,
         anscombe=True,
-        unbiased_inverse=True,
+        unbiased_inverse=False,
         initialization="adjoint",
         first_conv="dilated",
         levels=3,
         gamma_inits=None,
         trainable_gamma=True,
+        anscombe_input="adjoint",
+        scalars="release",
+        lambda_init=1.0,
         **kwargs,
     ):
         super().__init__(pattern, **kwargs)
@@ -119,7 +133,19 @@ class AnscombeNetwork(_Isp):
         self.unbiased_inverse = check_bool(unbiased_inverse, "unbiased_inverse")
         if initialization not in INITIALIZATIONS:
             raise ValueError(f"initialization must be one of {', '.join(INITIALIZATIONS)}; received {initialization!r}")
+        if anscombe_input not in self.ANSCOMBE_INPUTS:
+            raise ValueError(f"anscombe_input must be one of {self.ANSCOMBE_INPUTS}; received {anscombe_input!r}")
+        if initialization == "bilinear" and anscombe_input == "adjoint":
+            raise ValueError(
+                "initialization='bilinear' needs anscombe_input='mosaic' (with 'adjoint' x_0 is the transformed "
+                f"S^T y); received initialization={initialization!r}, anscombe_input={anscombe_input!r}"
+            )
+        if scalars not in self.SCALARS:
+            raise ValueError(f"scalars must be one of {self.SCALARS}; received {scalars!r}")
         self.initialization = initialization
+        self.anscombe_input = anscombe_input
+        self.scalars = scalars
+        self.lambda_init = check_positive_number(lambda_init, "lambda_init")
         self.first_conv = first_conv
         self.levels = levels
         gamma_inits = release_gamma_inits(self.iterations) if gamma_inits is None else list(gamma_inits)
@@ -135,24 +161,53 @@ class AnscombeNetwork(_Isp):
             ResidualUNetPrior(output_channels=3, levels=levels, first_conv=first_conv, name=f"prior_{k}")
             for k in range(self.iterations)
         ]
+        release = scalars == "release"
         self.projections = [
-            SoftProjection("mosaic", pattern, gamma_init=gamma, trainable_gamma=trainable_gamma, name=f"projection_{k}")
+            SoftProjection(
+                "mosaic",
+                pattern,
+                gamma_init=gamma * self.lambda_init if release else gamma,
+                trainable_gamma=trainable_gamma,
+                parameterization="beta" if release else "log_gamma",
+                name=f"projection_{k}",
+            )
             for k, gamma in enumerate(gamma_inits)
         ]
+        self.lam = None
+
+    def build(self, raw_shape, alpha_shape=None, sigma_shape=None, psf_shape=None):
+        if self.scalars == "release":
+            self.lam = self.add_weight(
+                name="lambda",
+                shape=(),
+                initializer=keras.initializers.Constant(self.lambda_init),
+                trainable=self.trainable_gamma,
+                dtype="float32",
+                autocast=False,
+            )
+        super().build(raw_shape, alpha_shape, sigma_shape, psf_shape)
+
+    def transform(self, raw, alpha, sigma):
+        """Step 1: (x_0 [B, H, W, 3], the measured mosaic y [B, H, W, 1], noise std [B], the GAT dict or None)."""
+        raw = _check_raw(raw)
+        if not self.anscombe:
+            return self.initial(raw), raw, tf.cast(sigma, raw.dtype), None
+        if self.anscombe_input == "adjoint":
+            transformed = self.forward(self.initial(raw), alpha, sigma)
+            x = transformed["image"]
+            return x, mosaic.mosaic(x, self.pattern), transformed["scale"], transformed
+        transformed = self.forward(raw, alpha, sigma)
+        y = transformed["image"]
+        return self.initial(y), y, transformed["scale"], transformed
 
     def call(self, raw, alpha, sigma, psf=None, training=False):
         _check_no_psf(psf, self)
-        raw = _check_raw(raw)
-        if self.anscombe:
-            transformed = self.forward(raw, alpha, sigma)
-            y, noise_std = transformed["image"], transformed["scale"]
-        else:
-            y, noise_std = raw, tf.cast(sigma, raw.dtype)
-        x = self.initial(y)
+        x, y, noise_std, transformed = self.transform(raw, alpha, sigma)
+        lam = {"lam": self.lam} if self.scalars == "release" else {}
         for prior, projection in zip(self.priors, self.projections):
             v = prior(append_noise_channel(x, tf.cast(noise_std, x.dtype)), training=training)
-            x = projection(v, tf.cast(y, v.dtype))
-        if not self.anscombe:
+            x = projection(v, tf.cast(y, v.dtype), **lam)
+        if transformed is None:
             return x
         return self.inverse(x, alpha, sigma, transformed["scale"], transformed["offset"])
 
@@ -167,6 +222,9 @@ class AnscombeNetwork(_Isp):
             "levels": self.levels,
             "gamma_inits": self.gamma_inits,
             "trainable_gamma": self.trainable_gamma,
+            "anscombe_input": self.anscombe_input,
+            "scalars": self.scalars,
+            "lambda_init": self.lambda_init,
         }
 
 

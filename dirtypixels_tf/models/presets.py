@@ -8,13 +8,18 @@ presets take 300x300 RAW frames: past its first (valid, stride-2) convolution In
 map sizes at 300 as at 299.
 
 Where the counts differ from the papers (seed 001 Tables 1-2):
-- Parameters match: 4.28 M for the joint Anscombe model (47,660 ISP + 4,233,001 MobileNet-v1 at 1001 classes) and
-  11.99 M for the Chen U-Net model (7,760,268 + 4,233,001).
+- Parameters match: 4.28 M for the joint Anscombe model (47,661 ISP + 4,233,001 MobileNet-v1 at 1001 classes) and
+  11.99 M for the Chen U-Net model (7,760,268 + 4,233,001). The ISP's 47,661 are the prior's 47,659 plus the
+  release's two learned scalars (lambda and beta for one iteration), as in its checkpoints.
 - Multiply-adds do not all match. MobileNet-v1 at 128 is 186.4 M here (as in TF-slim's own table) against the
-  paper's 181 M; the release Anscombe network is 112.7 M against the 101 M the paper's total implies, so the joint
-  model is 299.1 M against 282 M (+6.1 %). The Chen U-Net is 757.1 M here, also by hand from its published layers
+  paper's 181 M; the release Anscombe network is 116.3 M (its dilated first convolution counted in full, as by
+  hand) against the 101 M the paper's total implies, so the joint model is 302.7 M against 282 M (+7.3 %). The
+  Chen U-Net is 757.1 M here, also by hand from its published layers
   (5 levels of two 3x3 convolutions at 64x64 to 4x4, 32 to 512 channels), against the 356 M the paper's 537 M
   implies: the paper must count differently, and the architecture is checked by its exact parameter count.
+- The shrinkage-fields denoiser keeps the colour channels apart by folding them into the batch axis, so its 24
+  filters run three times per image: 469.0 M multiply-adds at 300x300 (the deblurring variant merges the channels
+  in its proximal operator and is 158.0 M).
 - MobileNet-v2 1.4 from keras.applications has 6.11 M trainable parameters and 191 M multiply-adds at 128x128
   against the paper's 6.90 M and 320 M (the paper's figures match no MobileNet-v2 1.4 at 128 that we know of).
 """
@@ -29,7 +34,10 @@ from dirtypixels_tf.models.joint import joint_classifier
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """One model configuration: an ISP (isp_model.ISP_CLASSES name and settings) and a head (or none)."""
+    """One model configuration: an ISP (isp_model.ISP_CLASSES name and settings) and a head (or none).
+
+    head_bn_momentum: the head's batch-norm decay (heads.build_head's bn_momentum; None keeps the head's default).
+    """
 
     name: str
     isp: str
@@ -38,6 +46,7 @@ class Preset:
     num_classes: int = 1001
     isp_settings: dict = dataclasses.field(default_factory=dict)
     head_width: float = 1.0
+    head_bn_momentum: float | None = None
     psf_size: tuple | None = None
     freeze: str | None = None
     expected_params: int = 0
@@ -57,8 +66,9 @@ PRESETS = {
             "anscombe",
             128,
             "mobilenet_v1",
-            expected_params=4_280_661,
-            expected_macs=299_123_712,
+            head_bn_momentum=heads.SLIM_BN_MOMENTUM,
+            expected_params=4_280_662,
+            expected_macs=302_662_656,
             paper="seed 001 Table 1, joint Anscombe network + MobileNet-v1: 4.28 M, 282 M",
         ),
         Preset(
@@ -66,9 +76,10 @@ PRESETS = {
             "anscombe",
             128,
             "mobilenet_v1",
+            head_bn_momentum=heads.SLIM_BN_MOMENTUM,
             isp_settings={"anscombe": False},
-            expected_params=4_280_661,
-            expected_macs=299_123_712,
+            expected_params=4_280_662,
+            expected_macs=302_662_656,
             paper="seed 001 Table 2, proposed joint architecture (no Anscombe layers): 4.28 M, 282 M",
         ),
         Preset(
@@ -76,6 +87,7 @@ PRESETS = {
             "bilinear",
             128,
             "mobilenet_v1",
+            head_bn_momentum=heads.SLIM_BN_MOMENTUM,
             expected_params=4_233_001,
             expected_macs=186_844_160,
             paper="seed 001 Table 1, MobileNet-v1 from scratch on RAW: 4.23 M, 181 M",
@@ -115,7 +127,7 @@ PRESETS = {
             300,
             "inception_v4",
             expected_params=42_652_171,
-            expected_macs=12_411_926_160,
+            expected_macs=12_722_966_160,
             paper="seed 000 Table 2, shrinkage fields denoising + Inception-v4",
         ),
         Preset(
@@ -169,7 +181,13 @@ def build_preset(name, num_classes=None):
     size = (preset.image_size, preset.image_size)
     if preset.head is None:
         return isp_model(isp, size, preset.psf_size)
-    head = heads.build_head(preset.head, (*size, 3), num_classes or preset.num_classes, width=preset.head_width)
+    head = heads.build_head(
+        preset.head,
+        (*size, 3),
+        num_classes or preset.num_classes,
+        width=preset.head_width,
+        bn_momentum=preset.head_bn_momentum,
+    )
     return joint_classifier(isp, head, preset.head, size, preset.psf_size, preset.freeze, name=preset.name)
 
 

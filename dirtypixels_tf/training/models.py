@@ -29,13 +29,22 @@ def _image_size(spec):
     return (spec["image_size"], spec["image_size"])
 
 
+def _head_bn_momentum(config):
+    """The head's batch-norm momentum: the preset's (slim's 0.9997 for the release presets), else the head's default."""
+    from dirtypixels_tf.models import presets
+
+    return None if config.model.preset is None else presets.get_preset(config.model.preset).head_bn_momentum
+
+
 def build_model(config):
     """The uncompiled Keras model of an ExperimentConfig (see the module docstring)."""
     spec = config_lib.model_spec(config)
     size = _image_size(spec)
     head = None
     if spec["head"] is not None:
-        head = heads.build_head(spec["head"], (*size, 3), spec["num_classes"], width=spec["head_width"])
+        head = heads.build_head(
+            spec["head"], (*size, 3), spec["num_classes"], width=spec["head_width"], bn_momentum=_head_bn_momentum(config)
+        )
     if spec["isp"] is None:
         clean = keras.Input((*size, 3), name="clean")
         logits = head(HeadPreprocessing(spec["head"], name="head_preprocessing")(clean))

@@ -10,8 +10,10 @@
   (including transposed) and Dense layers. This is an L2 loss term, not decoupled decay: with RMSProp the penalty's
   gradient is normalized by the accumulator like every other gradient, which is what the release trained with;
   decoupled decay (Keras' weight_decay argument, AdamW-style) would give a different optimum for the same number.
-  Depthwise kernels are not penalized (slim's MobileNet default, regularize_depthwise=False), nor biases, batch
-  norm parameters or the ISPs' own weights (filters of shrinkage fields, projection weights).
+  Depthwise kernels are not penalized (slim's MobileNet default, regularize_depthwise=False; keras' DepthwiseConv2D
+  is not a Conv2D), nor biases, batch norm parameters, nor any weight of an ISP layer (the release builds its ISP
+  with weight_decay=0.0; that covers the priors' convolutions, shrinkage-field filters and projection weights):
+  weight decay applies to the head.
 """
 
 import keras
@@ -84,8 +86,19 @@ def build_optimizer(optimizer_config, schedule_config, steps):
 
 def decayed_kernels(model):
     """The trainable kernels that weight decay applies to (see the module docstring), in model order."""
+    from dirtypixels_tf.models.isp import ISP_CLASSES
+
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    isp_parts = {
+        id(part)
+        for layer in layers
+        if isinstance(layer, tuple(ISP_CLASSES.values()))
+        for part in layer._flatten_layers(include_self=True, recursive=True)
+    }
     kernels, seen = [], set()
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in layers:
+        if id(layer) in isp_parts:
+            continue
         if isinstance(layer, _DECAYED_LAYERS) and layer.trainable and getattr(layer, "kernel", None) is not None:
             kernel = layer.kernel
             if id(kernel) not in seen:

@@ -246,3 +246,16 @@ def test_liu_decoding_refuses_mismatched_resolutions():
 def test_bad_settings_are_refused_in_init(make, pattern):
     with pytest.raises(ValueError, match=pattern):
         make()
+
+
+def test_release_initializers_he_normal_for_every_3x3_convolution():
+    # slim's variance_scaling_initializer (factor 2, fan-in, truncated normal) in the release, the output too
+    prior = ResidualUNetPrior()
+    prior.build((None, 16, 16, 4))
+    convs = [prior.output_conv] + [unit.conv for unit in prior.conv_in + prior.conv_1 + prior.conv_2 + prior.out_conv]
+    for conv in convs:
+        initializer = conv.kernel_initializer
+        assert isinstance(initializer, keras.initializers.VarianceScaling), conv.name
+        assert (initializer.scale, initializer.mode, initializer.distribution) == (2.0, "fan_in", "truncated_normal")
+    kernel = prior.output_conv.kernel.numpy()
+    assert abs(kernel.std() / np.sqrt(2.0 / (9 * 8)) - 1) < 0.35  # 216 draws

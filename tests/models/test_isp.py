@@ -13,7 +13,10 @@ SIZE = 32
 PSF = optics.gaussian_psf(5, 1.0)
 CONFIGS = {
     "anscombe": ("anscombe", {}),
-    "anscombe_2_iterations_bilinear_init": ("anscombe", {"iterations": 2, "initialization": "bilinear"}),
+    "anscombe_2_iterations_bilinear_init": (
+        "anscombe",
+        {"iterations": 2, "initialization": "bilinear", "anscombe_input": "mosaic", "scalars": "log_gamma"},
+    ),
     "anscombe_strided": ("anscombe", {"first_conv": "strided"}),
     "anscombe_ablation_no_anscombe": ("anscombe", {"anscombe": False}),
     "bilinear": ("bilinear", {}),
@@ -85,9 +88,46 @@ def test_batch_of_mixed_noise_levels_equals_each_image_alone():
 def test_release_anscombe_network_layout():
     layer = isp.build_isp("anscombe")
     isp.isp_model(layer, (128, 128))
-    assert [w.path for w in layer.weights if "gamma" in w.path] == ["isp/projection_0/log_gamma"]
-    assert float(layer.projections[0].gamma) == pytest.approx(2.0)  # beta_1 / lambda = 2 / 1 in the release
-    assert sum(int(np.prod(w.shape)) for w in layer.trainable_weights) == 47_660  # prior 47,659 + gamma
+    scalars = {w.path: float(w.numpy()) for w in layer.weights if w.shape == ()}
+    assert scalars == {"isp/lambda": 1.0, "isp/projection_0/beta": 2.0}  # the release's gauss_den/lambda, iter_0/beta
+    assert float(layer.projections[0].gamma_value(layer.lam)) == pytest.approx(2.0)
+    # prior 47,659 + lambda + beta: one more than a single learned gamma
+    assert sum(int(np.prod(w.shape)) for w in layer.trainable_weights) == 47_661
+    assert layer.unbiased_inverse is False  # the release's joint models use the algebraic inverse
+
+
+def test_release_scalars_compute_the_log_gamma_function_at_initialization():
+    release = isp.build_isp("anscombe", iterations=2)
+    log_gamma = isp.build_isp("anscombe", iterations=2, scalars="log_gamma")
+    model_a, model_b = isp.isp_model(release, (SIZE, SIZE)), isp.isp_model(log_gamma, (SIZE, SIZE))
+    for a, b in zip(release.priors, log_gamma.priors):
+        b.set_weights(a.get_weights())
+    _, features = make_inputs(model_a)
+    np.testing.assert_allclose(model_a(features).numpy(), model_b(features).numpy(), atol=1e-6)
+    assert [float(p.beta.numpy()) for p in release.projections] == [2.0, 4.0]
+    release.lam.assign(2.0)  # gamma = beta / lambda: doubling lambda halves every gamma
+    assert [float(p.gamma_value(release.lam)) for p in release.projections] == [1.0, 2.0]
+
+
+def test_release_normalization_runs_over_the_masked_three_channel_image():
+    # The release takes min and max of the GAT of S^T y, zeros at the unmeasured colours included, so with every
+    # measured pixel above 0 the offset is D(0) = 2 sqrt(3/8 + s^2), not the smallest measured value.
+    layer = isp.build_isp("anscombe")
+    isp.isp_model(layer, (SIZE, SIZE))
+    raw = tf.constant(np.random.default_rng(3).uniform(0.2, 0.8, (2, SIZE, SIZE, 1)), tf.float32)
+    alpha, sigma = tf.constant([0.01, 0.02]), tf.constant([0.02, 0.05])
+    x, y, scale, transformed = layer.transform(raw, alpha, sigma)
+    s = sigma.numpy() / alpha.numpy()
+    np.testing.assert_allclose(transformed["offset"].numpy(), 2 * np.sqrt(0.375 + s**2), rtol=1e-6)
+    d = 2 * np.sqrt(raw.numpy()[..., 0] / alpha.numpy()[:, None, None] + 0.375 + s[:, None, None] ** 2)
+    np.testing.assert_allclose(scale.numpy(), 1 / (d.max(axis=(1, 2)) - 2 * np.sqrt(0.375 + s**2)), rtol=1e-5)
+    masks = mosaic.bayer_masks_numpy(SIZE, SIZE)
+    np.testing.assert_allclose(x.numpy() * (1 - masks), 0.0, atol=1e-6)  # unmeasured entries: (D(0) - min D) k = 0
+    np.testing.assert_allclose(y.numpy()[..., 0], np.sum(x.numpy() * masks, axis=-1), atol=1e-6)
+    # the paper's variant normalizes over the mosaic's pixels: its offset is the smallest measured D
+    paper = isp.build_isp("anscombe", anscombe_input="mosaic")
+    isp.isp_model(paper, (SIZE, SIZE))
+    np.testing.assert_allclose(paper.transform(raw, alpha, sigma)[3]["offset"].numpy(), d.min(axis=(1, 2)), rtol=1e-5)
 
 
 def test_bilinear_isp_is_exact_on_constant_images():

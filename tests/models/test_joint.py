@@ -49,6 +49,36 @@ def test_outputs_names_and_head_normalization():
     np.testing.assert_allclose(scaled.numpy(), [[-1.0, 0.0, 1.0]])
 
 
+def test_head_input_is_the_image_clipped_to_0_1_as_in_the_release():
+    model = small_joint()
+    scaled = model.get_layer("head_preprocessing")(tf.constant([[-0.7, 0.25, 1.9]]))
+    np.testing.assert_allclose(scaled.numpy(), [[-1.0, -0.5, 1.0]])
+    head = model.get_layer("mobilenet_v1")
+    features, _ = simulated_batch(2)
+    outputs = model(features)
+    expected = head(np.clip(outputs["image"].numpy(), 0.0, 1.0) * 2.0 - 1.0)
+    np.testing.assert_allclose(outputs["logits"].numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
+    unclipped = joint_classifier(isp.build_isp("anscombe"), head, "mobilenet_v1", (SIZE, SIZE), clip_image=False)
+    np.testing.assert_allclose(unclipped.get_layer("head_preprocessing")(tf.constant([[1.9]])).numpy(), [[2.8]])
+
+
+def test_weight_decay_reaches_the_head_convolutions_only():
+    # The release builds the ISP with weight_decay=0.0 and MobileNet with regularize_depthwise=False.
+    from dirtypixels_tf.training.optimizers import decayed_kernels
+
+    model = small_joint()
+    decayed = {id(kernel) for kernel in decayed_kernels(model)}
+    head = model.get_layer("mobilenet_v1")
+    expected = [
+        layer.kernel
+        for layer in head.layers
+        if isinstance(layer, keras.layers.Conv2D) and not isinstance(layer, keras.layers.DepthwiseConv2D)
+    ]
+    assert len(expected) == 15  # conv1, 13 pointwise, conv_preds
+    assert decayed == {id(kernel) for kernel in expected}
+    assert not {id(w) for w in model.get_layer("isp").weights} & decayed
+
+
 def test_frozen_head_stays_bit_identical_while_the_isp_learns():
     """As Liu et al.: a trained head is frozen and only the ISP learns."""
     model = small_joint()

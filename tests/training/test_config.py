@@ -61,7 +61,7 @@ def test_release_recipe_numbers():
     assert config.model.preset == "joint_mobilenet_v1_128" and config_lib.model_spec(config)["num_classes"] == 1001
     opt = config.optimizer
     assert (opt.name, opt.learning_rate, opt.rho, opt.momentum, opt.epsilon) == ("rmsprop", 4.5e-4, 0.9, 0.9, 1.0)
-    assert opt.tf1_rmsprop_init and opt.weight_decay == 4e-5 and config.data.batch_size == 256
+    assert opt.tf1_rmsprop_init and opt.weight_decay == 4e-5 and config.data.batch_size == 1024
     assert (config.schedule.decay_rate, config.schedule.decay_epochs, config.schedule.staircase) == (0.94, 2.0, True)
     assert config.data.train_path == config_lib.MISSING  # a required user setting
     with pytest.raises(config_lib.ConfigError, match="data.train_path: a required user setting"):
@@ -160,7 +160,8 @@ def test_overrides_and_base_chain(tmp_path):
 def test_steps_are_derived_from_the_global_batch_and_the_dataset_size():
     config = load("release_joint_3lux.yaml")
     steps = config_lib.derive_steps(config, 1_281_167)
-    assert steps.steps_per_epoch == 1_281_167 // 256 == 5004
-    assert steps.decay_steps == 2 * 5004 and steps.total_steps == 30 * 5004
+    # the release's 256 per clone x 4 clones; its decay_steps = int(N / 1024 * 2) = 2502
+    assert steps.steps_per_epoch == 1_281_167 // 1024 == 1251
+    assert steps.decay_steps == 2 * 1251 == int(1_281_167 / 1024 * 2) and steps.total_steps == 30 * 1251
     halved = config_lib.derive_steps(load("release_joint_3lux.yaml", ["data.batch_size=128"]), 1_281_167)
     assert halved.steps_per_epoch == 10009 and halved.decay_steps == 20018
