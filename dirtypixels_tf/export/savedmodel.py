@@ -21,7 +21,8 @@ Signatures (every input has a dynamic batch dimension B; H and W are the model's
 A model without a classifier (an ISP preset) gets serving_default and raw_uint16 returning {"image"} and "isp".
 
 Bad inputs fail inside the graph with tf.errors.InvalidArgumentError (INVALID_ARGUMENT behind a server): NaN or
-infinite values, raw outside [0, 1], negative alpha or sigma, white_level <= black_level, iso <= 0, a malformed
+infinite values, raw outside [0, 1], alpha outside (0, 1] or sigma outside [0, 1] (noise above full scale
+describes no sensor and overflows the Anscombe transform), white_level <= black_level, iso <= 0, a malformed
 tf.Example.
 
 Each version also holds assets.extra/tf_serving_warmup_requests (TF Serving replays these batch-1 requests before
@@ -48,6 +49,9 @@ EXTRA_DIR = "assets.extra"
 METADATA_FILE = "dirtypixels.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 _VERSION_NAME = re.compile(r"^[0-9]+$")
+# alpha and sigma above full scale (1 in [0, 1] units) describe no real sensor, and overflow the Anscombe
+# transform (sigma = 1e30 gave NaN logits): the signatures refuse them.
+MAX_NOISE = 1.0
 
 
 def _check_model(model):
@@ -123,8 +127,16 @@ class _Signatures:
                 "to",
                 tf.reduce_max(raw),
             ),
-            _assert(tf.math.is_finite(alpha) & (alpha >= 0.0), "alpha must be finite and >= 0; received", alpha),
-            _assert(tf.math.is_finite(sigma) & (sigma >= 0.0), "sigma must be finite and >= 0; received", sigma),
+            _assert(
+                tf.math.is_finite(alpha) & (alpha > 0.0) & (alpha <= MAX_NOISE),
+                "alpha must be finite, > 0 and <= 1 (the Poisson scale in [0, 1] units); received",
+                alpha,
+            ),
+            _assert(
+                tf.math.is_finite(sigma) & (sigma >= 0.0) & (sigma <= MAX_NOISE),
+                "sigma must be finite, >= 0 and <= 1 (the Gaussian std in [0, 1] units); received",
+                sigma,
+            ),
             _assert(tf.shape(alpha)[0] == tf.shape(raw)[0], "alpha must have one value per image of raw"),
             _assert(tf.shape(sigma)[0] == tf.shape(raw)[0], "sigma must have one value per image of raw"),
         ]
