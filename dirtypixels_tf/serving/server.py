@@ -161,6 +161,10 @@ class LocalModelServer:
         if self._grpc is not None:
             await self._grpc.stop(grace)
             self._grpc = None
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:  # connections still open (e.g. stalled uploads)
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     def stop(self, grace=5.0):
         """Stop accepting requests, let those in flight finish (up to `grace` seconds), stop polling."""
