@@ -277,3 +277,25 @@ def test_thirty_two_concurrent_rest_clients_get_no_resets(strict, frames):
 
     with futures.ThreadPoolExecutor(32) as pool:
         assert sum(pool.map(work, range(32), timeout=120)) == 640
+
+
+def test_unimplemented_methods_answer_unimplemented(strict):
+    from tensorflow_serving.apis import regression_pb2
+
+    with PredictionClient(strict.address, timeout=20) as client:
+        with pytest.raises(grpc.RpcError) as error:
+            client.prediction.Regress(regression_pb2.RegressionRequest(), timeout=20)
+        assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_garbage_on_both_ports_leaves_the_server_serving(strict, frames):
+    for port in (strict.port, strict.rest_port):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(bytes(range(256)) * 64)
+            try:
+                sock.recv(4096)
+            except OSError:
+                pass
+    assert _http(strict.rest_port, "/v1/models/tiny")[0] == 200
+    with PredictionClient(strict.address, timeout=10) as client:
+        assert client.predict(frames["raw"], frames["alpha"], frames["sigma"], model="tiny")["logits"].shape[0] == 2
