@@ -434,8 +434,10 @@ def _publish(temporary, base_path, version, pick_next):
             if error.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not os.path.isdir(final):
                 raise
             if not pick_next:
-                raise ValueError(f"version {version} already exists in {base_path!r} (written meanwhile by another "
-                                 f"export); pick another or leave version=None") from None
+                raise ValueError(
+                    f"version {version} already exists in {base_path!r} (written meanwhile by another "
+                    f"export); pick another or leave version=None"
+                ) from None
             version = _next_version(base_path)
 
 

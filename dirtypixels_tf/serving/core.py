@@ -97,8 +97,19 @@ def _value_count(proto):
     """How many values a TensorProto carries (tensor_content bytes, or the length of its typed value field)."""
     if proto.tensor_content:
         return None
-    for field in ("half_val", "float_val", "double_val", "int_val", "string_val", "int64_val", "bool_val",
-                  "uint32_val", "uint64_val", "scomplex_val", "dcomplex_val"):
+    for field in (
+        "half_val",
+        "float_val",
+        "double_val",
+        "int_val",
+        "string_val",
+        "int64_val",
+        "bool_val",
+        "uint32_val",
+        "uint64_val",
+        "scomplex_val",
+        "dcomplex_val",
+    ):
         count = len(getattr(proto, field))
         if count:
             return count

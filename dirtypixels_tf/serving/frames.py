@@ -160,7 +160,9 @@ def read_image(path):
         if image.mode.startswith("I;16") or image.mode == "I":
             values = np.asarray(image).astype(np.float64)
             if values.size and (values.min() < 0 or values.max() > 65535):
-                raise ValueError(f"{path}: integer image values must be 16-bit; received {values.min():g} to {values.max():g}")
+                raise ValueError(
+                    f"{path}: integer image values must be 16-bit; received {values.min():g} to {values.max():g}"
+                )
             grey = (values / 65535.0).astype(np.float32)
             return np.repeat(grey[..., None], 3, axis=-1), "16-bit"
         if image.mode == "F":
@@ -180,7 +182,5 @@ def _simulated_frame(path, image_size, profile, preset, pattern, alpha, sigma, s
     frame = sensor.simulate(scene[None], tf.constant(seed, tf.int64))
     inputs = {name: value.numpy().astype(np.float32) for name, value in frame.items()}
     setting = f"alpha {alpha:.4g} sigma {sigma:.4g}" if alpha is not None else f"{profile} on {preset}"
-    description = (
-        f"{depth} image simulated at {setting} (alpha {inputs['alpha'][0]:.4g} sigma {inputs['sigma'][0]:.4g}), {pattern}"
-    )
+    description = f"{depth} image simulated at {setting} (alpha {inputs['alpha'][0]:.4g} sigma {inputs['sigma'][0]:.4g}), {pattern}"
     return Frame(path, "serving_default", inputs, description)

@@ -122,9 +122,7 @@ class RestApi:
         if match["version"]:
             version = int(match["version"])
             if version > _MAX_VERSION:
-                raise ServingError(
-                    _INVALID, f"version must be an integer below 2**63; received {match['version']}"
-                )
+                raise ServingError(_INVALID, f"version must be an integer below 2**63; received {match['version']}")
             spec.version.value = version
         elif match["label"]:
             spec.version_label = match["label"]
@@ -208,8 +206,6 @@ class RestApi:
         raise ServingError(_INVALID, f"'inputs' must be an object with keys {sorted(specs)}")
 
 
-
-
 def _json_response(status, document):
     return web.Response(status=status, text=json.dumps(document), content_type="application/json")
 
@@ -221,8 +217,10 @@ def make_app(api, executor, max_bytes, read_timeout):
         if request.content_length is not None and request.content_length > max_bytes:
             response = _json_response(
                 413,
-                {"error": f"request body of {request.content_length} bytes is larger than the maximum of "
-                 f"{max_bytes} bytes (--max-message-mb)"},
+                {
+                    "error": f"request body of {request.content_length} bytes is larger than the maximum of "
+                    f"{max_bytes} bytes (--max-message-mb)"
+                },
             )
             response.force_close()  # the body is not read
             return response

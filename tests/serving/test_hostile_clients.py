@@ -3,6 +3,7 @@ larger than they are sent, malformed HTTP, deep JSON, many concurrent REST clien
 nothing blows up, every refusal names its input. Every test is bounded in time and stops by itself."""
 
 import json
+import resource
 import socket
 import threading
 import time
@@ -13,7 +14,6 @@ from concurrent import futures
 import grpc
 import numpy as np
 import pytest
-import resource
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tiny_models import SIZE
@@ -59,7 +59,11 @@ def _raw_http(port, data, timeout=20):
             answer += chunk
             if b"\r\n\r\n" in answer:
                 head, _, rest = answer.partition(b"\r\n\r\n")
-                length = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+                length = [
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                ]
                 if length and len(rest) >= length[0]:
                     break
     head, _, body = answer.partition(b"\r\n\r\n")
@@ -97,7 +101,10 @@ def test_stalled_grpc_calls_and_rest_uploads_hold_no_worker(strict, frames):
         start = time.monotonic()
         with PredictionClient(strict.address, timeout=10) as client:
             for _ in range(3):
-                assert client.predict(frames["raw"], frames["alpha"], frames["sigma"], model="tiny")["logits"].shape[0] == 2
+                assert (
+                    client.predict(frames["raw"], frames["alpha"], frames["sigma"], model="tiny")["logits"].shape[0]
+                    == 2
+                )
         assert _http(strict.rest_port, "/v1/models/tiny", timeout=10)[0] == 200
         assert _http(strict.rest_port, "/v1/models/tiny:predict", _instances(frames), timeout=10)[0] == 200
         assert time.monotonic() - start < 20
@@ -201,8 +208,10 @@ def test_a_declared_tensor_over_max_message_mb_is_resource_exhausted(exported, f
             with pytest.raises(grpc.RpcError) as error:
                 client.prediction.Predict(request, timeout=20)
             assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "input 'raw' declares shape [300, 32, 32, 1] (1.2 MiB of float32), more than this server's " \
-                   "--max-message-mb of 1 MiB" in error.value.details()
+            assert (
+                "input 'raw' declares shape [300, 32, 32, 1] (1.2 MiB of float32), more than this server's "
+                "--max-message-mb of 1 MiB" in error.value.details()
+            )
 
 
 def test_classify_over_max_batch_is_refused(strict, frames):
@@ -218,8 +227,16 @@ def test_classify_over_max_batch_is_refused(strict, frames):
 
 MALFORMED_HTTP = {
     # name: (bytes sent, HTTP status, text in the answer)
-    "Content-Length: -1": (b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}", 400, ""),
-    "Content-Length: abc": (b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400, ""),
+    "Content-Length: -1": (
+        b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{}",
+        400,
+        "",
+    ),
+    "Content-Length: abc": (
+        b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        400,
+        "",
+    ),
     "a declared body over --max-message-mb": (
         b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1610612736\r\n\r\n",
         413,
@@ -227,7 +244,8 @@ MALFORMED_HTTP = {
     ),
     "a chunked body over --max-message-mb": (
         b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-        + (b"100000\r\n" + b" " * 0x100000 + b"\r\n") * 5 + b"0\r\n\r\n",
+        + (b"100000\r\n" + b" " * 0x100000 + b"\r\n") * 5
+        + b"0\r\n\r\n",
         413,
         "larger than the maximum of 4194304 bytes",
     ),
@@ -245,7 +263,10 @@ def test_malformed_http_is_answered_with_its_status(strict, case):
     data, status, text = MALFORMED_HTTP[case]
     if data is None:
         body = b"[" * 100_000 + b"]" * 100_000
-        data = b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        data = (
+            b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(body), body)
+        )
     code, answer = _raw_http(strict.rest_port, data)
     assert code == status, answer
     assert text in answer
@@ -254,8 +275,12 @@ def test_malformed_http_is_answered_with_its_status(strict, case):
 
 def test_a_chunked_body_is_read(strict, frames, client):
     body = json.dumps(_instances(frames)).encode()
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 5000]), body[i : i + 5000]) for i in range(0, len(body), 5000))
-    head = b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + 5000]), body[i : i + 5000]) for i in range(0, len(body), 5000)
+    )
+    head = (
+        b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     code, answer = _raw_http(strict.rest_port, head + chunks + b"0\r\n\r\n")
     assert code == 200, answer
     expected = client.predict(frames["raw"], frames["alpha"], frames["sigma"], model="tiny")

@@ -74,7 +74,7 @@ def test_two_exports_at_once_both_publish_and_versions_are_world_readable(tiny_m
     umask = os.umask(0)
     os.umask(umask)
     for version in ("1", "2"):
-        for root, directories, files in os.walk(base / version):
+        for root, _, files in os.walk(base / version):
             for name in [root] + [os.path.join(root, f) for f in files]:
                 mode = stat.S_IMODE(os.stat(name).st_mode)
                 expected = (0o777 if os.path.isdir(name) else 0o666) & ~umask
