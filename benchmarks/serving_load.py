@@ -80,6 +80,14 @@ def raw_http(port, data, timeout=60):
     return int(answer.split()[1])
 
 
+def float64_request(frames):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "bench"
+    for name, value in frames.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(value[:1].astype(np.float64)))
+    return request
+
+
 def declared_huge(frames):
     request = predict_pb2.PredictRequest()
     request.model_spec.name = "bench"
@@ -119,6 +127,11 @@ def run(args, frames, expected, process, address, rest_port):
     client = PredictionClient(address, timeout=60)
     client.predict(frames["raw"][:1], frames["alpha"][:1], frames["sigma"][:1], model="bench")  # warm
     idle_kb = memory_kb(process.pid, "VmRSS")
+    unloaded = []
+    for _ in range(20):  # one client, nothing else running: the latency the load is compared with
+        start = time.perf_counter()
+        client.predict(frames["raw"][:1], frames["alpha"][:1], frames["sigma"][:1], model="bench")
+        unloaded.append(time.perf_counter() - start)
     release = threading.Event()
 
     def never():
@@ -157,8 +170,7 @@ def run(args, frames, expected, process, address, rest_port):
 
     bad = [
         lambda i: expect_grpc(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            lambda: client.predict(frames["raw"][i : i + 1].astype(np.float64), 0.01, 0.01, "bench"),
+            grpc.StatusCode.INVALID_ARGUMENT, lambda: client.prediction.Predict(float64_request(frames), timeout=60)
         ),
         lambda i: expect_grpc(
             grpc.StatusCode.INVALID_ARGUMENT,
@@ -177,6 +189,7 @@ def run(args, frames, expected, process, address, rest_port):
     ]
     latencies = {"grpc": [], "rest": []}
     counts = {"good": 0, "good_errors": 0, "bad": 0, "bad_unexpected": 0}
+    unexpected = [0] * len(bad)
     lock = threading.Lock()
     failures = []
     deadline = time.monotonic() + args.seconds
@@ -204,13 +217,16 @@ def run(args, frames, expected, process, address, rest_port):
                         counts["good_errors"] += 1
                         failures.append(f"{transport}: {error}"[:300])
             else:
+                which = (thread + step) % len(bad)
                 try:
-                    ok = bad[(thread + step) % len(bad)](i)
-                except Exception:  # noqa: BLE001 (a reset or a timeout is an unexpected answer)
+                    ok = bad[which](i)
+                except Exception as exception:  # noqa: BLE001 (a reset or a timeout is an unexpected answer)
                     ok = False
+                    failures.append(f"bad request {which}: {type(exception).__name__}: {exception}"[:300])
                 with lock:
                     counts["bad"] += 1
                     counts["bad_unexpected"] += not ok
+                    unexpected[which] += not ok
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(args.clients)]
     start = time.monotonic()
@@ -237,12 +253,21 @@ def run(args, frames, expected, process, address, rest_port):
         f"{args.stalled} stalled gRPC calls ({still_open} still open at the end) and {args.stalled} stalled REST uploads"
     )
     print(f"good requests: {counts['good']}, errors on good requests: {counts['good_errors']}")
-    print(f"bad requests: {counts['bad']}, answered with an unexpected status: {counts['bad_unexpected']}")
+    print(
+        f"bad requests: {counts['bad']}, answered with an unexpected status: {counts['bad_unexpected']} "
+        f"(by kind: {unexpected})"
+    )
     for transport, values in latencies.items():
         print(
             f"{transport} good latency: p50 {pct(values, 0.5):.0f} ms, p99 {pct(values, 0.99):.0f} ms "
             f"({len(values)} requests, {len(values) / elapsed:.1f}/s; mean {1000 * statistics.fmean(values or [0]):.0f} ms)"
         )
+    baseline = 1000 * statistics.median(unloaded)
+    p50 = pct(latencies["grpc"], 0.5)
+    print(
+        f"unloaded gRPC batch-1 latency (one client): p50 {baseline:.0f} ms; loaded/unloaded p50 ratio "
+        f"{p50 / baseline:.1f} with {args.clients} clients on {os.cpu_count()} cores (queueing: 4 workers)"
+    )
     print(f"server resident memory: {idle_kb / 1024:.0f} MiB before the load, peak {peak_kb / 1024:.0f} MiB")
     for failure in failures[:5]:
         print("  failure:", failure)

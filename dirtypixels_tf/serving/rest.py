@@ -206,6 +206,17 @@ class RestApi:
         raise ServingError(_INVALID, f"'inputs' must be an object with keys {sorted(specs)}")
 
 
+class ProtocolLog(logging.LoggerAdapter):
+    """aiohttp's server log, at DEBUG: it reports malformed HTTP and connections that clients drop, which are the
+    clients' errors (answered 400 by aiohttp, or nothing to answer), not the server's."""
+
+    def __init__(self):
+        super().__init__(logging.getLogger("dirtypixels_tf.serving.http"), {})
+
+    def log(self, level, msg, *args, **kwargs):
+        super().log(logging.DEBUG, msg, *args, **kwargs)
+
+
 def _json_response(status, document):
     return web.Response(status=status, text=json.dumps(document), content_type="application/json")
 

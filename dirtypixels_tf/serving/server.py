@@ -27,7 +27,7 @@ from aiohttp import web
 from dirtypixels_tf.serving.core import PredictionCore
 from dirtypixels_tf.serving.grpc_api import add_services
 from dirtypixels_tf.serving.repository import ModelRepository
-from dirtypixels_tf.serving.rest import RestApi, make_app
+from dirtypixels_tf.serving.rest import ProtocolLog, RestApi, make_app
 
 LISTEN_BACKLOG = 1024  # the REST socket's accept queue (http.server's default of 5 reset concurrent clients)
 
@@ -150,7 +150,7 @@ class LocalModelServer:
                 raise OSError(f"cannot bind REST to {_address(self.host, self.rest_port)}: {error}") from None
             self.rest_port = sock.getsockname()[1]
             app = make_app(RestApi(self.core), self._executor, self.max_message_bytes, self.read_timeout)
-            self._rest = web.AppRunner(app, access_log=None, handle_signals=False)
+            self._rest = web.AppRunner(app, access_log=None, handle_signals=False, logger=ProtocolLog())
             await self._rest.setup()
             await web.SockSite(self._rest, sock, backlog=LISTEN_BACKLOG).start()
 
