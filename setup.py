@@ -31,6 +31,9 @@ setup(
         "grpcio>=1.60",
         "protobuf>=6.31",
         "pillow>=10.0",
+        # The local server's REST front end: a maintained HTTP server (body limits, timeouts, chunked bodies, a real
+        # listen backlog) that shares one asyncio event loop with grpc.aio.
+        "aiohttp>=3.9",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],

@@ -1,7 +1,9 @@
 """`dirtypixels classify FILE... --server HOST:PORT --model NAME`: classify frames with a model server.
 
 Each FILE is a .npy RAW frame, an ordinary image (simulated at --profile) or a camera RAW / DNG file; see
-dirtypixels_tf/serving/frames.py for how each is turned into a request. Prints the top-k labels with scores.
+dirtypixels_tf/serving/frames.py for how each is turned into a request. Prints the top-k labels with scores. A file
+that cannot be read or is refused by the server is reported on stderr and the others are still classified; the
+exit status is then 1.
 """
 
 import sys
@@ -29,6 +31,8 @@ def run(args):
     from dirtypixels_tf.serving.client import PredictionClient
     from dirtypixels_tf.serving.frames import read_frame
 
+    if (args.alpha is None) != (args.sigma is None):
+        raise UsageError(f"--alpha and --sigma must be given together; received {args.alpha!r} and {args.sigma!r}")
     status = 0
     with PredictionClient(args.server, timeout=args.timeout) as client:
         try:
@@ -37,19 +41,25 @@ def run(args):
             print(f"dirtypixels classify: {args.server}: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
         for index, path in enumerate(args.files):
-            frame = read_frame(
-                path,
-                image_size,
-                profile=args.profile,
-                preset=args.preset,
-                pattern=args.pattern,
-                alpha=args.alpha,
-                sigma=args.sigma,
-                black_level=args.black_level,
-                white_level=args.white_level,
-                iso=args.iso,
-                seed=(args.seed, index),
-            )
+            try:
+                frame = read_frame(
+                    path,
+                    image_size,
+                    profile=args.profile,
+                    preset=args.preset,
+                    pattern=args.pattern,
+                    alpha=args.alpha,
+                    sigma=args.sigma,
+                    black_level=args.black_level,
+                    white_level=args.white_level,
+                    iso=args.iso,
+                    seed=(args.seed, index),
+                )
+            except (ValueError, OSError) as error:  # one unreadable file is reported; the others are classified
+                message = str(error) if str(error).startswith(path) else f"{path}: {error}"
+                print(f"{message}", file=sys.stderr)
+                status = 1
+                continue
             signature = args.signature or frame.signature
             try:
                 if signature == "classify":

@@ -24,11 +24,13 @@ def run(args):
             poll_seconds=args.poll_seconds,
             max_workers=args.max_workers,
             max_message_mb=args.max_message_mb,
+            max_batch=args.max_batch,
+            read_timeout=args.read_timeout,
             num_versions=args.num_versions,
             version_labels=parse_labels(args.version_label),
         )
         server.start()
-    except OSError as error:
+    except (OSError, ValueError) as error:
         raise UsageError(str(error)) from None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -60,7 +62,8 @@ def register(commands):
         help="serve exported SavedModels with TF Serving's gRPC API (and REST :predict)",
         description="Serve the versions under MODEL_BASE_PATH (export --out) with TF Serving's PredictionService "
         "(Predict, Classify, GetModelMetadata) and ModelService (GetModelStatus) on gRPC, and optionally REST "
-        "POST /v1/models/NAME:predict. New versions are picked up every --poll-seconds; the latest is served.",
+        "POST /v1/models/NAME:predict. Requests over --max-message-mb or --max-batch are refused before they are "
+        "expanded; calls that stall hold no worker. New versions are picked up every --poll-seconds; the latest is served.",
     )
     parser.add_argument("base_path", metavar="MODEL_BASE_PATH", help="directory of integer-named versions")
     parser.add_argument("--model-name", default=None, help="name clients ask for (default: the directory's name)")
@@ -70,6 +73,12 @@ def register(commands):
     parser.add_argument("--poll-seconds", type=positive_float, default=2.0, help="version polling interval (2)")
     parser.add_argument("--max-workers", type=positive_int, default=4, help="requests handled at once (4)")
     parser.add_argument("--max-message-mb", type=positive_float, default=64.0, help="largest message in MiB (64)")
+    parser.add_argument(
+        "--max-batch", type=positive_int, default=64, help="largest batch a request may hold (64; more: refused)"
+    )
+    parser.add_argument(
+        "--read-timeout", type=positive_float, default=30.0, help="seconds a REST client may take to send its body (30)"
+    )
     parser.add_argument("--num-versions", type=positive_int, default=1, help="latest versions kept loaded (1)")
     parser.add_argument("--version-label", action="append", metavar="LABEL=VERSION", help="a version label")
     parser.set_defaults(run=run, parser=parser)

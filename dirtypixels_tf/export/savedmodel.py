@@ -3,7 +3,9 @@
 Layout: a base path holds one directory per version, BASE/1, BASE/2, ... (TF Serving's file-system source serves
 the highest by default). `export_savedmodel` writes the version into a hidden temporary sibling (BASE/.tmp-N-xxxx)
 and renames it into place when it is complete, so a server polling BASE never sees a half-written version; on any
-error the temporary directory is removed. (A process killed outright can leave a .tmp-* directory behind: servers
+error the temporary directory is removed. Two exports into one base at once both publish: the second to finish
+takes the next free number. Files and directories get the modes of a plain mkdir under the umask (readable by a
+TF Serving container running as another user). (A process killed outright can leave a .tmp-* directory behind: servers
 ignore it, as its name is not a number, and it may be deleted by hand.)
 
 Signatures (every input has a dynamic batch dimension B; H and W are the model's, fixed):
@@ -21,7 +23,8 @@ Signatures (every input has a dynamic batch dimension B; H and W are the model's
 A model without a classifier (an ISP preset) gets serving_default and raw_uint16 returning {"image"} and "isp".
 
 Bad inputs fail inside the graph with tf.errors.InvalidArgumentError (INVALID_ARGUMENT behind a server): NaN or
-infinite values, raw outside [0, 1], negative alpha or sigma, white_level <= black_level, iso <= 0, a malformed
+infinite values, raw outside [0, 1], alpha outside (0, 1] or sigma outside [0, 1] (noise above full scale
+describes no sensor and overflows the Anscombe transform), white_level <= black_level, iso <= 0, a malformed
 tf.Example.
 
 Each version also holds assets.extra/tf_serving_warmup_requests (TF Serving replays these batch-1 requests before
@@ -30,6 +33,7 @@ sensor preset, signatures).
 """
 
 import datetime
+import errno
 import json
 import os
 import re
@@ -48,6 +52,9 @@ EXTRA_DIR = "assets.extra"
 METADATA_FILE = "dirtypixels.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 _VERSION_NAME = re.compile(r"^[0-9]+$")
+# alpha and sigma above full scale (1 in [0, 1] units) describe no real sensor, and overflow the Anscombe
+# transform (sigma = 1e30 gave NaN logits): the signatures refuse them.
+MAX_NOISE = 1.0
 
 
 def _check_model(model):
@@ -123,8 +130,16 @@ class _Signatures:
                 "to",
                 tf.reduce_max(raw),
             ),
-            _assert(tf.math.is_finite(alpha) & (alpha >= 0.0), "alpha must be finite and >= 0; received", alpha),
-            _assert(tf.math.is_finite(sigma) & (sigma >= 0.0), "sigma must be finite and >= 0; received", sigma),
+            _assert(
+                tf.math.is_finite(alpha) & (alpha > 0.0) & (alpha <= MAX_NOISE),
+                "alpha must be finite, > 0 and <= 1 (the Poisson scale in [0, 1] units); received",
+                alpha,
+            ),
+            _assert(
+                tf.math.is_finite(sigma) & (sigma >= 0.0) & (sigma <= MAX_NOISE),
+                "sigma must be finite, >= 0 and <= 1 (the Gaussian std in [0, 1] units); received",
+                sigma,
+            ),
             _assert(tf.shape(alpha)[0] == tf.shape(raw)[0], "alpha must have one value per image of raw"),
             _assert(tf.shape(sigma)[0] == tf.shape(raw)[0], "sigma must have one value per image of raw"),
         ]
@@ -355,7 +370,8 @@ def export_savedmodel(model, base_path, version=None, sensor=noise.DEFAULT_PRESE
     names = _check_class_names(class_names, num_classes) if classifies else []
     base_path = os.fspath(base_path)
     os.makedirs(base_path, exist_ok=True)
-    version = _next_version(base_path) if version is None else _check_version(version)
+    pick_next = version is None
+    version = _next_version(base_path) if pick_next else _check_version(version)
     final = os.path.join(base_path, str(version))
     if os.path.exists(final):
         raise ValueError(f"version {version} already exists in {base_path!r}; pick another or leave version=None")
@@ -387,11 +403,42 @@ def export_savedmodel(model, base_path, version=None, sensor=noise.DEFAULT_PRESE
         }
         with open(os.path.join(temporary, EXTRA_DIR, METADATA_FILE), "w", encoding="utf-8") as file:
             json.dump(metadata, file, indent=2)
-        os.rename(temporary, final)
+        _make_readable(temporary)
+        final = _publish(temporary, base_path, version, pick_next=pick_next)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return final
+
+
+def _make_readable(directory):
+    """Modes as a plain mkdir would give under the umask (mkdtemp's 0700 would hide the version from a TF Serving
+    container that runs as another user)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for root, _, files in os.walk(directory):
+        os.chmod(root, 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~umask)
+
+
+def _publish(temporary, base_path, version, pick_next):
+    """Rename the finished export into BASE/version. If another export took that version meanwhile: the next free
+    one when the version was picked automatically, else a ValueError."""
+    while True:
+        final = os.path.join(base_path, str(version))
+        try:
+            os.rename(temporary, final)
+            return final
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not os.path.isdir(final):
+                raise
+            if not pick_next:
+                raise ValueError(
+                    f"version {version} already exists in {base_path!r} (written meanwhile by another "
+                    f"export); pick another or leave version=None"
+                ) from None
+            version = _next_version(base_path)
 
 
 def read_export_metadata(version_dir):

@@ -77,7 +77,7 @@ def _noise_of_profile(profile, preset):
 def _as_mosaic(array, path):
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    if array.ndim != 2:
+    if array.ndim != 2 or not array.size:
         raise ValueError(f"{path}: a RAW .npy must be a mosaic [H, W] or [H, W, 1]; received shape {array.shape}")
     return array
 
@@ -95,13 +95,19 @@ def read_frame(
     iso=None,
     seed=(0, 0),
 ):
-    """The Frame of file `path` for a model of image_size (H, W); see the module docstring for each kind."""
+    """The Frame of file `path` for a model of image_size (H, W); see the module docstring for each kind.
+
+    A file that cannot be read raises ValueError or OSError naming it (PIL.UnidentifiedImageError is an OSError).
+    """
     path = os.fspath(path)
     extension = os.path.splitext(path)[1].lower()
     if (alpha is None) != (sigma is None):
         raise ValueError(f"alpha and sigma must be given together; received alpha={alpha!r}, sigma={sigma!r}")
     if extension == ".npy":
-        array = _as_mosaic(np.load(path), path)
+        try:
+            array = _as_mosaic(np.load(path, allow_pickle=False), path)
+        except EOFError:
+            raise ValueError(f"{path}: the file is empty or truncated (not a .npy array)") from None
         if np.issubdtype(array.dtype, np.floating):
             if alpha is None:
                 alpha, sigma = _noise_of_profile(profile, preset)
@@ -144,21 +150,37 @@ def _uint16_frame(path, values, black_level, white_level, iso, kind):
     return Frame(path, "raw_uint16", inputs, description)
 
 
+def read_image(path):
+    """(RGB float32 [H, W, 3] in [0, 1], "8-bit" | "16-bit") of an ordinary image file. 16-bit greyscale (Pillow's
+    modes I;16 and I) is scaled by 65535, not clipped to 8 bits; other modes go through Pillow's RGB conversion."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        if image.mode.startswith("I;16") or image.mode == "I":
+            values = np.asarray(image).astype(np.float64)
+            if values.size and (values.min() < 0 or values.max() > 65535):
+                raise ValueError(
+                    f"{path}: integer image values must be 16-bit; received {values.min():g} to {values.max():g}"
+                )
+            grey = (values / 65535.0).astype(np.float32)
+            return np.repeat(grey[..., None], 3, axis=-1), "16-bit"
+        if image.mode == "F":
+            raise ValueError(f"{path}: floating-point images are not read (save the scene as 8- or 16-bit)")
+        return np.asarray(image.convert("RGB"), np.float32) / 255.0, "8-bit"
+
+
 def _simulated_frame(path, image_size, profile, preset, pattern, alpha, sigma, seed):
     import tensorflow as tf
-    from PIL import Image
 
     from dirtypixels_tf.data.preprocessing import DEFAULT_CENTRAL_FRACTION, preprocess_for_eval
     from dirtypixels_tf.physics.sensor import SensorModel
 
-    with Image.open(path) as image:
-        pixels = np.asarray(image.convert("RGB"), np.float32) / 255.0
+    pixels, depth = read_image(path)
     scene = preprocess_for_eval(tf.constant(pixels), image_size, DEFAULT_CENTRAL_FRACTION)
     sensor = SensorModel(preset=preset, light_levels=profile, alpha=alpha, sigma=sigma, pattern=pattern)
     frame = sensor.simulate(scene[None], tf.constant(seed, tf.int64))
     inputs = {name: value.numpy().astype(np.float32) for name, value in frame.items()}
     setting = f"alpha {alpha:.4g} sigma {sigma:.4g}" if alpha is not None else f"{profile} on {preset}"
-    description = (
-        f"image simulated at {setting} (alpha {inputs['alpha'][0]:.4g} sigma {inputs['sigma'][0]:.4g}), {pattern}"
-    )
+    description = f"{depth} image simulated at {setting} (alpha {inputs['alpha'][0]:.4g} sigma {inputs['sigma'][0]:.4g}), {pattern}"
     return Frame(path, "serving_default", inputs, description)

@@ -66,6 +66,20 @@ def load_servable(path, version):
     return Servable(version, path, _signature_defs(path), functions, module)
 
 
+def _fingerprint(path):
+    """(relative path, size, mtime) of every file under a version directory: changes when a copy progresses."""
+    entries = []
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            try:
+                info = os.stat(full)
+            except OSError:  # removed while listing
+                continue
+            entries.append((os.path.relpath(full, path), info.st_size, info.st_mtime_ns))
+    return tuple(sorted(entries))
+
+
 def _check_positive_int(value, name):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer; received {value!r}")
@@ -96,7 +110,7 @@ class ModelRepository:
         self.warmup = warmup
         self._servables = {}  # version -> Servable
         self._states = {}  # version -> ("AVAILABLE" | "END", error message or "")
-        self._failed = set()  # versions that failed to load: not retried
+        self._failed = {}  # version -> the files' fingerprint when it failed to load: retried when they change
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
@@ -113,27 +127,32 @@ class ModelRepository:
         """One poll: load the wanted versions not loaded yet, then unload the others. Returns (loaded, unloaded).
 
         A version unloaded earlier is loaded again when it is wanted again (e.g. the newer one was deleted: a
-        rollback); one that failed to load is not retried.
+        rollback); one that failed to load is tried again when its files have changed since.
         """
         wanted = self._on_disk()[-self.num_versions :]
         loaded = []
         for version in wanted:
-            if version in self._servables or version in self._failed:
+            if version in self._servables:
                 continue
             path = os.path.join(self.base_path, str(version))
+            fingerprint = _fingerprint(path)
+            if self._failed.get(version) == fingerprint:
+                continue
             try:
                 servable = load_servable(path, version)
                 if self.warmup is not None:
                     self.warmup(servable)
             except Exception as error:  # a broken version must not stop the server; it is reported instead
                 LOGGER.error("model %s: version %d failed to load: %s", self.name, version, error)
+                message = f"{type(error).__name__}: {error}".replace(os.path.abspath(path), f"version {version}")
                 with self._lock:
-                    self._states[version] = ("END", f"{type(error).__name__}: {error}")
-                    self._failed.add(version)
+                    self._states[version] = ("END", message.replace(path, f"version {version}"))
+                    self._failed[version] = fingerprint
                 continue
             with self._lock:
                 self._servables[version] = servable
                 self._states[version] = ("AVAILABLE", "")
+                self._failed.pop(version, None)
             loaded.append(version)
             LOGGER.info("model %s: version %d available", self.name, version)
         unloaded = []

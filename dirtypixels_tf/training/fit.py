@@ -2,8 +2,9 @@
 
 `run_experiment(config, run_dir)`:
 1. seeds (keras.utils.set_random_seed), op determinism if asked, the dtype policy, the strategy (strategy.py);
-2. params.yaml is written (a run directory that already holds a different params.yaml is refused; one that holds a
-   finished model.keras and no backup is refused too);
+2. a run directory that already holds a different params.yaml is refused, and so is one whose run and comparisons
+   are all finished (model.keras and metrics.json, no backup); params.yaml is written once the model is built and
+   the data resolve (a config refused there, e.g. for a missing data path, leaves none behind);
 3. in strategy.scope(): the model (models.build_model), stage-1 weights by component, weight decay, synchronized
    batch norm if asked, the optimizer and schedule (steps derived once, config.derive_steps), compile;
 4. training: model.fit on the per-epoch stream (data.py) with the callbacks (callbacks.py) under the default and
@@ -14,20 +15,24 @@
 5. at the end fit folds the EMA weights into the model; with precise_bn_batches, the batch-norm statistics are
    re-estimated over that many training batches with the final weights (models.precise_batch_norm); the chief saves RUN_DIR/model.keras (an uncompiled copy:
    no optimizer state), deletes the backup, evaluates on the evaluation split and writes RUN_DIR/metrics.json
-   (and, from the start, RUN_DIR/class_names.json when the data has class names);
-6. each ISP of compare_isps is trained the same way under RUN_DIR/compare/<isp>/.
+   (and, with params.yaml, RUN_DIR/class_names.json when the data has class names);
+6. each ISP of compare_isps is trained the same way under RUN_DIR/compare/<isp>/. A run killed during this phase
+   resumes there: the trained main model is loaded (and evaluated again if its metrics.json is missing), finished
+   comparisons are read back, the others resume from their own backups.
 """
 
 import dataclasses
 import json
 import os
 import shutil
+import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.models.loading import load_model
 from dirtypixels_tf.training import callbacks as callbacks_lib
 from dirtypixels_tf.training import config as config_lib
 from dirtypixels_tf.training import data as data_lib
@@ -42,6 +47,28 @@ METRICS_FILE = "metrics.json"
 CLASS_NAMES_FILE = "class_names.json"  # the training data's class names (index = label), read by export
 
 
+def _trained(run_dir):
+    """Whether run_dir holds a trained model (model.keras) and no backup to resume: its training is over."""
+    has_backup = callbacks_lib.read_backup_state(os.path.join(run_dir, callbacks_lib.BACKUP_DIR)) is not None
+    return os.path.isfile(os.path.join(run_dir, models_lib.MODEL_FILE)) and not has_backup
+
+
+def _finished(config, run_dir):
+    """Whether the run and every comparison of config.compare_isps are trained and evaluated (metrics.json)."""
+    runs = [run_dir] + [os.path.join(run_dir, "compare", isp) for isp in config.compare_isps]
+    return all(_trained(run) and os.path.isfile(os.path.join(run, METRICS_FILE)) for run in runs)
+
+
+def _save_params(config, run_dir):
+    """params.yaml written whole or not at all (a run killed while writing it must still resume)."""
+    staging = tempfile.mkdtemp(prefix=".params-", dir=run_dir)
+    try:
+        config_lib.save_params(config, staging)
+        os.replace(os.path.join(staging, config_lib.PARAMS_FILE), os.path.join(run_dir, config_lib.PARAMS_FILE))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _check_run_dir(config, run_dir):
     params = os.path.join(run_dir, config_lib.PARAMS_FILE)
     if os.path.isfile(params):
@@ -51,8 +78,7 @@ def _check_run_dir(config, run_dir):
                 f"run directory {run_dir!r} holds a run of another config (its {config_lib.PARAMS_FILE} differs); "
                 "choose another --run-dir, or resume it with the same config"
             )
-    has_backup = callbacks_lib.read_backup_state(os.path.join(run_dir, callbacks_lib.BACKUP_DIR)) is not None
-    if os.path.isfile(os.path.join(run_dir, models_lib.MODEL_FILE)) and not has_backup:
+    if _finished(config, run_dir):
         raise config_lib.ConfigError(
             f"run directory {run_dir!r} already holds a finished run ({models_lib.MODEL_FILE}); choose another --run-dir"
         )
@@ -263,52 +289,88 @@ def run_experiment(config, run_dir, verbose=1, log=print):
         if chief:
             os.makedirs(run_dir, exist_ok=True)
             _check_run_dir(config, run_dir)
-            config_lib.save_params(config, run_dir)
-        model, loaded = _build(config, strategy)
-        for line in loaded:
-            log(f"loaded stage-1 weights: {line}")
-        data = data_lib.ExperimentData(config, models_lib.model_input_names(model))
-        names = data_lib.class_names(config)
-        if chief and names is not None:
-            with open(os.path.join(run_dir, CLASS_NAMES_FILE), "w", encoding="utf-8") as stream:
-                json.dump(names, stream, indent=1)
-        log(
-            f"{model.name}: {model.count_params():,} parameters; {data.train_size} training examples, global batch "
-            f"{config.data.batch_size} on {strategy.num_replicas_in_sync} replica(s), {data.steps.steps_per_epoch} "
-            f"steps per epoch x {config.data.epochs} epochs"
-        )
-        start = time.perf_counter()
-        results = {"chief": chief}
-        if config.trainer == "lbfgs":
-            results["lbfgs"] = _lbfgs(config, model, data, verbose, log)
+        if chief and _trained(run_dir):  # killed during compare_isps: the main model stands, comparisons resume
+            log(f"{run_dir}: the model is trained; resuming the comparisons {config.compare_isps}")
+            results = _trained_results(config, run_dir)
         else:
-            _fit(config, run_dir, model, data, strategy, chief, verbose, log)
-        if config.precise_bn_batches:
-            stream = data.train_dataset(0, 0, 1).take(config.precise_bn_batches).map(lambda inputs, targets: inputs)
-            used = models_lib.precise_batch_norm(model, stream)
-            log(f"batch-norm statistics re-estimated over {used} training batches")
-        results["train_seconds"] = time.perf_counter() - start
-        if not chief:
-            results["model"] = model
-            return results
-        _save_final(model, run_dir)
-        shutil.rmtree(os.path.join(run_dir, callbacks_lib.BACKUP_DIR), ignore_errors=True)
-        evaluation = data.eval_dataset()
-        if evaluation is not None:
-            results["test"] = evaluate(model, evaluation, config_lib.model_spec(config)["num_classes"])
-        _write_metrics(run_dir, results)
+            results = _train(config, run_dir, strategy, chief, verbose, log)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    results["model"] = model
+    if not chief:
+        return results
     if config.compare_isps:
         results["comparisons"] = {}
         for isp_name in config.compare_isps:
-            log(f"comparison: the same head behind the {isp_name!r} ISP, same data and budget")
             sub_dir = os.path.join(run_dir, "compare", isp_name)
-            results["comparisons"][isp_name] = run_experiment(
-                comparison_config(config, isp_name), sub_dir, verbose, log
-            )
+            sub_config = comparison_config(config, isp_name)
+            if _finished(sub_config, sub_dir):
+                log(f"comparison {isp_name!r}: already trained in {sub_dir}")
+                comparison = _trained_results(sub_config, sub_dir)
+            else:
+                log(f"comparison: the same head behind the {isp_name!r} ISP, same data and budget")
+                comparison = run_experiment(sub_config, sub_dir, verbose, log)
+            results["comparisons"][isp_name] = comparison
         _write_metrics(run_dir, results)
+    return results
+
+
+def _trained_results(config, run_dir):
+    """The results of a trained run: its metrics.json and model.keras (evaluated again if metrics.json is missing,
+    i.e. the run was killed between saving the model and writing its metrics)."""
+    model = load_model(run_dir)
+    path = os.path.join(run_dir, METRICS_FILE)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as stream:
+            results = json.load(stream)
+        results.pop("comparisons", None)  # rebuilt by the caller
+    else:
+        results = {"chief": True}
+        evaluation = data_lib.ExperimentData(config, models_lib.model_input_names(model)).eval_dataset()
+        if evaluation is not None:
+            results["test"] = evaluate(model, evaluation, config_lib.model_spec(config)["num_classes"])
+        _write_metrics(run_dir, results)
+    results["model"] = model
+    return results
+
+
+def _train(config, run_dir, strategy, chief, verbose, log):
+    """Build, train, save and evaluate the run itself (steps 2 to 5 of the module docstring)."""
+    model, loaded = _build(config, strategy)
+    for line in loaded:
+        log(f"loaded stage-1 weights: {line}")
+    data = data_lib.ExperimentData(config, models_lib.model_input_names(model))
+    if chief:  # only once the model and the data resolve: a config refused here leaves no params.yaml behind
+        _save_params(config, run_dir)
+        names = data_lib.class_names(config)
+        if names is not None:
+            with open(os.path.join(run_dir, CLASS_NAMES_FILE), "w", encoding="utf-8") as stream:
+                json.dump(names, stream, indent=1)
+    log(
+        f"{model.name}: {model.count_params():,} parameters; {data.train_size} training examples, global batch "
+        f"{config.data.batch_size} on {strategy.num_replicas_in_sync} replica(s), {data.steps.steps_per_epoch} "
+        f"steps per epoch x {config.data.epochs} epochs"
+    )
+    start = time.perf_counter()
+    results = {"chief": chief}
+    if config.trainer == "lbfgs":
+        results["lbfgs"] = _lbfgs(config, model, data, verbose, log)
+    else:
+        _fit(config, run_dir, model, data, strategy, chief, verbose, log)
+    if config.precise_bn_batches:
+        stream = data.train_dataset(0, 0, 1).take(config.precise_bn_batches).map(lambda inputs, targets: inputs)
+        used = models_lib.precise_batch_norm(model, stream)
+        log(f"batch-norm statistics re-estimated over {used} training batches")
+    results["train_seconds"] = time.perf_counter() - start
+    if not chief:
+        results["model"] = model
+        return results
+    _save_final(model, run_dir)
+    shutil.rmtree(os.path.join(run_dir, callbacks_lib.BACKUP_DIR), ignore_errors=True)
+    evaluation = data.eval_dataset()
+    if evaluation is not None:
+        results["test"] = evaluate(model, evaluation, config_lib.model_spec(config)["num_classes"])
+    _write_metrics(run_dir, results)
+    results["model"] = model
     return results
 
 

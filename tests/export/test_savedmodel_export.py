@@ -111,8 +111,16 @@ def test_bad_values_fail_inside_the_graph_with_clear_messages(signatures, frames
     assert "raw must be in [0, 1]" in _invalid(
         serving, raw=frames["raw"] * 300, alpha=frames["alpha"], sigma=frames["sigma"]
     )
-    assert "alpha must be finite and >= 0" in _invalid(
+    assert "alpha must be finite, > 0 and <= 1" in _invalid(
         serving, raw=frames["raw"], alpha=-frames["alpha"], sigma=frames["sigma"]
+    )
+    zero = np.zeros_like(frames["alpha"])  # the model's own assertion fired first, naming no input
+    assert "alpha must be finite, > 0 and <= 1" in _invalid(
+        serving, raw=frames["raw"], alpha=zero, sigma=frames["sigma"]
+    )
+    huge = np.full_like(frames["sigma"], 1e30)  # answered NaN logits with status OK before
+    assert "sigma must be finite, >= 0 and <= 1" in _invalid(
+        serving, raw=frames["raw"], alpha=frames["alpha"], sigma=huge
     )
     uint16 = {
         "raw": np.zeros((1, SIZE, SIZE, 1), np.uint16),

@@ -109,19 +109,18 @@ def test_central_crop_keeps_the_bayer_phase():
 def test_bad_files_and_options_exit_with_a_message(server, tmp_path, capsys):
     np.save(tmp_path / "frame.npy", np.zeros((SIZE, SIZE), np.float32))
     base = ["--server", server.address, "--model", "tiny"]
-    for argv, message in [
+    with pytest.raises(SystemExit) as error:
+        cli.main(["classify", str(tmp_path / "frame.npy"), "--alpha", "0.1", *base])
+    assert error.value.code == 2 and "--alpha and --sigma must be given together" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("x")
+    np.save(tmp_path / "sensor.npy", np.zeros((SIZE, SIZE), np.uint16))
+    for argv, message in [  # a problem of one file: reported, exit status 1
         ([str(tmp_path / "frame.npy"), "--profile", "2to20lux"], "profile '2to20lux' is a range of light levels"),
         ([str(tmp_path / "notes.txt")], "unknown kind of file"),
-        ([str(tmp_path / "frame.npy"), "--alpha", "0.1"], "alpha and sigma must be given together"),
+        ([str(tmp_path / "sensor.npy")], "need --black-level, --white-level and --iso"),
     ]:
-        (tmp_path / "notes.txt").write_text("x")
-        with pytest.raises(SystemExit) as error:
-            cli.main(["classify", *argv, *base])
-        assert error.value.code == 2 and message in capsys.readouterr().err
-    np.save(tmp_path / "sensor.npy", np.zeros((SIZE, SIZE), np.uint16))
-    with pytest.raises(SystemExit):
-        cli.main(["classify", str(tmp_path / "sensor.npy"), *base])
-    assert "need --black-level, --white-level and --iso" in capsys.readouterr().err
+        assert cli.main(["classify", *argv, *base]) == 1
+        assert message in capsys.readouterr().err
     assert cli.main(["classify", str(tmp_path / "frame.npy"), "--server", server.address, "--model", "other"]) == 1
     assert "NOT_FOUND: Servable not found for request: Latest(other)" in capsys.readouterr().err
     np.save(tmp_path / "odd.npy", np.zeros((SIZE - 1, SIZE), np.float32))
@@ -135,3 +134,38 @@ def test_client_refuses_a_version_and_a_label_together(server):
             client.predict(np.zeros((SIZE, SIZE)), 0.1, 0.1, model="tiny", version=1, version_label="stable")
         with pytest.raises(ValueError, match=r"alpha must be a number or have shape \[2\]"):
             client.predict(np.zeros((2, SIZE, SIZE, 1)), [0.1, 0.2, 0.3], 0.1, model="tiny")
+
+
+def test_unreadable_files_are_reported_and_the_others_classified(server, tmp_path, capsys):
+    """An empty .png and .npy, a pickled .npy and a truncated PNG among good frames: each bad one is named on
+    stderr without a traceback, every good one is classified, the exit status is 1."""
+    np.save(tmp_path / "good.npy", np.full((SIZE, SIZE), 0.3, np.float32))
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "whole.png")
+    (tmp_path / "truncated.png").write_bytes((tmp_path / "whole.png").read_bytes()[:40])
+    names = ["empty.png", "good.npy", "empty.npy", "objects.npy", "truncated.png", "whole.png"]
+    argv = ["classify", *[str(tmp_path / n) for n in names], "--server", server.address, "--model", "tiny"]
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert sorted(_printed(captured.out)) == sorted(str(tmp_path / n) for n in ("good.npy", "whole.png"))
+    errors = captured.err.splitlines()
+    for name in ("empty.png", "empty.npy", "objects.npy", "truncated.png"):
+        assert any(line.startswith(str(tmp_path / name) + ": ") for line in errors), captured.err
+    assert any("empty.npy: the file is empty or truncated" in line for line in errors)
+
+
+def test_a_16_bit_greyscale_png_is_read_with_its_16_bits(server, tmp_path, capsys):
+    """Pillow's RGB conversion clipped 16-bit grey to 255 (0.996 everywhere); the values are scaled by 65535."""
+    values = (np.linspace(0, 1, 48 * 64).reshape(48, 64) * 65535).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode == "I;16"
+    pixels, depth = frames_module.read_image(tmp_path / "grey16.png")
+    assert depth == "16-bit" and pixels.shape == (48, 64, 3)
+    np.testing.assert_allclose(pixels[..., 1], values / 65535.0, atol=1e-6)
+    assert pixels.min() == 0.0 and pixels.max() == 1.0 and 0.45 < pixels.mean() < 0.55
+    argv = ["classify", str(tmp_path / "grey16.png"), "--server", server.address, "--model", "tiny"]
+    assert cli.main(argv) == 0
+    assert "16-bit image simulated at" in capsys.readouterr().out
