@@ -67,9 +67,13 @@ def run_noise(args):
     )
     if not args.quiet:
         print(f"fitting {len(captures)} ISO(s)...", file=sys.stderr)
-    result, fits = calibration.calibrate_sensor(
-        captures, pattern=args.pattern, method=args.method, block=args.block, source=source
-    )
+    try:
+        result, fits = calibration.calibrate_sensor(
+            captures, pattern=args.pattern, method=args.method, block=args.block, source=source
+        )
+    except calibration.CalibrationError as error:
+        files = ", ".join(repr(name) for name in names[error.iso])
+        raise UsageError(f"FRAMES at ISO {error.iso:g} ({files}): {error}") from None
     calibration.save_sensor_preset(args.out, result)
     print(f"{'ISO':>8}{'frames':>8}{'alpha':>14}{'sigma':>14}{'blocks used':>20}")
     for iso, fit in fits.items():

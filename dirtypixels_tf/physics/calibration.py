@@ -79,6 +79,7 @@ PSF_BOUNDARIES = ("taper", "circular")
 PRESET_KEYS = ("poisson", "gauss", "pattern", "iso_table", "source")
 PLOTS_INSTALL_HINT = "pip install dirtypixels_tf[plots]"
 
+IDENTIFIABLE_FRACTION = 0.1  # largest standard error of alpha x or sigma^2, relative to the noise variance
 MIN_BINS = 3  # intensity bins that must hold kept blocks: fewer cannot tell alpha from sigma
 _SELECTION_ROUNDS = 4
 _IRLS_ROUNDS = 3
@@ -87,6 +88,14 @@ _EXACT_POISSON_COUNTS = 1e4  # mean photon count up to which the Poisson part is
 _POISSON_TAIL = 7.0  # photon counts summed: mean +- (7 std + 7)
 _CHUNK = 128
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+class CalibrationError(ValueError):
+    """The captures of one ISO cannot be calibrated; `iso` names it (the message says why)."""
+
+    def __init__(self, iso, message):
+        super().__init__(message)
+        self.iso = iso
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -326,6 +335,35 @@ def _check_coverage(means, bins, total):
         )
 
 
+def _check_identifiable(means, samples, alpha, sigma):
+    """Raise ValueError when the kept blocks cannot tell the Poisson part from the Gaussian part.
+
+    The fit's covariance (Gauss-Newton, unclipped derivatives [x, 1] of alpha x + sigma^2, weights n / (2 f^2))
+    gives standard errors of alpha and of sigma^2. At the blocks' median level m the noise variance is
+    v = alpha m + sigma^2; both parts must be pinned to within IDENTIFIABLE_FRACTION of v. Flats all at one
+    exposure fail this (their means lie within the noise of one level, so any split of v fits them).
+    """
+    variance = np.maximum(clipped_variance_at_mean(means, alpha, sigma), 1e-20)
+    weights = np.sqrt(samples / 2.0) / variance
+    jacobian = np.stack([means, np.ones_like(means)], axis=1) * weights[:, None]
+    normal = jacobian.T @ jacobian
+    level = float(np.median(means))
+    total = alpha * level + sigma**2
+    try:
+        covariance = np.linalg.inv(normal)
+        errors = (math.sqrt(max(covariance[0, 0], 0.0)) * level, math.sqrt(max(covariance[1, 1], 0.0)))
+    except np.linalg.LinAlgError:
+        errors = (math.inf, math.inf)
+    if max(errors) > IDENTIFIABLE_FRACTION * total:
+        raise ValueError(
+            f"frames do not separate alpha from sigma: the kept blocks' means span only {means.min():.4g} to "
+            f"{means.max():.4g}, so the Poisson part (alpha x) and the Gaussian part (sigma^2) of the noise "
+            f"variance {total:.3g} at {level:.3g} are each uncertain by up to {max(errors) / total:.0%} (standard "
+            f"error; at most {IDENTIFIABLE_FRACTION:.0%} accepted). Use flat-field or gray-chart captures at several "
+            "exposures (e.g. dark frames plus flats at 3 or more levels)"
+        )
+
+
 def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance=1.0):
     """Estimate (alpha, sigma) of the clipped Poisson-Gaussian noise from RAW captures (see module docstring).
 
@@ -377,6 +415,7 @@ def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance
         kept = selection
         _check_coverage(means[kept], bins, total)
         alpha, sigma = fit_clipped_noise(means[kept], variances[kept], samples, initial=(alpha, sigma))
+    _check_identifiable(means[kept], samples, alpha, sigma)
     points = _binned(means[kept], variances[kept], samples, bins)
     return NoiseFit(alpha, sigma, *points, blocks_used=int(kept.sum()), blocks_total=int(total))
 
@@ -413,7 +452,7 @@ def calibrate_sensor(captures_by_iso, pattern=RELEASE_PATTERN, method="spatial",
         try:
             fits[iso] = estimate_noise(captures_by_iso[key], method=method, block=block, bins=bins)
         except ValueError as error:
-            raise ValueError(f"ISO {iso:g}: {error}") from None
+            raise CalibrationError(iso, f"ISO {iso:g}: {error}") from None
     table = tuple((iso, fit.alpha, fit.sigma) for iso, fit in fits.items())
     calibration = SensorCalibration(preset=fit_iso_model(table), pattern=pattern, iso_table=table, source=source)
     return calibration, fits

@@ -149,3 +149,20 @@ def test_psf_bad_input_exits_2(tmp_path, capsys, pair):
     )
     assert "SHARP must be an existing image file" in error
     assert not (tmp_path / "psf.npy").exists()
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_noise_on_flats_at_one_exposure_is_refused(tmp_path, capsys, frames):
+    """Flats all at one level cannot separate alpha from sigma: before this was checked, one flat frame wrote a
+    sensor.yaml with alpha ~ 1e-14 and sigma 0.046 (true 0.004, 0.012). Now it exits 2 naming the files."""
+    alpha, sigma = 0.004, 0.012
+    clean = np.full((1, 256, 256, 1), 0.47, np.float32)
+    paths = []
+    for k in range(frames):
+        paths.append(str(tmp_path / f"flat{k}.npy"))
+        np.save(paths[-1], noise.add_noise(clean, alpha, sigma, tf.constant([7, k], tf.int64)).numpy()[0, ..., 0])
+    out = tmp_path / "sensor.yaml"
+    method = ["--method", "temporal"] if frames > 1 else []
+    error = run_with_error(["calibrate", "noise", *paths, "--out", str(out), "--iso", "400", *method], capsys)
+    assert "ISO 400" in error and paths[0] in error and "do not separate alpha from sigma" in error
+    assert not out.exists()
