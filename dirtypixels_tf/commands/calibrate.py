@@ -9,14 +9,18 @@ phase crop) in dirtypixels_tf/data/camera_raw.py.
 
 import os
 import sys
+import warnings
 
 from dirtypixels_tf.commands.common import UsageError, positive_float, positive_int
+
+RELEASE_PATTERN = "BGGR"  # physics.mosaic.RELEASE_PATTERN (not imported here: it would import TensorFlow)
 
 IMAGE_EXTENSIONS = (".npy", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def _load_frame(path, pattern, iso):
-    """(mosaic [H, W] float in [0, 1], ISO) from a .npy mosaic or a camera RAW file."""
+    """(mosaic [H, W] float in [0, 1], ISO, the file's own Bayer phase or None for .npy) from a .npy mosaic or a
+    camera RAW file. With `pattern` None a RAW mosaic keeps the camera's own phase."""
     import numpy as np
 
     from dirtypixels_tf.data import camera_raw
@@ -35,14 +39,19 @@ def _load_frame(path, pattern, iso):
                 f"FRAMES: {path!r} must hold a floating mosaic [H, W] in [0, 1]; received shape {mosaic.shape}, "
                 f"dtype {mosaic.dtype}"
             )
-        return mosaic, iso
+        return mosaic, iso, None
     try:
-        frame = camera_raw.read_raw(path, pattern)
+        frame = camera_raw.read_raw(path, pattern or RELEASE_PATTERN)
     except ImportError as error:
         raise UsageError(str(error)) from None
     if iso is None and frame.iso is None:
         raise UsageError(f"FRAMES: {path!r} has no ISO in its metadata; give --iso")
-    return frame.mosaic, iso if iso is not None else frame.iso
+    mosaic = frame.mosaic
+    if pattern is None:  # the camera's own colour filter array: shift the release phase back onto it
+        rows, cols = camera_raw.phase_crop(frame.pattern, frame.source_pattern)
+        mosaic = mosaic[rows:, cols:]
+        mosaic = mosaic[: mosaic.shape[0] // 2 * 2, : mosaic.shape[1] // 2 * 2]
+    return mosaic, iso if iso is not None else frame.iso, frame.source_pattern
 
 
 def run_noise(args):
@@ -50,9 +59,10 @@ def run_noise(args):
 
     from dirtypixels_tf.physics import calibration
 
-    captures, names, shape = {}, {}, None
+    captures, names, shape, patterns = {}, {}, None, {}
     for path in tqdm(args.frames, desc="reading frames", unit="frame", disable=args.quiet, file=sys.stderr):
-        mosaic, iso = _load_frame(path, args.pattern, args.iso)
+        mosaic, iso, source_pattern = _load_frame(path, args.pattern, args.iso)
+        patterns[path] = source_pattern or args.pattern or RELEASE_PATTERN
         if shape is not None and mosaic.shape != shape:
             raise UsageError(
                 f"FRAMES must all have one size; received {shape} for {args.frames[0]!r} and {mosaic.shape} "
@@ -61,6 +71,14 @@ def run_noise(args):
         shape = mosaic.shape
         captures.setdefault(float(iso), []).append(mosaic)
         names.setdefault(float(iso), []).append(path)
+    pattern = args.pattern
+    if pattern is None:
+        if len(set(patterns.values())) > 1:
+            raise UsageError(
+                "FRAMES must share one colour filter array pattern (or give --pattern to crop all to one); received "
+                + ", ".join(f"{pattern} for {path!r}" for path, pattern in patterns.items())
+            )
+        pattern = next(iter(patterns.values()))
     source = args.source or (
         f"dirtypixels calibrate noise: {len(args.frames)} frame(s) at ISO "
         f"{', '.join(f'{iso:g}' for iso in sorted(captures))}, method {args.method}, block {args.block}"
@@ -68,12 +86,16 @@ def run_noise(args):
     if not args.quiet:
         print(f"fitting {len(captures)} ISO(s)...", file=sys.stderr)
     try:
-        result, fits = calibration.calibrate_sensor(
-            captures, pattern=args.pattern, method=args.method, block=args.block, source=source
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result, fits = calibration.calibrate_sensor(
+                captures, pattern=pattern, method=args.method, block=args.block, source=source
+            )
     except calibration.CalibrationError as error:
         files = ", ".join(repr(name) for name in names[error.iso])
         raise UsageError(f"FRAMES at ISO {error.iso:g} ({files}): {error}") from None
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
     calibration.save_sensor_preset(args.out, result)
     print(f"{'ISO':>8}{'frames':>8}{'alpha':>14}{'sigma':>14}{'blocks used':>20}")
     for iso, fit in fits.items():
@@ -173,7 +195,13 @@ def register(commands):
         "--iso", type=positive_float, default=None, help="ISO of all FRAMES (default: each RAW file's metadata)"
     )
     noise.add_argument("--plot", default=None, help="also plot std against mean with the fits (PNG)")
-    noise.add_argument("--pattern", default="BGGR", choices=("RGGB", "BGGR", "GRBG", "GBRG"), help="Bayer phase")
+    noise.add_argument(
+        "--pattern",
+        default=None,
+        choices=("RGGB", "BGGR", "GRBG", "GBRG"),
+        help="Bayer phase to read RAW files in and to record (default: the camera's own, from the RAW metadata; "
+        "BGGR, the release's, for .npy frames)",
+    )
     noise.add_argument(
         "--method",
         default="spatial",

@@ -62,6 +62,7 @@ and each channel is normalized to sum 1 (optics.normalize_psf).
 import dataclasses
 import math
 import os
+import warnings
 
 import numpy as np
 import scipy.optimize
@@ -441,7 +442,7 @@ def calibrate_sensor(captures_by_iso, pattern=RELEASE_PATTERN, method="spatial",
     """Calibrate a sensor from captures at one or more ISOs: {iso: frames} -> (SensorCalibration, {iso: NoiseFit}).
 
     Each ISO's frames go through `estimate_noise`; the preset is the linear ISO model fitted to the per-ISO
-    (alpha, sigma). `pattern` is recorded in the calibration (the phase the mosaics were read in).
+    (alpha, sigma). From a single ISO the model is an extrapolation: a UserWarning says so and the source notes it. `pattern` is recorded in the calibration (the phase the mosaics were read in).
     """
     pattern = check_pattern(pattern)
     if not isinstance(captures_by_iso, dict) or not captures_by_iso:
@@ -454,6 +455,14 @@ def calibrate_sensor(captures_by_iso, pattern=RELEASE_PATTERN, method="spatial",
         except ValueError as error:
             raise CalibrationError(iso, f"ISO {iso:g}: {error}") from None
     table = tuple((iso, fit.alpha, fit.sigma) for iso, fit in fits.items())
+    if len(table) == 1:
+        warnings.warn(
+            f"captures at one ISO ({table[0][0]:g}) only: the preset extrapolates to every other ISO by the linear "
+            "ISO model (alpha and sigma proportional to ISO), unchecked for this sensor; calibrate at two or more "
+            "ISOs to check it",
+            stacklevel=2,
+        )
+        source = f"{source} [one ISO: other ISOs extrapolated]".strip()
     calibration = SensorCalibration(preset=fit_iso_model(table), pattern=pattern, iso_table=table, source=source)
     return calibration, fits
 

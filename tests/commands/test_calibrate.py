@@ -1,5 +1,7 @@
 """`dirtypixels calibrate noise|psf`: real files in, a loadable sensor.yaml / psf.npy out; bad input exits 2."""
 
+import pathlib
+
 import numpy as np
 import pytest
 import skimage.data
@@ -8,10 +10,15 @@ import tifffile
 from PIL import Image
 
 from dirtypixels_tf import cli
-from dirtypixels_tf.data.camera_raw import write_dng
+from dirtypixels_tf.data.camera_raw import read_raw, write_dng
 from dirtypixels_tf.physics import calibration, noise, optics
 
 NEXUS = noise.get_preset("Nexus_6P_rear")
+REAL_CR2 = pathlib.Path(__file__).parents[2] / ".cache/rawtran/usr/share/doc/rawtran/IMG_5952.CR2"
+needs_cr2 = pytest.mark.skipif(
+    not REAL_CR2.is_file(),
+    reason=f"the real Canon CR2 is absent: {REAL_CR2} (apt-get download rawtran-doc; dpkg -x into .cache/rawtran)",
+)
 LEVELS = np.concatenate([np.geomspace(0.002, 0.9, 14), [1.0, 1.05]])
 
 
@@ -165,3 +172,20 @@ def test_noise_on_flats_at_one_exposure_is_refused(tmp_path, capsys, frames):
     error = run_with_error(["calibrate", "noise", *paths, "--out", str(out), "--iso", "400"], capsys)
     assert "ISO 400" in error and paths[0] in error and "do not separate alpha from sigma" in error
     assert not out.exists()
+
+
+@needs_cr2
+def test_noise_on_the_real_cr2_records_its_cfa_and_says_it_extrapolates(tmp_path, capsys):
+    """The Canon EOS 30D's CFA is RGGB (LibRaw's pattern); one ISO (640) is an extrapolation to other ISOs."""
+    out = tmp_path / "sensor.yaml"
+    assert cli.main(["calibrate", "noise", str(REAL_CR2), "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "captures at one ISO (640) only: the preset extrapolates to every other ISO" in captured.err
+    loaded = calibration.load_sensor_preset(out)
+    assert loaded.pattern == read_raw(REAL_CR2).source_pattern == "RGGB"
+    assert "[one ISO: other ISOs extrapolated]" in loaded.source
+    alpha, sigma = loaded.preset.at_iso(640)
+    assert 2e-5 < alpha < 1e-3 and 1e-4 < sigma < 2e-3
+    forced = tmp_path / "bggr.yaml"
+    assert cli.main(["calibrate", "noise", str(REAL_CR2), "--out", str(forced), "--pattern", "BGGR", "--quiet"]) == 0
+    assert calibration.load_sensor_preset(forced).pattern == "BGGR"
