@@ -4,6 +4,10 @@ Forward model (seed 001 Eq. 1): y = clip_[0,1]( alpha * Poisson(S (k * x) / alph
 k * is the lens blur (optional; see physics/fourier.py for the boundary), S the Bayer mosaic of `pattern` (see
 physics/mosaic.py) and (alpha, sigma) the noise at the image's light level.
 
+With `unprocess` (physics/unprocess.py, Brooks et al. 2019) the clean sRGB image is first mapped to linear camera RGB
+(inverse tone curve, gamma, colour matrix and white balance, drawn per image); without it (the default, the
+release's path) the sRGB image is mosaicked as if it were linear sensor data.
+
 The noise is given either by a sensor preset (ISO-100 calibration) and a light-level range, sampled
 log-uniformly per image, or by a fixed (alpha, sigma). All randomness comes from one stateless seed [2] per call.
 """
@@ -14,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from dirtypixels_tf.physics import darktable, fourier, mosaic, noise
+from dirtypixels_tf.physics.unprocess import UnprocessSettings, sample_camera, unprocess
 from dirtypixels_tf.physics.validation import check_finite, check_image, check_positive_number
 
 
@@ -52,6 +57,8 @@ class SensorModel:
         psf: None (no blur), or [kh, kw] / [kh, kw, 3], normalized to sum 1 per channel.
         boundary: blur boundary handling ("reflect" by default; see physics/fourier.py).
         clip: clip the measurements to [0, 1] (the real sensor does).
+        unprocess: None (default: the release's path, sRGB mosaicked as linear data), True (Brooks et al. 2019's
+            randomized camera pipeline) or a physics.unprocess.UnprocessSettings.
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class SensorModel:
         psf=None,
         boundary="reflect",
         clip=True,
+        unprocess=None,
     ):
         self.preset = resolve_sensor(preset)[0] if isinstance(preset, (str, os.PathLike)) else preset
         if not isinstance(self.preset, noise.NoisePreset):
@@ -97,6 +105,11 @@ class SensorModel:
                 raise ValueError(f"psf must be [kh, kw] or [kh, kw, 3], finite, summing to 1; received sums {sums}")
         self.boundary = fourier.check_boundary(boundary)
         self.clip = bool(clip)
+        if unprocess is True:
+            unprocess = UnprocessSettings()
+        if unprocess not in (None, False) and not isinstance(unprocess, UnprocessSettings):
+            raise ValueError(f"unprocess must be None, True or an UnprocessSettings; received {unprocess!r}")
+        self.unprocess = unprocess or None
 
     @classmethod
     def from_darktable(cls, maker, model, iso, path=None, **kwargs):
@@ -127,7 +140,9 @@ class SensorModel:
         return images if self.psf is None else fourier.fft_convolve(images, self.psf, self.boundary)
 
     def simulate(self, images, seed):
-        """Clean colour images [B, H, W, 3] in [0, 1] -> {"raw": [B, H, W, 1], "alpha": [B], "sigma": [B]}.
+        """Clean colour images [B, H, W, 3] in [0, 1] -> {"raw": [B, H, W, 1], "alpha": [B], "sigma": [B]}, plus
+        the camera drawn per image ({"rgb_to_camera": [B, 3, 3], "gains": [B, 3]}, physics/unprocess.py) when
+        unprocessing.
 
         H and W must be even (whole Bayer blocks). `seed` is a stateless seed [2]; the same seed and images give
         the same output bit for bit.
@@ -136,7 +151,13 @@ class SensorModel:
         with tf.control_dependencies([check_finite(images, "images")]):
             images = tf.identity(images)
         level_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        alpha, sigma = self.noise_params(tf.shape(images)[0], level_seed)
+        batch_size = tf.shape(images)[0]
+        alpha, sigma = self.noise_params(batch_size, level_seed)
+        measured = {"alpha": alpha, "sigma": sigma}
+        if self.unprocess is not None:
+            camera = sample_camera(batch_size, tf.random.experimental.stateless_fold_in(seed, 2), self.unprocess)
+            images = unprocess(images, camera, self.unprocess.highlight_preserving)
+            measured.update(camera)
         clean_raw = mosaic.mosaic(self.optics(images), self.pattern)
-        raw = noise.add_noise(clean_raw, alpha, sigma, noise_seed, clip=self.clip)
-        return {"raw": raw, "alpha": alpha, "sigma": sigma}
+        measured["raw"] = noise.add_noise(clean_raw, alpha, sigma, noise_seed, clip=self.clip)
+        return measured
