@@ -1,10 +1,10 @@
 """The joint model trained with and without unprocessing (Brooks et al. 2019), each tested on both simulations.
 
-    PYTHONPATH=. python benchmarks/unprocess_comparison.py [--config default] [--train-examples 10000] [--epochs 3]
-        [--eval-examples 2000] [--out runs/unprocess_comparison]
+    PYTHONPATH=. python benchmarks/unprocess_comparison.py [--config default] [--train-examples 20000] [--epochs 5]
+        [--eval-examples 2000] [--out runs/unprocess_comparison] [--set section.key=VALUE ...]
 
 Trains the config twice, identical but for data.unprocess (false: the release's mask-only path, sRGB mosaicked as
-linear data; true: the randomized inverse camera pipeline of physics/unprocess.py), with compare_isps off, then
+linear data; true: the randomized inverse camera pipeline of physics/unprocess.py), with compare_isps off and batch-norm statistics re-estimated over 50 batches, then
 tests both models on the evaluation split simulated both ways (same seeds) and prints a 2 x 2 table of top-1
 accuracy and the ratio of each model's accuracy on the unprocessed test set to its accuracy on the mask-only one.
 """
@@ -22,10 +22,11 @@ from dirtypixels_tf.training import models as models_lib
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="default")
-    parser.add_argument("--train-examples", type=int, default=10000)
+    parser.add_argument("--train-examples", type=int, default=20000)
     parser.add_argument("--eval-examples", type=int, default=2000)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--out", default="runs/unprocess_comparison")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="more config overrides")
     args = parser.parse_args(argv)
     path = config_lib.resolve_config(args.config)
     overrides = [
@@ -33,7 +34,8 @@ def main(argv=None):
         f"data.eval_examples={args.eval_examples}",
         f"data.epochs={args.epochs}",
         "compare_isps=[]",
-    ]
+        "precise_bn_batches=50",
+    ] + args.overrides
     models = {}
     for trained_with in (False, True):
         config = config_lib.load_config(path, overrides + [f"data.unprocess={str(trained_with).lower()}"])

@@ -1,12 +1,14 @@
 """`dirtypixels calibrate noise|psf`: a sensor preset from RAW captures, or a lens PSF from a sharp/blurred pair.
 
     dirtypixels calibrate noise FRAMES... --out sensor.yaml [--iso N] [--plot noise.png] [--method spatial]
+        [--dark DARK...] [--pattern P]
     dirtypixels calibrate psf SHARP BLURRED --size K --out psf.npy [--regularization 1e-3]
 
 The methods and the sensor.yaml format are in dirtypixels_tf/physics/calibration.py; RAW reading (and the Bayer
 phase crop) in dirtypixels_tf/data/camera_raw.py.
 """
 
+import dataclasses
 import os
 import sys
 import warnings
@@ -54,6 +56,36 @@ def _load_frame(path, pattern, iso):
     return mosaic, iso if iso is not None else frame.iso, frame.source_pattern
 
 
+def _load_dark(path, pattern):
+    """A dark frame [H, W]: black level subtracted, NOT clipped, [0, 1] units (white - black = 1), in `pattern`'s
+    phase (None: the file's own). From a .npy array as is, or from a camera RAW file through rawpy."""
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise UsageError(f"--dark must name existing files; received {path!r} (not found)")
+    if path.lower().endswith(".npy"):
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--dark: {path!r} is not a readable .npy array: {error}") from None
+    from dirtypixels_tf.data import camera_raw
+
+    try:
+        frame = camera_raw.read_raw(path, pattern or RELEASE_PATTERN)  # checks the file; its values are clipped
+        import rawpy
+
+        with rawpy.imread(path) as raw:
+            counts = np.array(raw.raw_image_visible, np.float64)
+    except ImportError as error:
+        raise UsageError(str(error)) from None
+    height, width = counts.shape
+    blacks = np.tile(np.reshape(frame.black_level, (2, 2)), ((height + 1) // 2, (width + 1) // 2))[:height, :width]
+    values = (counts - blacks) / (frame.white_level - blacks)
+    rows, cols = camera_raw.phase_crop(frame.source_pattern, pattern or frame.source_pattern)
+    values = values[rows:, cols:]
+    return values[: values.shape[0] // 2 * 2, : values.shape[1] // 2 * 2]
+
+
 def run_noise(args):
     from tqdm import tqdm
 
@@ -96,6 +128,14 @@ def run_noise(args):
         raise UsageError(f"FRAMES at ISO {error.iso:g} ({files}): {error}") from None
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
+    dark = None
+    if args.dark:
+        darks = [_load_dark(path, args.pattern) for path in args.dark]
+        try:
+            dark = calibration.estimate_dark_noise(darks)
+        except ValueError as error:
+            raise UsageError(f"--dark ({', '.join(map(repr, args.dark))}): {error}") from None
+        result = dataclasses.replace(result, terms=dark.terms)
     calibration.save_sensor_preset(args.out, result)
     print(f"{'ISO':>8}{'frames':>8}{'alpha':>14}{'sigma':>14}{'blocks used':>20}")
     for iso, fit in fits.items():
@@ -103,13 +143,26 @@ def run_noise(args):
             f"{iso:>8g}{len(names[iso]):>8}{fit.alpha:>14.6g}{fit.sigma:>14.6g}{fit.blocks_used:>11} / "
             f"{fit.blocks_total}"
         )
+    if dark is not None:
+        terms = dark.terms
+        print(
+            f"dark frames ({len(args.dark)}): read noise {dark.sigma:.6g}, Tukey lambda {terms.tukey_lambda:.4f} "
+            f"(probability-plot correlation {dark.ppcc:.5f}, Gaussian {dark.gaussian_ppcc:.5f}), row noise "
+            f"{dark.row_std:.6g} ({terms.row_noise:.3f} sigma), black-level bias "
+            f"{', '.join(f'{b:+.3g}' for b in terms.black_level_bias)}, ADC {terms.bit_depth or 'not quantized'} bits"
+        )
     print(f"wrote {args.out}: poisson {result.preset.poisson:.6g}, gauss {result.preset.gauss:.6g} at ISO 100")
     if args.plot:
         try:
             calibration.plot_noise_fits({f"ISO {iso:g}": fit for iso, fit in fits.items()}, args.plot)
+            print(f"wrote {args.plot}")
+            if dark is not None:
+                stem, extension = os.path.splitext(args.plot)
+                dark_plot = f"{stem}_dark{extension or '.png'}"
+                calibration.plot_dark_fit(dark, dark_plot)
+                print(f"wrote {dark_plot}")
         except ImportError as error:
             raise UsageError(str(error)) from None
-        print(f"wrote {args.plot}")
     return 0
 
 
@@ -194,7 +247,18 @@ def register(commands):
     noise.add_argument(
         "--iso", type=positive_float, default=None, help="ISO of all FRAMES (default: each RAW file's metadata)"
     )
-    noise.add_argument("--plot", default=None, help="also plot std against mean with the fits (PNG)")
+    noise.add_argument(
+        "--dark",
+        nargs="+",
+        default=None,
+        metavar="DARK",
+        help="dark frames (lens capped): fit the extended terms of Wei et al. 2020 (Tukey-lambda read noise, row "
+        "noise, black-level bias, ADC bits) into the sensor.yaml; .npy mosaics black-subtracted and NOT clipped, "
+        "or camera RAW files",
+    )
+    noise.add_argument(
+        "--plot", default=None, help="also plot std against mean with the fits (PNG; with --dark also NAME_dark.png)"
+    )
     noise.add_argument(
         "--pattern",
         default=None,
