@@ -1,22 +1,28 @@
 """`dirtypixels calibrate noise|psf`: a sensor preset from RAW captures, or a lens PSF from a sharp/blurred pair.
 
     dirtypixels calibrate noise FRAMES... --out sensor.yaml [--iso N] [--plot noise.png] [--method spatial]
+        [--dark DARK...] [--pattern P]
     dirtypixels calibrate psf SHARP BLURRED --size K --out psf.npy [--regularization 1e-3]
 
 The methods and the sensor.yaml format are in dirtypixels_tf/physics/calibration.py; RAW reading (and the Bayer
 phase crop) in dirtypixels_tf/data/camera_raw.py.
 """
 
+import dataclasses
 import os
 import sys
+import warnings
 
 from dirtypixels_tf.commands.common import UsageError, positive_float, positive_int
+
+RELEASE_PATTERN = "BGGR"  # physics.mosaic.RELEASE_PATTERN (not imported here: it would import TensorFlow)
 
 IMAGE_EXTENSIONS = (".npy", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def _load_frame(path, pattern, iso):
-    """(mosaic [H, W] float in [0, 1], ISO) from a .npy mosaic or a camera RAW file."""
+    """(mosaic [H, W] float in [0, 1], ISO, the file's own Bayer phase or None for .npy) from a .npy mosaic or a
+    camera RAW file. With `pattern` None a RAW mosaic keeps the camera's own phase."""
     import numpy as np
 
     from dirtypixels_tf.data import camera_raw
@@ -35,14 +41,49 @@ def _load_frame(path, pattern, iso):
                 f"FRAMES: {path!r} must hold a floating mosaic [H, W] in [0, 1]; received shape {mosaic.shape}, "
                 f"dtype {mosaic.dtype}"
             )
-        return mosaic, iso
+        return mosaic, iso, None
     try:
-        frame = camera_raw.read_raw(path, pattern)
+        frame = camera_raw.read_raw(path, pattern or RELEASE_PATTERN)
     except ImportError as error:
         raise UsageError(str(error)) from None
     if iso is None and frame.iso is None:
         raise UsageError(f"FRAMES: {path!r} has no ISO in its metadata; give --iso")
-    return frame.mosaic, iso if iso is not None else frame.iso
+    mosaic = frame.mosaic
+    if pattern is None:  # the camera's own colour filter array: shift the release phase back onto it
+        rows, cols = camera_raw.phase_crop(frame.pattern, frame.source_pattern)
+        mosaic = mosaic[rows:, cols:]
+        mosaic = mosaic[: mosaic.shape[0] // 2 * 2, : mosaic.shape[1] // 2 * 2]
+    return mosaic, iso if iso is not None else frame.iso, frame.source_pattern
+
+
+def _load_dark(path, pattern):
+    """A dark frame [H, W]: black level subtracted, NOT clipped, [0, 1] units (white - black = 1), in `pattern`'s
+    phase (None: the file's own). From a .npy array as is, or from a camera RAW file through rawpy."""
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise UsageError(f"--dark must name existing files; received {path!r} (not found)")
+    if path.lower().endswith(".npy"):
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--dark: {path!r} is not a readable .npy array: {error}") from None
+    from dirtypixels_tf.data import camera_raw
+
+    try:
+        frame = camera_raw.read_raw(path, pattern or RELEASE_PATTERN)  # checks the file; its values are clipped
+        import rawpy
+
+        with rawpy.imread(path) as raw:
+            counts = np.array(raw.raw_image_visible, np.float64)
+    except ImportError as error:
+        raise UsageError(str(error)) from None
+    height, width = counts.shape
+    blacks = np.tile(np.reshape(frame.black_level, (2, 2)), ((height + 1) // 2, (width + 1) // 2))[:height, :width]
+    values = (counts - blacks) / (frame.white_level - blacks)
+    rows, cols = camera_raw.phase_crop(frame.source_pattern, pattern or frame.source_pattern)
+    values = values[rows:, cols:]
+    return values[: values.shape[0] // 2 * 2, : values.shape[1] // 2 * 2]
 
 
 def run_noise(args):
@@ -50,9 +91,10 @@ def run_noise(args):
 
     from dirtypixels_tf.physics import calibration
 
-    captures, names, shape = {}, {}, None
+    captures, names, shape, patterns = {}, {}, None, {}
     for path in tqdm(args.frames, desc="reading frames", unit="frame", disable=args.quiet, file=sys.stderr):
-        mosaic, iso = _load_frame(path, args.pattern, args.iso)
+        mosaic, iso, source_pattern = _load_frame(path, args.pattern, args.iso)
+        patterns[path] = source_pattern or args.pattern or RELEASE_PATTERN
         if shape is not None and mosaic.shape != shape:
             raise UsageError(
                 f"FRAMES must all have one size; received {shape} for {args.frames[0]!r} and {mosaic.shape} "
@@ -61,15 +103,39 @@ def run_noise(args):
         shape = mosaic.shape
         captures.setdefault(float(iso), []).append(mosaic)
         names.setdefault(float(iso), []).append(path)
+    pattern = args.pattern
+    if pattern is None:
+        if len(set(patterns.values())) > 1:
+            raise UsageError(
+                "FRAMES must share one colour filter array pattern (or give --pattern to crop all to one); received "
+                + ", ".join(f"{pattern} for {path!r}" for path, pattern in patterns.items())
+            )
+        pattern = next(iter(patterns.values()))
     source = args.source or (
         f"dirtypixels calibrate noise: {len(args.frames)} frame(s) at ISO "
         f"{', '.join(f'{iso:g}' for iso in sorted(captures))}, method {args.method}, block {args.block}"
     )
     if not args.quiet:
         print(f"fitting {len(captures)} ISO(s)...", file=sys.stderr)
-    result, fits = calibration.calibrate_sensor(
-        captures, pattern=args.pattern, method=args.method, block=args.block, source=source
-    )
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result, fits = calibration.calibrate_sensor(
+                captures, pattern=pattern, method=args.method, block=args.block, source=source
+            )
+    except calibration.CalibrationError as error:
+        files = ", ".join(repr(name) for name in names[error.iso])
+        raise UsageError(f"FRAMES at ISO {error.iso:g} ({files}): {error}") from None
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    dark = None
+    if args.dark:
+        darks = [_load_dark(path, args.pattern) for path in args.dark]
+        try:
+            dark = calibration.estimate_dark_noise(darks)
+        except ValueError as error:
+            raise UsageError(f"--dark ({', '.join(map(repr, args.dark))}): {error}") from None
+        result = dataclasses.replace(result, terms=dark.terms)
     calibration.save_sensor_preset(args.out, result)
     print(f"{'ISO':>8}{'frames':>8}{'alpha':>14}{'sigma':>14}{'blocks used':>20}")
     for iso, fit in fits.items():
@@ -77,13 +143,26 @@ def run_noise(args):
             f"{iso:>8g}{len(names[iso]):>8}{fit.alpha:>14.6g}{fit.sigma:>14.6g}{fit.blocks_used:>11} / "
             f"{fit.blocks_total}"
         )
+    if dark is not None:
+        terms = dark.terms
+        print(
+            f"dark frames ({len(args.dark)}): read noise {dark.sigma:.6g}, Tukey lambda {terms.tukey_lambda:.4f} "
+            f"(probability-plot correlation {dark.ppcc:.5f}, Gaussian {dark.gaussian_ppcc:.5f}), row noise "
+            f"{dark.row_std:.6g} ({terms.row_noise:.3f} sigma), black-level bias "
+            f"{', '.join(f'{b:+.3g}' for b in terms.black_level_bias)}, ADC {terms.bit_depth or 'not quantized'} bits"
+        )
     print(f"wrote {args.out}: poisson {result.preset.poisson:.6g}, gauss {result.preset.gauss:.6g} at ISO 100")
     if args.plot:
         try:
             calibration.plot_noise_fits({f"ISO {iso:g}": fit for iso, fit in fits.items()}, args.plot)
+            print(f"wrote {args.plot}")
+            if dark is not None:
+                stem, extension = os.path.splitext(args.plot)
+                dark_plot = f"{stem}_dark{extension or '.png'}"
+                calibration.plot_dark_fit(dark, dark_plot)
+                print(f"wrote {dark_plot}")
         except ImportError as error:
             raise UsageError(str(error)) from None
-        print(f"wrote {args.plot}")
     return 0
 
 
@@ -168,8 +247,25 @@ def register(commands):
     noise.add_argument(
         "--iso", type=positive_float, default=None, help="ISO of all FRAMES (default: each RAW file's metadata)"
     )
-    noise.add_argument("--plot", default=None, help="also plot std against mean with the fits (PNG)")
-    noise.add_argument("--pattern", default="BGGR", choices=("RGGB", "BGGR", "GRBG", "GBRG"), help="Bayer phase")
+    noise.add_argument(
+        "--dark",
+        nargs="+",
+        default=None,
+        metavar="DARK",
+        help="dark frames (lens capped): fit the extended terms of Wei et al. 2020 (Tukey-lambda read noise, row "
+        "noise, black-level bias, ADC bits) into the sensor.yaml; .npy mosaics black-subtracted and NOT clipped, "
+        "or camera RAW files",
+    )
+    noise.add_argument(
+        "--plot", default=None, help="also plot std against mean with the fits (PNG; with --dark also NAME_dark.png)"
+    )
+    noise.add_argument(
+        "--pattern",
+        default=None,
+        choices=("RGGB", "BGGR", "GRBG", "GBRG"),
+        help="Bayer phase to read RAW files in and to record (default: the camera's own, from the RAW metadata; "
+        "BGGR, the release's, for .npy frames)",
+    )
     noise.add_argument(
         "--method",
         default="spatial",

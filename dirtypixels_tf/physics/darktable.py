@@ -5,13 +5,20 @@ value normalized to [0, 1]: `a` is the Poisson scale (alpha) and `b` the Gaussia
 The file is not shipped with this package (it is GPL-3+): it is read from the darktable installation
 (/usr/share/darktable/noiseprofiles.json), or from the path in DIRTYPIXELS_DARKTABLE_PROFILES, or a given path.
 
-Conversions stated once, here:
+Conversions stated once, here (darktable's own rules where it has one: its `common/noiseprofiles.c` and the
+lookup of its profiled-denoise modules):
+- Entries marked `"skip": true` (490 in darktable 4.2's file: failed fits kept for the record) are ignored, as
+  darktable ignores them.
+- Duplicates: where a camera still lists more than one profile for one ISO (107 ISOs of 19 cameras in darktable
+  4.2: repeated measurements), their `a` and `b` are averaged per channel and a warning names the camera and the
+  ISOs. (darktable itself takes whichever its ISO sort puts first, which depends on its version.)
 - Channels: the package's noise model has one (alpha, sigma) per image, so a profile gives the mean of its three
   channels' `a` and of their `b`.
-- Negative `b` (about one profile in six: a fit artefact where read noise is tiny) is clamped to 0 before the
-  square root, so sigma = sqrt(max(b, 0)).
-- ISOs between two measured profiles are interpolated linearly in ISO (as darktable itself does); outside the
-  measured range the nearest profile is scaled by the linear ISO model.
+- Between two measured ISOs, `a` and `b` (the variance, not sigma) are interpolated linearly in ISO, as
+  darktable's `dt_noiseprofile_interpolate` does; outside the measured range the nearest profile is kept as is
+  (darktable clamps to its profiled range), with a warning.
+- Negative `b` (639 of the 6,555 kept profiles: a fit artefact where read noise is tiny): the variance
+  a x + b is floored at 0 as darktable's transforms floor it, so sigma = sqrt(max(b, 0)) after interpolation.
 - To the ISO-100 preset: poisson = alpha * 100 / ISO, gauss = sigma * 100 / ISO.
 
 Caveat: darktable measures noise inside its own pipeline, after white balance. For the Canon EOS 30D at ISO 640
@@ -26,6 +33,7 @@ import dataclasses
 import functools
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -38,13 +46,15 @@ ENV_PATH = "DIRTYPIXELS_DARKTABLE_PROFILES"
 
 @dataclasses.dataclass(frozen=True)
 class DarktableProfile:
-    """One measured profile: per-channel (R, G, B) Poisson scale `a` and Gaussian variance `b` at `iso`."""
+    """One camera's profile at `iso`: per-channel (R, G, B) Poisson scale `a` and Gaussian variance `b` (the mean
+    of `merged` duplicate entries of the file when it has more than one for this ISO)."""
 
     maker: str
     model: str
     iso: float
     a: tuple
     b: tuple
+    merged: int = 1
 
     @property
     def alpha(self):
@@ -52,7 +62,32 @@ class DarktableProfile:
 
     @property
     def sigma(self):
-        return float(np.sqrt(max(float(np.mean(self.b)), 0.0)))
+        return _sigma(float(np.mean(self.b)))
+
+
+def _sigma(variance):
+    """sigma from the variance b at x = 0, floored at 0 (see the module docstring)."""
+    return float(np.sqrt(max(variance, 0.0)))
+
+
+def _resolve(maker, model, entries):
+    """One DarktableProfile per ISO from a model's entries: "skip" entries dropped, duplicates averaged."""
+    by_iso = {}
+    for entry in entries:
+        if entry.get("skip"):
+            continue
+        by_iso.setdefault(float(entry["iso"]), []).append(entry)
+    return [
+        DarktableProfile(
+            maker,
+            model,
+            iso,
+            tuple(np.mean([e["a"] for e in group], axis=0).tolist()),
+            tuple(np.mean([e["b"] for e in group], axis=0).tolist()),
+            merged=len(group),
+        )
+        for iso, group in sorted(by_iso.items())
+    ]
 
 
 def default_profiles_path():
@@ -63,7 +98,8 @@ def default_profiles_path():
 
 @functools.lru_cache(maxsize=4)
 def load_profiles(path=None):
-    """All profiles of a noiseprofiles.json: {(maker, model): [DarktableProfile sorted by ISO]}."""
+    """All profiles of a noiseprofiles.json: {(maker, model): [DarktableProfile sorted by ISO, one per ISO]}
+    ("skip" entries dropped, duplicates averaged; cameras with no profile left are omitted)."""
     path = path or default_profiles_path()
     if path is None or not os.path.isfile(path):
         raise FileNotFoundError(
@@ -75,11 +111,9 @@ def load_profiles(path=None):
         table = {}
         for maker in data["noiseprofiles"]:
             for model in maker["models"]:
-                profiles = [
-                    DarktableProfile(maker["maker"], model["model"], float(p["iso"]), tuple(p["a"]), tuple(p["b"]))
-                    for p in model["profiles"]
-                ]
-                table[(maker["maker"], model["model"])] = sorted(profiles, key=lambda p: p.iso)
+                profiles = _resolve(maker["maker"], model["model"], model["profiles"])
+                if profiles:
+                    table[(maker["maker"], model["model"])] = profiles
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ValueError(f"path {path!r} is not a darktable noiseprofiles.json: {error!r}") from None
     return table
@@ -90,6 +124,13 @@ def find_camera(maker, model, path=None):
     table = load_profiles(path)
     for (known_maker, known_model), profiles in table.items():
         if known_maker.lower() == str(maker).lower() and known_model.lower() == str(model).lower():
+            merged = [f"{p.iso:g} ({p.merged})" for p in profiles if p.merged > 1]
+            if merged:
+                warnings.warn(
+                    f"darktable lists more than one profile of {known_maker} {known_model} at ISO "
+                    f"{', '.join(merged)} (count in brackets); their a and b are averaged",
+                    stacklevel=2,
+                )
             return profiles
     models = sorted(m for k, m in table if k.lower() == str(maker).lower())
     if not models:
@@ -99,17 +140,21 @@ def find_camera(maker, model, path=None):
 
 
 def noise_at_iso(maker, model, iso, path=None):
-    """(alpha, sigma) of a camera at `iso`, interpolated between measured ISOs (see the module conventions)."""
+    """(alpha, sigma) of a camera at `iso`: a and b interpolated linearly between measured ISOs, the nearest
+    profile kept outside the measured range (with a warning); see the module conventions."""
     iso = check_positive_number(iso, "iso")
     profiles = find_camera(maker, model, path)
     isos = np.array([p.iso for p in profiles])
-    alphas = np.array([p.alpha for p in profiles])
-    sigmas = np.array([p.sigma for p in profiles])
     if iso < isos[0] or iso > isos[-1]:
-        nearest = 0 if iso < isos[0] else -1
-        scale = iso / isos[nearest]
-        return float(alphas[nearest] * scale), float(sigmas[nearest] * scale)
-    return float(np.interp(iso, isos, alphas)), float(np.interp(iso, isos, sigmas))
+        warnings.warn(
+            f"iso {iso:g} is outside the ISOs darktable measured for {profiles[0].maker} {profiles[0].model} "
+            f"({isos[0]:g} to {isos[-1]:g}): the profile at ISO {isos[0] if iso < isos[0] else isos[-1]:g} is "
+            "used as is, as darktable does",
+            stacklevel=2,
+        )
+    alpha = float(np.interp(iso, isos, [p.alpha for p in profiles]))
+    variance = float(np.interp(iso, isos, [float(np.mean(p.b)) for p in profiles]))
+    return alpha, _sigma(variance)
 
 
 def preset_from_darktable(maker, model, iso, path=None):

@@ -8,6 +8,17 @@ Presets give (Poisson scale, Gaussian std) at ISO 100 in units of the [0, 1] ran
 model: alpha = poisson * ISO / 100, sigma = gauss * ISO / 100; light level = lux / 2000 and ISO = 100 /
 light_level, so alpha = poisson / light_level and sigma = gauss / light_level.
 
+Extended low-light terms (Wei et al. 2020, ELD), all optional and off by default (`NoiseTerms`, `add_sensor_noise`):
+- read noise of Tukey-lambda shape: sigma * T / std(T), T ~ Tukey-lambda(lam) (heavy-tailed for lam < 0.14, close to
+  Gaussian at 0.14); sigma stays the read noise's std, so the Poisson-Gaussian variance alpha x + sigma^2 holds;
+- row noise: one offset N(0, (row_noise * sigma)^2) per image row (row_noise relative to sigma, so it follows the
+  ISO with the read noise);
+- black-level (colour) bias: a constant offset per position of the 2x2 Bayer block (row-major, [0, 1] units), the
+  residual of an imperfect black-level subtraction;
+- ADC quantization at `bit_depth` bits: values rounded to multiples of 1 / (2^bit_depth - 1) after clipping (or
+  without clipping when clip=False, as for dark frames read with their pedestal).
+Order: shot noise, read noise, row noise, bias, clip, quantization.
+
 Randomness is stateless: every sampler takes a `seed` of shape [2] (int32/int64), so the same seed gives the same
 noise bit for bit on every run and machine. Key it by example index (see `example_seed`) to make an evaluation
 set independent of batching and of the number of replicas.
@@ -16,6 +27,7 @@ set independent of batching and of the number of replicas.
 import dataclasses
 import math
 
+import scipy.special
 import tensorflow as tf
 
 from dirtypixels_tf.physics.sensor_presets import (  # noqa: F401 (the tables live there, free of TensorFlow)
@@ -143,3 +155,102 @@ def add_noise(images, alpha, sigma, seed, clip=True):
     shot = tf.where(alpha_b > 0, counts * safe_alpha, images)
     noisy = shot + sigma_b * tf.random.stateless_normal(tf.shape(images), gauss_seed, dtype=images.dtype)
     return tf.clip_by_value(noisy, 0.0, 1.0) if clip else noisy
+
+
+TUKEY_LAMBDA_RANGE = (-0.4, 1.0)  # open interval of supported shapes (the variance is infinite for lam <= -0.5)
+
+
+def tukey_lambda_std(lam):
+    """Standard deviation of the standard Tukey-lambda distribution, Q(u) = (u^lam - (1 - u)^lam) / lam."""
+    lam = float(lam)
+    if abs(lam) < 1e-6:
+        return math.pi / math.sqrt(3.0)
+    variance = 2.0 / lam**2 * (1.0 / (1.0 + 2.0 * lam) - math.exp(2 * math.lgamma(lam + 1) - math.lgamma(2 * lam + 2)))
+    return math.sqrt(variance)
+
+
+def tukey_lambda_quantile(u, lam):
+    """The standard Tukey-lambda quantile function at probabilities u in (0, 1) (NumPy or TensorFlow values)."""
+    lam = float(lam)
+    if abs(lam) < 1e-6:
+        return scipy.special.logit(u) if not tf.is_tensor(u) else tf.math.log(u / (1.0 - u))
+    return (u**lam - (1.0 - u) ** lam) / lam
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseTerms:
+    """The optional terms of Wei et al. 2020 (see the module docstring); the defaults switch every term off.
+
+    tukey_lambda: shape of the read noise (None: Gaussian); row_noise: std of the row offsets relative to sigma
+    (>= 0); black_level_bias: 4 offsets, one per position of the 2x2 Bayer block, row-major, [0, 1] units;
+    bit_depth: ADC bits (None: no quantization).
+    """
+
+    tukey_lambda: float | None = None
+    row_noise: float = 0.0
+    black_level_bias: tuple = (0.0, 0.0, 0.0, 0.0)
+    bit_depth: int | None = None
+
+    def __post_init__(self):
+        low, high = TUKEY_LAMBDA_RANGE
+        if self.tukey_lambda is not None:
+            value = self.tukey_lambda
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value < high:
+                raise ValueError(f"tukey_lambda must be None or a number in ({low}, {high}); received {value!r}")
+            object.__setattr__(self, "tukey_lambda", float(value))
+        object.__setattr__(self, "row_noise", check_positive_number(self.row_noise, "row_noise", allow_zero=True))
+        try:
+            bias = tuple(float(v) for v in self.black_level_bias)
+        except (TypeError, ValueError):
+            bias = ()
+        if len(bias) != 4 or not all(math.isfinite(v) and abs(v) < 1 for v in bias):
+            raise ValueError(
+                f"black_level_bias must be 4 finite offsets in (-1, 1), one per Bayer position; received "
+                f"{self.black_level_bias!r}"
+            )
+        object.__setattr__(self, "black_level_bias", bias)
+        bits = self.bit_depth
+        if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 24):
+            raise ValueError(f"bit_depth must be None or an integer in [1, 24]; received {bits!r}")
+
+    @property
+    def active(self):
+        """True when any term is on."""
+        return (
+            self.tukey_lambda is not None
+            or self.row_noise > 0
+            or any(self.black_level_bias)
+            or self.bit_depth is not None
+        )
+
+
+def add_sensor_noise(images, alpha, sigma, seed, terms=None, clip=True):
+    """`add_noise` with the extended terms of `terms` (a NoiseTerms; None or all off: exactly `add_noise`).
+
+    images: clean mosaics [B, H, W, 1] in [0, 1] (H, W even; the bias follows the 2x2 block from the top-left).
+    alpha, sigma: scalars or [B]. seed: [2]. Returns images' shape and dtype.
+    """
+    if terms is None or not terms.active:
+        return add_noise(images, alpha, sigma, seed, clip=clip)
+    images = tf.convert_to_tensor(images)
+    shot_seed, read_seed, row_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    if terms.tukey_lambda is None:
+        read = tf.random.stateless_normal(tf.shape(images), read_seed, dtype=images.dtype)
+    else:
+        u = tf.random.stateless_uniform(tf.shape(images), read_seed, 1e-7, 1.0 - 1e-7, dtype=images.dtype)
+        read = tukey_lambda_quantile(u, terms.tukey_lambda) / tukey_lambda_std(terms.tukey_lambda)
+    noisy = add_noise(images, alpha, 0.0, shot_seed, clip=False) + _per_image(sigma, images) * read
+    if terms.row_noise > 0:
+        shape = tf.shape(images)
+        rows = tf.random.stateless_normal([shape[0], shape[1], 1, 1], row_seed, dtype=images.dtype)
+        noisy += terms.row_noise * _per_image(sigma, images) * rows
+    if any(terms.black_level_bias):
+        shape = tf.shape(images)
+        block = tf.constant(terms.black_level_bias, images.dtype, shape=[2, 2])
+        noisy += tf.tile(block, [shape[1] // 2, shape[2] // 2])[tf.newaxis, :, :, tf.newaxis]
+    if clip:
+        noisy = tf.clip_by_value(noisy, 0.0, 1.0)
+    if terms.bit_depth is not None:
+        levels = float(2**terms.bit_depth - 1)
+        noisy = tf.round(noisy * levels) / levels
+    return noisy

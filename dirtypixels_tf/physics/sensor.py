@@ -2,7 +2,13 @@
 
 Forward model (seed 001 Eq. 1): y = clip_[0,1]( alpha * Poisson(S (k * x) / alpha) + N(0, sigma^2) ), where
 k * is the lens blur (optional; see physics/fourier.py for the boundary), S the Bayer mosaic of `pattern` (see
-physics/mosaic.py) and (alpha, sigma) the noise at the image's light level.
+physics/mosaic.py) and (alpha, sigma) the noise at the image's light level. Optionally (`noise_terms`, off by
+default) the extended terms of Wei et al. 2020: Tukey-lambda read noise, row noise, black-level bias and ADC
+quantization (physics/noise.py).
+
+With `unprocess` (physics/unprocess.py, Brooks et al. 2019) the clean sRGB image is first mapped to linear camera RGB
+(inverse tone curve, gamma, colour matrix and white balance, drawn per image); without it (the default, the
+release's path) the sRGB image is mosaicked as if it were linear sensor data.
 
 The noise is given either by a sensor preset (ISO-100 calibration) and a light-level range, sampled
 log-uniformly per image, or by a fixed (alpha, sigma). All randomness comes from one stateless seed [2] per call.
@@ -14,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from dirtypixels_tf.physics import darktable, fourier, mosaic, noise
+from dirtypixels_tf.physics.unprocess import UnprocessSettings, sample_camera, unprocess
 from dirtypixels_tf.physics.validation import check_finite, check_image, check_positive_number
 
 
@@ -21,19 +28,25 @@ def resolve_sensor(spec):
     """The noise and Bayer phase of a sensor named by `spec`: a preset name (noise.SENSOR_PRESETS) or the path of
     a calibrated sensor.yaml (physics/calibration.py; a name that ends in .yaml/.yml or names a file). Returns
     (NoisePreset, pattern); the pattern is None for a built-in preset (which has none). The one place that parses
-    a sensor spec: commands and configs call it."""
+    a sensor spec: commands and configs call it (`resolve_sensor_terms` adds the sensor.yaml's extended terms)."""
+    return resolve_sensor_terms(spec)[:2]
+
+
+def resolve_sensor_terms(spec):
+    """(NoisePreset, pattern, noise.NoiseTerms) of a sensor spec (see `resolve_sensor`); the terms are all off for a
+    built-in preset."""
     if isinstance(spec, noise.NoisePreset):
-        return spec, None
+        return spec, None, noise.NoiseTerms()
     if not isinstance(spec, (str, os.PathLike)):
         raise ValueError(f"sensor must be a preset name or a sensor.yaml path; received {spec!r}")
     spec = os.fspath(spec)
     if spec in noise.SENSOR_PRESETS:
-        return noise.get_preset(spec), None
+        return noise.get_preset(spec), None, noise.NoiseTerms()
     if spec.endswith((".yaml", ".yml")) or os.path.isfile(spec):
         from dirtypixels_tf.physics.calibration import load_sensor_preset
 
         calibration = load_sensor_preset(spec)
-        return calibration.preset, calibration.pattern
+        return calibration.preset, calibration.pattern, calibration.terms
     raise ValueError(
         f"sensor must be one of {', '.join(noise.SENSOR_PRESETS)} or the path of a sensor.yaml; received {spec!r}"
     )
@@ -43,8 +56,8 @@ class SensorModel:
     """A simulated camera: optics, colour filter array and noise.
 
     Args:
-        preset: a sensor preset name (noise.SENSOR_PRESETS), a noise.NoisePreset, or a sensor.yaml path (its noise;
-            use `from_preset_file` to take its Bayer phase too).
+        preset: a sensor preset name (noise.SENSOR_PRESETS), a noise.NoisePreset, or a sensor.yaml path (its noise
+            and extended terms; use `from_preset_file` to take its Bayer phase too).
         light_levels: a profile name (noise.LIGHT_PROFILES, e.g. "3lux") or a (low, high) pair of light levels
             (lux / 2000); ignored when `alpha` and `sigma` are given.
         alpha, sigma: a fixed noise level (in [0, 1] units) for every image, instead of preset + light levels.
@@ -52,6 +65,10 @@ class SensorModel:
         psf: None (no blur), or [kh, kw] / [kh, kw, 3], normalized to sum 1 per channel.
         boundary: blur boundary handling ("reflect" by default; see physics/fourier.py).
         clip: clip the measurements to [0, 1] (the real sensor does).
+        noise_terms: the extended low-light terms of Wei et al. 2020 (a noise.NoiseTerms; None: a sensor.yaml's, else
+            all off, the release's Poisson-Gaussian model).
+        unprocess: None (default: the release's path, sRGB mosaicked as linear data), True (Brooks et al. 2019's
+            randomized camera pipeline) or a physics.unprocess.UnprocessSettings.
     """
 
     def __init__(
@@ -64,8 +81,13 @@ class SensorModel:
         psf=None,
         boundary="reflect",
         clip=True,
+        noise_terms=None,
+        unprocess=None,
     ):
-        self.preset = resolve_sensor(preset)[0] if isinstance(preset, (str, os.PathLike)) else preset
+        file_terms = noise.NoiseTerms()
+        if isinstance(preset, (str, os.PathLike)):
+            preset, _, file_terms = resolve_sensor_terms(preset)
+        self.preset = preset
         if not isinstance(self.preset, noise.NoisePreset):
             raise ValueError(f"preset must be a preset name or a NoisePreset; received {preset!r}")
         if (alpha is None) != (sigma is None):
@@ -97,6 +119,14 @@ class SensorModel:
                 raise ValueError(f"psf must be [kh, kw] or [kh, kw, 3], finite, summing to 1; received sums {sums}")
         self.boundary = fourier.check_boundary(boundary)
         self.clip = bool(clip)
+        self.noise_terms = file_terms if noise_terms is None else noise_terms
+        if not isinstance(self.noise_terms, noise.NoiseTerms):
+            raise ValueError(f"noise_terms must be None or a NoiseTerms; received {noise_terms!r}")
+        if unprocess is True:
+            unprocess = UnprocessSettings()
+        if unprocess not in (None, False) and not isinstance(unprocess, UnprocessSettings):
+            raise ValueError(f"unprocess must be None, True or an UnprocessSettings; received {unprocess!r}")
+        self.unprocess = unprocess or None
 
     @classmethod
     def from_darktable(cls, maker, model, iso, path=None, **kwargs):
@@ -110,6 +140,7 @@ class SensorModel:
 
         calibration = load_sensor_preset(path)
         kwargs.setdefault("pattern", calibration.pattern)
+        kwargs.setdefault("noise_terms", calibration.terms)
         return cls(preset=calibration.preset, **kwargs)
 
     def noise_params(self, batch_size, seed):
@@ -127,7 +158,9 @@ class SensorModel:
         return images if self.psf is None else fourier.fft_convolve(images, self.psf, self.boundary)
 
     def simulate(self, images, seed):
-        """Clean colour images [B, H, W, 3] in [0, 1] -> {"raw": [B, H, W, 1], "alpha": [B], "sigma": [B]}.
+        """Clean colour images [B, H, W, 3] in [0, 1] -> {"raw": [B, H, W, 1], "alpha": [B], "sigma": [B]}, plus
+        the camera drawn per image ({"rgb_to_camera": [B, 3, 3], "gains": [B, 3]}, physics/unprocess.py) when
+        unprocessing.
 
         H and W must be even (whole Bayer blocks). `seed` is a stateless seed [2]; the same seed and images give
         the same output bit for bit.
@@ -136,7 +169,13 @@ class SensorModel:
         with tf.control_dependencies([check_finite(images, "images")]):
             images = tf.identity(images)
         level_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        alpha, sigma = self.noise_params(tf.shape(images)[0], level_seed)
+        batch_size = tf.shape(images)[0]
+        alpha, sigma = self.noise_params(batch_size, level_seed)
+        measured = {"alpha": alpha, "sigma": sigma}
+        if self.unprocess is not None:
+            camera = sample_camera(batch_size, tf.random.experimental.stateless_fold_in(seed, 2), self.unprocess)
+            images = unprocess(images, camera, self.unprocess.highlight_preserving)
+            measured.update(camera)
         clean_raw = mosaic.mosaic(self.optics(images), self.pattern)
-        raw = noise.add_noise(clean_raw, alpha, sigma, noise_seed, clip=self.clip)
-        return {"raw": raw, "alpha": alpha, "sigma": sigma}
+        measured["raw"] = noise.add_sensor_noise(clean_raw, alpha, sigma, noise_seed, self.noise_terms, self.clip)
+        return measured

@@ -82,6 +82,8 @@ class DataConfig:
     crop_area, flip: training augmentation (random crop area fraction, horizontal flip); central_fraction: the
         evaluation centre crop (data/preprocessing.py). shuffle_buffer: examples (after simulation).
     label_offset: subtracted from TFRecord labels (1 for slim's 1001-class records with a 1000-class head).
+    unprocess: map the clean sRGB images to linear camera RAW before the mosaic (Brooks et al. 2019's randomized
+        inverse camera pipeline, physics/unprocess.py); false (default) keeps the release's mask-only path.
     """
 
     source: Literal["fashion-mnist", "folder", "tfrecords"] = "fashion-mnist"
@@ -102,6 +104,7 @@ class DataConfig:
     crop_area: list[float] = dataclasses.field(default_factory=lambda: [0.1, 1.0])
     flip: bool = True
     central_fraction: float = 0.875
+    unprocess: bool = False
 
 
 @dataclasses.dataclass

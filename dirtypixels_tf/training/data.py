@@ -43,11 +43,15 @@ def load_psf(spec, seed=0):
 
 
 def make_sensor(config):
-    """The SensorModel of config.data (preset, light levels, Bayer phase, PSF)."""
+    """The SensorModel of config.data (preset, light levels, Bayer phase, PSF, unprocessing)."""
     data = config.data
     profile = data.profile if isinstance(data.profile, str) else tuple(data.profile)
     return SensorModel(
-        preset=data.sensor, light_levels=profile, pattern=data.pattern, psf=load_psf(data.psf, config.seed)
+        preset=data.sensor,
+        light_levels=profile,
+        pattern=data.pattern,
+        psf=load_psf(data.psf, config.seed),
+        unprocess=data.unprocess or None,
     )
 
 

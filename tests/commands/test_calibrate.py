@@ -1,5 +1,7 @@
 """`dirtypixels calibrate noise|psf`: real files in, a loadable sensor.yaml / psf.npy out; bad input exits 2."""
 
+import pathlib
+
 import numpy as np
 import pytest
 import skimage.data
@@ -8,10 +10,16 @@ import tifffile
 from PIL import Image
 
 from dirtypixels_tf import cli
-from dirtypixels_tf.data.camera_raw import write_dng
+from dirtypixels_tf.data.camera_raw import read_raw, write_dng
 from dirtypixels_tf.physics import calibration, noise, optics
+from dirtypixels_tf.physics.sensor import SensorModel
 
 NEXUS = noise.get_preset("Nexus_6P_rear")
+REAL_CR2 = pathlib.Path(__file__).parents[2] / ".cache/rawtran/usr/share/doc/rawtran/IMG_5952.CR2"
+needs_cr2 = pytest.mark.skipif(
+    not REAL_CR2.is_file(),
+    reason=f"the real Canon CR2 is absent: {REAL_CR2} (apt-get download rawtran-doc; dpkg -x into .cache/rawtran)",
+)
 LEVELS = np.concatenate([np.geomspace(0.002, 0.9, 14), [1.0, 1.05]])
 
 
@@ -149,3 +157,65 @@ def test_psf_bad_input_exits_2(tmp_path, capsys, pair):
     )
     assert "SHARP must be an existing image file" in error
     assert not (tmp_path / "psf.npy").exists()
+
+
+@pytest.mark.parametrize("frames", [1, 3])
+def test_noise_on_flats_at_one_exposure_is_refused(tmp_path, capsys, frames):
+    """Flats all at one level cannot separate alpha from sigma: before this was checked, one flat frame wrote a
+    sensor.yaml with alpha ~ 1e-14 and sigma 0.046 (true 0.004, 0.012). Now it exits 2 naming the files."""
+    alpha, sigma = 0.004, 0.012
+    clean = np.full((1, 256, 256, 1), 0.47, np.float32)
+    paths = []
+    for k in range(frames):
+        paths.append(str(tmp_path / f"flat{k}.npy"))
+        np.save(paths[-1], noise.add_noise(clean, alpha, sigma, tf.constant([7, k], tf.int64)).numpy()[0, ..., 0])
+    out = tmp_path / "sensor.yaml"
+    error = run_with_error(["calibrate", "noise", *paths, "--out", str(out), "--iso", "400"], capsys)
+    assert "ISO 400" in error and paths[0] in error and "do not separate alpha from sigma" in error
+    assert not out.exists()
+
+
+@needs_cr2
+def test_noise_on_the_real_cr2_records_its_cfa_and_says_it_extrapolates(tmp_path, capsys):
+    """The Canon EOS 30D's CFA is RGGB (LibRaw's pattern); one ISO (640) is an extrapolation to other ISOs."""
+    out = tmp_path / "sensor.yaml"
+    assert cli.main(["calibrate", "noise", str(REAL_CR2), "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "captures at one ISO (640) only: the preset extrapolates to every other ISO" in captured.err
+    loaded = calibration.load_sensor_preset(out)
+    assert loaded.pattern == read_raw(REAL_CR2).source_pattern == "RGGB"
+    assert "[one ISO: other ISOs extrapolated]" in loaded.source
+    alpha, sigma = loaded.preset.at_iso(640)
+    assert 2e-5 < alpha < 1e-3 and 1e-4 < sigma < 2e-3
+    forced = tmp_path / "bggr.yaml"
+    assert cli.main(["calibrate", "noise", str(REAL_CR2), "--out", str(forced), "--pattern", "BGGR", "--quiet"]) == 0
+    assert calibration.load_sensor_preset(forced).pattern == "BGGR"
+
+
+def test_noise_with_dark_frames_writes_the_extended_terms(tmp_path, capsys):
+    rng = np.random.default_rng([17, 2])
+    lam, row, sigma = rng.uniform(-0.2, -0.05), rng.uniform(0.2, 0.5), rng.uniform(0.004, 0.02)
+    terms = noise.NoiseTerms(tukey_lambda=lam, row_noise=row, black_level_bias=(2e-4, -1e-4, 0.0, 3e-4), bit_depth=14)
+    sensor = SensorModel(alpha=1e-3, sigma=sigma, noise_terms=terms, clip=False)
+    darks = sensor.simulate(tf.zeros([3, 512, 512, 3]), tf.constant([17, 3], tf.int64))["raw"].numpy()[..., 0]
+    paths = []
+    for k, dark in enumerate(darks):
+        paths.append(str(tmp_path / f"dark{k}.npy"))
+        np.save(paths[-1], dark)
+    flat = tmp_path / "chart.npy"
+    np.save(flat, chart_capture(1600, 5, height=256))
+    out, plot = tmp_path / "sensor.yaml", tmp_path / "noise.png"
+    argv = ["calibrate", "noise", str(flat), "--iso", "1600", "--dark", *paths, "--out", str(out), "--plot", str(plot)]
+    assert cli.main(argv + ["--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "dark frames (3): read noise" in printed and f"wrote {tmp_path / 'noise_dark.png'}" in printed
+    loaded = calibration.load_sensor_preset(out)
+    assert loaded.terms.tukey_lambda == pytest.approx(lam, rel=0.1)
+    assert loaded.terms.row_noise == pytest.approx(row, rel=0.1)
+    assert loaded.terms.bit_depth == 14
+    assert SensorModel(preset=str(out)).noise_terms == loaded.terms
+    with Image.open(tmp_path / "noise_dark.png") as image:
+        assert image.format == "PNG"
+    np.save(tmp_path / "bright.npy", np.full((64, 64), 1.5))
+    error = run_with_error(argv[:-4] + ["--dark", str(tmp_path / "bright.npy"), "--out", str(out)], capsys)
+    assert "--dark ('" in error and "must hold finite values in (-1, 1)" in error

@@ -29,11 +29,33 @@ def test_conversion_interpolation_and_clamping(tmp_path):
         ],
     )
     assert darktable.noise_at_iso("acme", "CAM 1", 100, path) == pytest.approx((2e-4, 2e-3))
-    assert darktable.noise_at_iso("Acme", "Cam 1", 400, path) == pytest.approx((8e-4, 0.0))  # negative b clamped
-    assert darktable.noise_at_iso("Acme", "Cam 1", 250, path) == pytest.approx((5e-4, 1e-3))  # linear in ISO
-    assert darktable.noise_at_iso("Acme", "Cam 1", 800, path) == pytest.approx((16e-4, 0.0))  # linear ISO model
+    assert darktable.noise_at_iso("Acme", "Cam 1", 400, path) == pytest.approx((8e-4, 0.0))  # negative b floored
+    # Between measured ISOs the variance b is interpolated (as darktable does), not sigma: at ISO 250 b is the
+    # mean of 4e-6 and -1e-6, sigma sqrt(1.5e-6) (interpolating sigma would give 1e-3).
+    assert darktable.noise_at_iso("Acme", "Cam 1", 250, path) == pytest.approx((5e-4, np.sqrt(1.5e-6)))
+    # Outside the measured range darktable keeps the nearest profile (no ISO scaling), and says so.
+    with pytest.warns(UserWarning, match=r"iso 800 is outside the ISOs darktable measured for Acme Cam 1 \(100 to"):
+        assert darktable.noise_at_iso("Acme", "Cam 1", 800, path) == pytest.approx((8e-4, 0.0))
+    with pytest.warns(UserWarning, match="the profile at ISO 100 is used as is"):
+        assert darktable.noise_at_iso("Acme", "Cam 1", 50, path) == pytest.approx((2e-4, 2e-3))
     preset = darktable.preset_from_darktable("Acme", "Cam 1", 100, path)
     assert (preset.poisson, preset.gauss) == pytest.approx((2e-4, 2e-3))
+
+
+def test_duplicates_are_averaged_with_a_warning_and_skipped_entries_ignored(tmp_path):
+    path = write_profiles(
+        tmp_path / "profiles.json",
+        [
+            {"name": "iso 200", "iso": 200, "a": [3e-4, 3e-4, 3e-4], "b": [1e-6, 1e-6, 1e-6]},
+            {"name": "iso 200", "iso": 200, "a": [5e-4, 5e-4, 5e-4], "b": [3e-6, 3e-6, 3e-6]},
+            {"skip": True, "name": "iso 200", "iso": 200, "a": [9e-2, -1e-2, 0.0], "b": [1e-2, 1e-2, 1e-2]},
+            {"name": "iso 800", "iso": 800, "a": [1e-3, 1e-3, 1e-3], "b": [4e-6, 4e-6, 4e-6]},
+        ],
+    )
+    with pytest.warns(UserWarning, match=r"more than one profile of Acme Cam 1 at ISO 200 \(2\).*averaged"):
+        assert darktable.noise_at_iso("Acme", "Cam 1", 200, path) == pytest.approx((4e-4, np.sqrt(2e-6)))
+    profiles = darktable.load_profiles(path)[("Acme", "Cam 1")]
+    assert [(p.iso, p.merged) for p in profiles] == [(200.0, 2), (800.0, 1)]
 
 
 def test_bad_names_and_files_are_reported(tmp_path):
@@ -58,12 +80,17 @@ def test_real_darktable_file():
     profiles = [p for camera in table.values() for p in camera]
     assert len({maker for maker, _ in table}) == 18
     assert len(table) == 374
-    assert len(profiles) == 7045
-    assert sum(1 for p in profiles if min(p.b) < 0) == 1142
+    # 7,045 entries: 490 marked skip, and 107 ISOs of 19 cameras listed more than once (6,555 kept entries).
+    assert len(profiles) == 6555 - sum(p.merged - 1 for p in profiles)
+    assert sum(1 for p in profiles if p.merged > 1) == 107
+    assert len({(p.maker, p.model) for p in profiles if p.merged > 1}) == 19
     assert all(np.isfinite(p.sigma) and p.alpha > 0 for p in profiles)
     canon = {p.iso: p for p in darktable.find_camera("Canon", "EOS 30D", REAL_FILE)}
     assert 640 in canon
     assert darktable.noise_at_iso("Canon", "EOS 30D", 640, REAL_FILE)[0] == pytest.approx(np.mean(canon[640].a))
+    # Nikon D5100 at ISO 25600: the file's second entry is a failed fit marked "skip" (mean a 0.0125); darktable
+    # and this package use the first (mean a 7.7e-4).
+    assert darktable.noise_at_iso("Nikon", "D5100", 25600, REAL_FILE)[0] == pytest.approx(7.66e-4, rel=1e-3)
 
 
 @needs_real_file

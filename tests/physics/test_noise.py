@@ -92,3 +92,50 @@ def test_bad_input_is_named():
         noise.light_level_for_noise("Pixel", noise_std=float("nan"))
     with pytest.raises(ValueError, match="high must be >= low"):
         noise.sample_light_levels(0.01, 0.001, [2], seed=[0, 0])
+
+
+# ---------------------------------------------------------------------------------------------- extended terms
+
+
+def test_extended_terms_off_are_exactly_the_poisson_gaussian_model():
+    images = tf.random.stateless_uniform([2, 16, 16, 1], [1, 1])
+    plain = noise.add_noise(images, 0.01, 0.02, seed=[3, 3]).numpy()
+    assert np.array_equal(noise.add_sensor_noise(images, 0.01, 0.02, [3, 3], noise.NoiseTerms()).numpy(), plain)
+    assert np.array_equal(noise.add_sensor_noise(images, 0.01, 0.02, [3, 3], None).numpy(), plain)
+
+
+@pytest.mark.parametrize("lam", [-0.15, 0.0, 0.3])
+def test_tukey_lambda_read_noise_has_std_sigma_and_the_shape(lam):
+    sigma = 0.02
+    terms = noise.NoiseTerms(tukey_lambda=lam)
+    y = noise.add_sensor_noise(tf.fill([1, 500, 400, 1], 0.5), 0.0, sigma, [9, 9], terms, clip=False).numpy().ravel()
+    assert y.std() == pytest.approx(sigma, rel=0.02)
+    assert noise.tukey_lambda_std(lam) == pytest.approx(scipy.stats.tukeylambda(lam).std(), rel=1e-9)
+    # The shape: Kolmogorov-Smirnov against the scaled Tukey-lambda distribution.
+    scale = sigma / noise.tukey_lambda_std(lam)
+    assert scipy.stats.kstest((y - 0.5) / scale, "tukeylambda", args=(lam,)).pvalue > 1e-3
+
+
+def test_row_noise_bias_and_quantization():
+    sigma, row = 0.01, 0.5
+    terms = noise.NoiseTerms(row_noise=row, black_level_bias=(0.02, 0.0, -0.01, 0.005), bit_depth=10)
+    images = tf.fill([4, 256, 256, 1], 0.25)
+    y = noise.add_sensor_noise(images, 0.0, sigma, [2, 8], terms).numpy()[..., 0]
+    codes = y * 1023
+    np.testing.assert_allclose(codes, np.round(codes), atol=1e-3)  # on the 10-bit grid
+    means = [y[:, r::2, c::2].mean() - 0.25 for r in (0, 1) for c in (0, 1)]
+    np.testing.assert_allclose(means, terms.black_level_bias, atol=1.5e-3)
+    row_means = (y - 0.25 - np.tile(np.reshape(terms.black_level_bias, (2, 2)), (128, 128))).mean(axis=2)
+    expected = (row * sigma) ** 2 + (sigma**2 + (1 / 1023) ** 2 / 12) / 256
+    assert row_means.var() == pytest.approx(expected, rel=0.1)  # 1,024 rows: relative error ~4 %
+
+
+def test_bad_noise_terms_are_named():
+    with pytest.raises(ValueError, match=r"tukey_lambda must be None or a number in \(-0.4, 1.0\); received -0.5"):
+        noise.NoiseTerms(tukey_lambda=-0.5)
+    with pytest.raises(ValueError, match="row_noise must be finite and >= 0; received -1"):
+        noise.NoiseTerms(row_noise=-1)
+    with pytest.raises(ValueError, match=r"black_level_bias must be 4 finite offsets in \(-1, 1\).*received \(0.1,\)"):
+        noise.NoiseTerms(black_level_bias=(0.1,))
+    with pytest.raises(ValueError, match="bit_depth must be None or an integer in"):
+        noise.NoiseTerms(bit_depth=12.5)

@@ -68,7 +68,7 @@ def test_bad_input_is_named():
         SensorModel(alpha=0.1)
     with pytest.raises(ValueError, match="alpha must be finite and >= 0; received -0.1"):
         SensorModel(alpha=-0.1, sigma=0.1)
-    with pytest.raises(ValueError, match="preset must be one of"):
+    with pytest.raises(ValueError, match="sensor must be one of"):
         SensorModel("phone")
     with pytest.raises(ValueError, match="profile must be one of .*received '5lux'"):
         SensorModel(light_levels="5lux")
