@@ -331,7 +331,9 @@ class SoftProjection(keras.layers.Layer):
                 raise ValueError("lam is only taken by a SoftProjection with parameterization 'beta'; received one")
             return tf.exp(weight)
         if lam is None:
-            raise ValueError("a SoftProjection with parameterization 'beta' needs the shared lambda: call(v, y, lam=...)")
+            raise ValueError(
+                "a SoftProjection with parameterization 'beta' needs the shared lambda: call(v, y, lam=...)"
+            )
         return weight / tf.cast(lam, tf.float32)
 
     @property

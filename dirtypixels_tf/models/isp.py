@@ -10,8 +10,10 @@ returns {"image", "denoised"}.
 
 The models of the papers:
 - AnscombeNetwork (seed 001 Algorithm 1): GAT + max-normalization, N unrolled iterations of (residual U-Net prior,
-  soft projection onto the mosaic), inverse GAT. Ablations of seed 001 Table 2 are settings: anscombe=False (no
-  Anscombe layers: the iterations run on the RAW values, and the noise channel carries sigma).
+  soft projection onto the mosaic), inverse GAT; by default computing what the release's nets/isp.py computes (GAT
+  over S^T y, algebraic inverse, learned lambda and beta), so its TF1 checkpoints load (models/tf1_checkpoints.py).
+  Ablations of seed 001 Table 2 are settings: anscombe=False (no Anscombe layers: the iterations run on the RAW
+  values, and the noise channel carries sigma).
 - ChenUNet: the U-Net of Chen et al. 2018 on the packed Bayer image (seed 001 Table 1 baseline); anscombe=True
   wraps it in Anscombe layers ("U-Net + Anscombe layers", seed 001 Table 2).
 - ShrinkageFieldsISP (seed 000 Sec. 5.4-5.5): bilinear demosaicking, then shrinkage fields: for denoising inside
@@ -88,7 +90,7 @@ class BilinearIsp(_Isp):
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
 class AnscombeNetwork(_Isp):
-    """Seed 001 Algorithm 1, in the configuration of the authors' release by default (reference_facts.md).
+    """Diamond et al. 2021, Algorithm 1, in the configuration of the authors' release by default.
 
     1. The GAT and its per-image max-normalization (noise std k). anscombe_input="adjoint" (release): of the
        3-channel S^T y (zeros at the unmeasured colours), so min and max run over that image and min D <= D(0);

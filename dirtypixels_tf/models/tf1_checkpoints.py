@@ -63,7 +63,7 @@ def read_checkpoint(path):
 
 
 def checkpoint_kind(names):
-    """"joint", "isp", "mobilenet_v1" or "inception_v4" from the variable names (see the module docstring)."""
+    """ "joint", "isp", "mobilenet_v1" or "inception_v4" from the variable names (see the module docstring)."""
     has_isp = any(n.startswith(ISP_SCOPE + "/") for n in names)
     has_mobilenet = any(n.startswith(MOBILENET_SCOPE + "/") for n in names)
     has_inception = any(n.startswith(INCEPTION_SCOPE + "/") for n in names)
@@ -120,7 +120,9 @@ def _isp_pairs(isp):
             raise CheckpointError("the release learns beta per iteration: build the ISP with scalars='release'")
         pairs.append((projection.beta, f"{scope}/beta"))
         if prior.first_conv != "dilated":
-            raise CheckpointError("the release's prior has a dilated first convolution: build it with first_conv='dilated'")
+            raise CheckpointError(
+                "the release's prior has a dilated first convolution: build it with first_conv='dilated'"
+            )
         units = [("conv_in", prior.conv_in), ("conv_1", prior.conv_1), ("conv_2", prior.conv_2)]
         for level in range(prior.levels):
             base = f"{scope}/prior_grad/depth_{level}"
@@ -147,7 +149,11 @@ def _isp_pairs(isp):
 
 def _batch_norm_pairs(layer, scope):
     names = {"gamma": "gamma", "beta": "beta", "moving_mean": "moving_mean", "moving_variance": "moving_variance"}
-    return [(getattr(layer, attr), f"{scope}/BatchNorm/{slim}") for attr, slim in names.items() if getattr(layer, attr, None) is not None]
+    return [
+        (getattr(layer, attr), f"{scope}/BatchNorm/{slim}")
+        for attr, slim in names.items()
+        if getattr(layer, attr, None) is not None
+    ]
 
 
 def _mobilenet_pairs(head):
@@ -274,7 +280,9 @@ def convert(path, preset=None, image_size=None):
         size = _size(spec, image_size, RELEASE_IMAGE_SIZE)
         if spec is not None:
             if spec.isp != "anscombe" or spec.head != "mobilenet_v1":
-                raise CheckpointError(f"preset {preset!r} is not an Anscombe network + MobileNet-v1, as this checkpoint")
+                raise CheckpointError(
+                    f"preset {preset!r} is not an Anscombe network + MobileNet-v1, as this checkpoint"
+                )
             isp_settings = {**spec.isp_settings, "iterations": iterations}
             isp = build_isp("anscombe", **isp_settings)
             width, bn = spec.head_width, spec.head_bn_momentum
@@ -302,4 +310,3 @@ def convert(path, preset=None, image_size=None):
         pairs = _mobilenet_pairs(head) if kind == "mobilenet_v1" else _inception_pairs(head)
     copied = assign(pairs, variables, kind, model.weights)
     return model, {"kind": kind, "variables": len(variables), "copied": copied, "settings": settings}
-

@@ -43,7 +43,11 @@ def build_model(config):
     head = None
     if spec["head"] is not None:
         head = heads.build_head(
-            spec["head"], (*size, 3), spec["num_classes"], width=spec["head_width"], bn_momentum=_head_bn_momentum(config)
+            spec["head"],
+            (*size, 3),
+            spec["num_classes"],
+            width=spec["head_width"],
+            bn_momentum=_head_bn_momentum(config),
         )
     if spec["isp"] is None:
         clean = keras.Input((*size, 3), name="clean")

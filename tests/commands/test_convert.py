@@ -35,7 +35,9 @@ def release_name(path):
         return f"gauss_den/iter_{m[1]}/beta"
     if m := re.fullmatch(r"isp/prior_(\d+)/level(\d)_(conv_in|conv_1|conv_2|out_conv)/(conv|bn)/(\w+)", path):
         scope = f"gauss_den/iter_{m[1]}/prior_grad/depth_{m[2]}/{m[3]}"
-        return f"{scope}/{dict(kernel='weights', bias='biases')[m[5]]}" if m[4] == "conv" else f"{scope}/BatchNorm/{m[5]}"
+        return (
+            f"{scope}/{dict(kernel='weights', bias='biases')[m[5]]}" if m[4] == "conv" else f"{scope}/BatchNorm/{m[5]}"
+        )
     if m := re.fullmatch(r"isp/prior_(\d+)/level(\d)_(out_conv|up_conv)/(kernel|bias)", path):
         return f"gauss_den/iter_{m[1]}/prior_grad/depth_{m[2]}/{m[3]}/{dict(kernel='weights', bias='biases')[m[4]]}"
     if m := re.fullmatch(r"conv1(_bn)?/(\w+)", path):
@@ -94,7 +96,9 @@ def test_tiny_release_joint_checkpoint_converts_to_the_model_that_wrote_it(tmp_p
     out = tmp_path / "joint.keras"
     assert main(["convert", prefix, "--out", str(out), "--image-size", str(SIZE)]) == 0
     printed = capsys.readouterr().out
-    assert "joint (iterations 2, width 0.25, classes 11)" in printed and f"{len(arrays) - 3} of {len(arrays)}" in printed
+    assert (
+        "joint (iterations 2, width 0.25, classes 11)" in printed and f"{len(arrays) - 3} of {len(arrays)}" in printed
+    )
     converted = load_model(str(out))
     assert sorted(converted.input) == ["alpha", "raw", "sigma"] and sorted(converted.output) == ["image", "logits"]
     inputs = frames()
@@ -128,12 +132,17 @@ def test_slim_mobilenet_checkpoint_becomes_a_head_a_config_can_start_from(tmp_pa
     np.testing.assert_allclose(
         converted({"clean": clean})["logits"].numpy(), head(clean * 2.0 - 1.0).numpy(), rtol=1e-5, atol=1e-5
     )
-    # what stages.head_weights reads: a model with a layer named after the head
-    target = randomized_joint(seed=9)
-    from dirtypixels_tf.training.models import _copy_layer
+    # a training config starts from it (stages.head_weights), as the release's stage 2 starts from slim's head
+    from dirtypixels_tf.training import config as config_lib
+    from dirtypixels_tf.training.models import build_model, load_stage_weights
 
-    _copy_layer(converted.get_layer("mobilenet_v1"), target.get_layer("mobilenet_v1"), "stages.head_weights")
-    np.testing.assert_array_equal(target.get_layer("mobilenet_v1").get_weights()[0], head.get_weights()[0])
+    config = config_lib.load_config(
+        config_lib.resolve_config("default"), ["model.num_classes=11", f"stages.head_weights={out}"]
+    )
+    target = build_model(config)
+    assert load_stage_weights(target, config) == [f"mobilenet_v1 <- {out}"]
+    for loaded, written in zip(target.get_layer("mobilenet_v1").weights, head.weights):
+        np.testing.assert_array_equal(loaded.numpy(), written.numpy())
 
 
 def test_checkpoints_that_do_not_map_are_refused_with_the_variables_named(tmp_path):
@@ -150,6 +159,12 @@ def test_checkpoints_that_do_not_map_are_refused_with_the_variables_named(tmp_pa
     assert "MobilenetV1/Conv2d_5_pointwise/weights (1, 1, 64, 65) -> conv_pw_5/kernel (1, 1, 64, 64)" in message
     with pytest.raises(tf1_checkpoints.CheckpointError, match="top-level scopes \\['resnet_v1_50'\\]"):
         tf1_checkpoints.convert(write_checkpoint(tmp_path / "other.ckpt", {"resnet_v1_50/w": np.zeros(2, np.float32)}))
+    with pytest.raises(tf1_checkpoints.CheckpointError, match="cannot read .*missing.ckpt"):
+        tf1_checkpoints.convert(str(tmp_path / "missing.ckpt"))
+    with pytest.raises(tf1_checkpoints.CheckpointError, match="preset 'nidf' has ISP 'nidf'"):
+        tf1_checkpoints.convert(
+            write_checkpoint(tmp_path / "isp.ckpt", checkpoint_arrays(randomized_joint(), "isp/")), "nidf"
+        )
     with pytest.raises(SystemExit):
         main(["convert", prefix, "--out", str(tmp_path / "x.h5")])
 
@@ -211,6 +226,16 @@ def test_converted_release_checkpoint_computes_what_the_release_graph_computes(r
     _close_to_scale(pooled, data["features"])
     _close_to_scale(outputs["logits"].numpy(), data["logits"])
     np.testing.assert_array_equal(outputs["logits"].numpy().argmax(-1), data["logits"].argmax(-1))
+
+
+@needs_reference
+def test_a_preset_names_the_same_model(reference):
+    model, _, inputs = reference
+    named, info = tf1_checkpoints.convert(str(REFERENCE / "model.ckpt"), preset="joint_mobilenet_v1_128")
+    assert named.name == "joint_mobilenet_v1_128" and info["copied"] == info["variables"] == 187
+    np.testing.assert_array_equal(named(inputs)["logits"].numpy(), model(inputs)["logits"].numpy())
+    with pytest.raises(tf1_checkpoints.CheckpointError, match="is not an Anscombe network"):
+        tf1_checkpoints.convert(str(REFERENCE / "model.ckpt"), preset="raw_mobilenet_v1_128")
 
 
 @needs_reference
