@@ -243,7 +243,7 @@ def run(args, frames, expected, process, address, rest_port):
         sock.close()
     channel.close()
     peak_kb = memory_kb(process.pid, "VmHWM")
-    client.close() if hasattr(client, "close") else None
+    client.close()
 
     def pct(values, q):
         return 1000 * float(np.quantile(values, q)) if values else float("nan")

@@ -5,6 +5,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent import futures
 
@@ -359,3 +360,52 @@ def test_serve_command_serves_until_sigterm(exported, tiny_model, frames):
         process.send_signal(signal.SIGTERM)
         stdout, _ = process.communicate(timeout=60)
     assert process.returncode == 0 and "stopping" in stdout
+
+
+def test_thirty_two_concurrent_clients_of_fifty_requests_get_their_own_answers(client, distinct_frames):
+    frames, expected = distinct_frames
+    seconds = _load(client, frames, expected, clients=32, requests=50, seconds=180)
+    print(f"32 x 50 requests in {seconds:.1f} s ({1600 / seconds:.0f} requests/s)")
+
+
+@pytest.mark.slow
+def test_a_hot_version_swap_under_load_fails_no_request(tiny_model, exported, frames, tmp_path):
+    """8 clients send requests without pause while version 2 is exported into the base path and swapped in
+    (num_versions 1: version 1 is unloaded). Every request is answered, by version 1 or 2, with that version's
+    logits; the last ones come from version 2."""
+    base = tmp_path / "tiny"
+    shutil.copytree(exported[1], base / "1")
+    other = keras.models.clone_model(tiny_model)
+    other.set_weights(tiny_model.get_weights())
+    predictions = other.get_layer("mobilenet_v1").get_layer("conv_preds")
+    predictions.bias.assign(predictions.bias.numpy() + np.eye(len(CLASS_NAMES))[7] * 50.0)
+    one = _frames({key: value[:1] for key, value in frames.items()})
+    answers = {1: tiny_model(one)["logits"].numpy()[0], 2: other(one)["logits"].numpy()[0]}
+    stop, failures, versions = threading.Event(), [], []
+    server = LocalModelServer(base, "tiny", port=0, poll_seconds=0.2)
+    with server, PredictionClient(server.address, timeout=30) as client:
+
+        def work():
+            while not stop.is_set():
+                try:
+                    outputs, spec = client.request(one, model="tiny")
+                    np.testing.assert_allclose(outputs["logits"][0], answers[spec.version.value], atol=1e-4)
+                    versions.append(spec.version.value)
+                except Exception as error:  # noqa: BLE001 (collected and reported)
+                    failures.append(repr(error)[:300])
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.5)
+            export_savedmodel(other, base, class_names=CLASS_NAMES)
+            _wait_for(lambda: client.status("tiny") == [(1, "END", ""), (2, "AVAILABLE", "")])
+            count = len(versions)
+            _wait_for(lambda: len(versions) > count + 20)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(60)
+    assert failures == []
+    assert versions[0] == 1 and versions[-1] == 2 and versions.count(1) > 8 and versions.count(2) > 8
