@@ -18,7 +18,11 @@ Per block:
   from a robust fit (per-bin medians over all blocks) and is refitted on the smooth blocks until the selection
   settles (at most 4 rounds);
 - variance, "temporal" (several frames of one static scene): the mean over the block of each pixel's variance
-  across the frames (ddof 1); every block counts.
+  across the frames (ddof 1). Texture does not bias it where the model is linear in x, but near 0 and 1, where
+  clipping bends the curve, a block mixing dark and darker pixels has less variance than the model at its mean
+  (Jensen): there a block must also pass the texture test, on the Haar details of the frames' mean (noise
+  variance Var[y] / N) with tolerance 3. Blocks whose darkest and brightest mean pixels lie 4 noise stds inside
+  [0, 1] are kept whatever their texture.
 Blocks are pooled over frames and planes (one (alpha, sigma) per sensor, as the package's noise model has) and
 fitted one by one by weighted least squares with the clipped model (not by dropping blocks near 0 and 1): the
 predicted variance of a block is Var[y] at the x whose E[y] equals its measured mean, tabulated by
@@ -372,7 +376,10 @@ def _check_identifiable(means, samples, alpha, sigma):
         )
 
 
-def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance=1.0):
+TEXTURE_TOLERANCE = {"spatial": 1.0, "temporal": 3.0}
+
+
+def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance=None):
     """Estimate (alpha, sigma) of the clipped Poisson-Gaussian noise from RAW captures (see module docstring).
 
     frames: mosaics [H, W] (or [H, W, 1]) in [0, 1], all of one size: a list or an array [N, H, W].
@@ -380,15 +387,17 @@ def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance
         or "temporal" (at least two frames of the same static scene).
     block: block side in Bayer-plane pixels (even, default 8: 16x16 mosaic pixels). bins: intensity bins on [0, 1]
         for the robust start, the minimum-coverage check and the returned points.
-    texture_tolerance: "spatial" only: how many standard deviations of a noise-only block's texture estimate
-        a smooth block's texture may exceed the noise curve by (default 1: strict, for natural scenes; 3 keeps
-        more blocks of flat fields and charts).
+    texture_tolerance: how many standard deviations of a noise-only block's texture estimate a smooth block's
+        texture may exceed the noise curve by (None: TEXTURE_TOLERANCE of the method, 1 for "spatial": strict,
+        for natural scenes; 3 for "temporal", whose test only guards the clipping zones).
     Returns a NoiseFit. Raises ValueError for bad frames (naming the frame) or too few usable blocks.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; received {method!r}")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < MIN_BINS:
         raise ValueError(f"bins must be an integer >= {MIN_BINS}; received {bins!r}")
+    if texture_tolerance is None:
+        texture_tolerance = TEXTURE_TOLERANCE.get(method, 1.0)
     texture_tolerance = check_positive_number(texture_tolerance, "texture_tolerance", allow_zero=True)
     frames = _check_frames(frames)
     block = _check_block(block, frames[0].shape)
@@ -399,21 +408,32 @@ def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance
         means = _block_mean(_planes(stack.mean(axis=0), block), block).ravel()
         variances = _block_mean(_planes(stack.var(axis=0, ddof=1), block), block).ravel()
         samples = block * block * (len(frames) - 1)
-        smooth = np.ones(means.shape, bool)
+        # Texture of the scene itself: the Haar details of the frames' mean, whose noise variance is Var[y] / N.
+        # It matters only where clipping makes the variance nonlinear in x: blocks whose darkest and brightest
+        # pixels (of the mean) lie 4 noise stds inside [0, 1] are kept whatever their texture.
+        average = _planes(stack.mean(axis=0), block)
+        _, *details = _spatial_blocks(stack.mean(axis=0), block)
+        textures = [detail * len(frames) for detail in details]
+        shape = (*average.shape[:1], average.shape[1] // block, block, average.shape[2] // block, block)
+        darkest = average.reshape(shape).min(axis=(2, 4)).ravel()
+        brightest = average.reshape(shape).max(axis=(2, 4)).ravel()
     else:
         stats = [np.concatenate(parts) for parts in zip(*(_spatial_blocks(frame, block) for frame in frames))]
         means, variances, horizontal, vertical = stats
         samples = (block // 2) ** 2
+        textures = [horizontal, vertical]
     total = means.size
     usable = variances > 0
     _check_coverage(means[usable], bins, total)
     alpha, sigma = fit_clipped_noise(*_binned(means[usable], variances[usable], samples, bins, robust=True))
-    threshold = 1.0 + texture_tolerance * math.sqrt(2.0 / samples)
+    threshold = 1.0 + texture_tolerance * math.sqrt(2.0 / (block // 2) ** 2)
     kept = None
     for _ in range(_SELECTION_ROUNDS):
-        if method == "spatial":
-            curve = threshold * clipped_variance_at_mean(means, alpha, sigma)
-            smooth = (horizontal <= curve) & (vertical <= curve)
+        curve = threshold * clipped_variance_at_mean(means, alpha, sigma)
+        smooth = np.all([texture <= curve for texture in textures], axis=0)
+        if method == "temporal":
+            std = lambda x: np.sqrt(np.maximum(alpha * x, 0.0) + sigma**2)  # noqa: E731
+            smooth |= (darkest > 4.0 * std(darkest)) & (brightest < 1.0 - 4.0 * std(brightest))
         # Beyond the saturation knee (E[y] at x = 1: over half the pixels clipped) the variance drops to 0 within
         # a fraction of the noise's std, so there the noise of a block's own mean dominates: such blocks are left out.
         below_knee = means <= clipped_moments(1.0, alpha, sigma)[0]
