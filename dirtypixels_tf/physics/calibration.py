@@ -2,7 +2,7 @@
 
 Calibration runs once, offline, on whole frames, so this module is NumPy / SciPy (no TensorFlow graph).
 
-Noise (seed 000 and 001 Sec. 3.2, after Foi et al. 2008 and 2009). Captures are RAW mosaics [H, W] in [0, 1]
+Noise (Diamond et al. 2017 and 2021, Sec. 3.2, after Foi et al. 2008 and 2009). Captures are RAW mosaics [H, W] in [0, 1]
 (`data.camera_raw.read_raw` gives them) of the package's sensor: y = clip(alpha P(x / alpha) + N(0, sigma^2), 0, 1),
 so Var[y] = alpha x + sigma^2 away from 0 and 1. Each mosaic is split into its four Bayer planes (2x2
 subsampling, so a plane holds one colour filter) and each plane into blocks of `block` x `block` plane pixels.
@@ -54,7 +54,7 @@ Sensor preset file (YAML, `save_sensor_preset` / `load_sensor_preset`), keys:
                      the extended low-light terms (physics/noise.py NoiseTerms; optional, absent = off): read-noise
                      shape, row-noise std relative to sigma, 4 Bayer-position offsets, ADC bits
 
-PSF (seed 004 Eq. 7, regularized): for a registered pair, blurred = psf * sharp + noise, per colour channel
+PSF (Miao and Zhu, NIDF, Eq. 7, regularized): for a registered pair, blurred = psf * sharp + noise, per colour channel
     K = conj(X) Y / (|X|^2 + lambda R),   lambda = regularization * mean_{f != 0} |X(f)|^2,
 with R = |D_row|^2 + |D_col|^2 (finite-difference gradient: smooth kernels; R(0) = 0 so the kernel's sum is
 Y(0) / X(0), i.e. 1 when the blur keeps the mean) or R = 1 (Tikhonov). Boundaries: the Fourier formula assumes a
@@ -208,7 +208,7 @@ def _model_grid(alpha, sigma):
 
 
 def clipped_variance_at_mean(means, alpha, sigma):
-    """Var[y] of the clipped model at measured means E[y] (the curve s-hat(x-hat)^2 of seed 000 Fig. 3d).
+    """Var[y] of the clipped model at measured means E[y] (the curve s-hat(x-hat)^2 of Diamond et al. 2017, Fig. 3d).
 
     The x with E[y](x) = mean is found by interpolation on a table of the model over x in [0, 1 + 8 std(1)];
     means below E[y](0) take the value at x = 0, means above the table's top its last value.
@@ -432,8 +432,9 @@ def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance
         curve = threshold * clipped_variance_at_mean(means, alpha, sigma)
         smooth = np.all([texture <= curve for texture in textures], axis=0)
         if method == "temporal":
-            std = lambda x: np.sqrt(np.maximum(alpha * x, 0.0) + sigma**2)  # noqa: E731
-            smooth |= (darkest > 4.0 * std(darkest)) & (brightest < 1.0 - 4.0 * std(brightest))
+            dark_std = np.sqrt(np.maximum(alpha * darkest, 0.0) + sigma**2)
+            bright_std = np.sqrt(np.maximum(alpha * brightest, 0.0) + sigma**2)
+            smooth |= (darkest > 4.0 * dark_std) & (brightest < 1.0 - 4.0 * bright_std)
         # Beyond the saturation knee (E[y] at x = 1: over half the pixels clipped) the variance drops to 0 within
         # a fraction of the noise's std, so there the noise of a block's own mean dominates: such blocks are left out.
         below_knee = means <= clipped_moments(1.0, alpha, sigma)[0]
@@ -787,7 +788,7 @@ def darktable_to_preset(maker, model, isos=None, pattern=RELEASE_PATTERN, path=N
 
 def plot_noise_fits(fits, path, title="Noise calibration"):
     """Plot std against mean for each NoiseFit (dict label -> fit): the measured bins, the fitted clipped curve
-    std(y) vs E[y] (solid) and the unclipped sqrt(alpha x + sigma^2) vs x (dashed), as seed 000 Fig. 3d.
+    std(y) vs E[y] (solid) and the unclipped sqrt(alpha x + sigma^2) vs x (dashed), as Diamond et al. 2017, Fig. 3d.
     Saves a PNG (matplotlib, Agg backend; the optional extra [plots]) and returns the path."""
     try:
         import matplotlib
