@@ -2,7 +2,7 @@
 
 Calibration runs once, offline, on whole frames, so this module is NumPy / SciPy (no TensorFlow graph).
 
-Noise (seed 000 and 001 Sec. 3.2, after Foi et al. 2008 and 2009). Captures are RAW mosaics [H, W] in [0, 1]
+Noise (Diamond et al. 2017 and 2021, Sec. 3.2, after Foi et al. 2008 and 2009). Captures are RAW mosaics [H, W] in [0, 1]
 (`data.camera_raw.read_raw` gives them) of the package's sensor: y = clip(alpha P(x / alpha) + N(0, sigma^2), 0, 1),
 so Var[y] = alpha x + sigma^2 away from 0 and 1. Each mosaic is split into its four Bayer planes (2x2
 subsampling, so a plane holds one colour filter) and each plane into blocks of `block` x `block` plane pixels.
@@ -18,7 +18,11 @@ Per block:
   from a robust fit (per-bin medians over all blocks) and is refitted on the smooth blocks until the selection
   settles (at most 4 rounds);
 - variance, "temporal" (several frames of one static scene): the mean over the block of each pixel's variance
-  across the frames (ddof 1); every block counts.
+  across the frames (ddof 1). Texture does not bias it where the model is linear in x, but near 0 and 1, where
+  clipping bends the curve, a block mixing dark and darker pixels has less variance than the model at its mean
+  (Jensen): there a block must also pass the texture test, on the Haar details of the frames' mean (noise
+  variance Var[y] / N) with tolerance 3. Blocks whose darkest and brightest mean pixels lie 4 noise stds inside
+  [0, 1] are kept whatever their texture.
 Blocks are pooled over frames and planes (one (alpha, sigma) per sensor, as the package's noise model has) and
 fitted one by one by weighted least squares with the clipped model (not by dropping blocks near 0 and 1): the
 predicted variance of a block is Var[y] at the x whose E[y] equals its measured mean, tabulated by
@@ -50,7 +54,7 @@ Sensor preset file (YAML, `save_sensor_preset` / `load_sensor_preset`), keys:
                      the extended low-light terms (physics/noise.py NoiseTerms; optional, absent = off): read-noise
                      shape, row-noise std relative to sigma, 4 Bayer-position offsets, ADC bits
 
-PSF (seed 004 Eq. 7, regularized): for a registered pair, blurred = psf * sharp + noise, per colour channel
+PSF (Miao and Zhu, NIDF, Eq. 7, regularized): for a registered pair, blurred = psf * sharp + noise, per colour channel
     K = conj(X) Y / (|X|^2 + lambda R),   lambda = regularization * mean_{f != 0} |X(f)|^2,
 with R = |D_row|^2 + |D_col|^2 (finite-difference gradient: smooth kernels; R(0) = 0 so the kernel's sum is
 Y(0) / X(0), i.e. 1 when the blur keeps the mean) or R = 1 (Tikhonov). Boundaries: the Fourier formula assumes a
@@ -204,7 +208,7 @@ def _model_grid(alpha, sigma):
 
 
 def clipped_variance_at_mean(means, alpha, sigma):
-    """Var[y] of the clipped model at measured means E[y] (the curve s-hat(x-hat)^2 of seed 000 Fig. 3d).
+    """Var[y] of the clipped model at measured means E[y] (the curve s-hat(x-hat)^2 of Diamond et al. 2017, Fig. 3d).
 
     The x with E[y](x) = mean is found by interpolation on a table of the model over x in [0, 1 + 8 std(1)];
     means below E[y](0) take the value at x = 0, means above the table's top its last value.
@@ -372,7 +376,10 @@ def _check_identifiable(means, samples, alpha, sigma):
         )
 
 
-def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance=1.0):
+TEXTURE_TOLERANCE = {"spatial": 1.0, "temporal": 3.0}
+
+
+def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance=None):
     """Estimate (alpha, sigma) of the clipped Poisson-Gaussian noise from RAW captures (see module docstring).
 
     frames: mosaics [H, W] (or [H, W, 1]) in [0, 1], all of one size: a list or an array [N, H, W].
@@ -380,15 +387,17 @@ def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance
         or "temporal" (at least two frames of the same static scene).
     block: block side in Bayer-plane pixels (even, default 8: 16x16 mosaic pixels). bins: intensity bins on [0, 1]
         for the robust start, the minimum-coverage check and the returned points.
-    texture_tolerance: "spatial" only: how many standard deviations of a noise-only block's texture estimate
-        a smooth block's texture may exceed the noise curve by (default 1: strict, for natural scenes; 3 keeps
-        more blocks of flat fields and charts).
+    texture_tolerance: how many standard deviations of a noise-only block's texture estimate a smooth block's
+        texture may exceed the noise curve by (None: TEXTURE_TOLERANCE of the method, 1 for "spatial": strict,
+        for natural scenes; 3 for "temporal", whose test only guards the clipping zones).
     Returns a NoiseFit. Raises ValueError for bad frames (naming the frame) or too few usable blocks.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; received {method!r}")
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < MIN_BINS:
         raise ValueError(f"bins must be an integer >= {MIN_BINS}; received {bins!r}")
+    if texture_tolerance is None:
+        texture_tolerance = TEXTURE_TOLERANCE.get(method, 1.0)
     texture_tolerance = check_positive_number(texture_tolerance, "texture_tolerance", allow_zero=True)
     frames = _check_frames(frames)
     block = _check_block(block, frames[0].shape)
@@ -399,21 +408,33 @@ def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance
         means = _block_mean(_planes(stack.mean(axis=0), block), block).ravel()
         variances = _block_mean(_planes(stack.var(axis=0, ddof=1), block), block).ravel()
         samples = block * block * (len(frames) - 1)
-        smooth = np.ones(means.shape, bool)
+        # Texture of the scene itself: the Haar details of the frames' mean, whose noise variance is Var[y] / N.
+        # It matters only where clipping makes the variance nonlinear in x: blocks whose darkest and brightest
+        # pixels (of the mean) lie 4 noise stds inside [0, 1] are kept whatever their texture.
+        average = _planes(stack.mean(axis=0), block)
+        _, *details = _spatial_blocks(stack.mean(axis=0), block)
+        textures = [detail * len(frames) for detail in details]
+        shape = (*average.shape[:1], average.shape[1] // block, block, average.shape[2] // block, block)
+        darkest = average.reshape(shape).min(axis=(2, 4)).ravel()
+        brightest = average.reshape(shape).max(axis=(2, 4)).ravel()
     else:
         stats = [np.concatenate(parts) for parts in zip(*(_spatial_blocks(frame, block) for frame in frames))]
         means, variances, horizontal, vertical = stats
         samples = (block // 2) ** 2
+        textures = [horizontal, vertical]
     total = means.size
     usable = variances > 0
     _check_coverage(means[usable], bins, total)
     alpha, sigma = fit_clipped_noise(*_binned(means[usable], variances[usable], samples, bins, robust=True))
-    threshold = 1.0 + texture_tolerance * math.sqrt(2.0 / samples)
+    threshold = 1.0 + texture_tolerance * math.sqrt(2.0 / (block // 2) ** 2)
     kept = None
     for _ in range(_SELECTION_ROUNDS):
-        if method == "spatial":
-            curve = threshold * clipped_variance_at_mean(means, alpha, sigma)
-            smooth = (horizontal <= curve) & (vertical <= curve)
+        curve = threshold * clipped_variance_at_mean(means, alpha, sigma)
+        smooth = np.all([texture <= curve for texture in textures], axis=0)
+        if method == "temporal":
+            dark_std = np.sqrt(np.maximum(alpha * darkest, 0.0) + sigma**2)
+            bright_std = np.sqrt(np.maximum(alpha * brightest, 0.0) + sigma**2)
+            smooth |= (darkest > 4.0 * dark_std) & (brightest < 1.0 - 4.0 * bright_std)
         # Beyond the saturation knee (E[y] at x = 1: over half the pixels clipped) the variance drops to 0 within
         # a fraction of the noise's std, so there the noise of a block's own mean dominates: such blocks are left out.
         below_knee = means <= clipped_moments(1.0, alpha, sigma)[0]
@@ -426,6 +447,31 @@ def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance
     _check_identifiable(means[kept], samples, alpha, sigma)
     points = _binned(means[kept], variances[kept], samples, bins)
     return NoiseFit(alpha, sigma, *points, blocks_used=int(kept.sum()), blocks_total=int(total))
+
+
+FRAME_BLOCKS = (8, 4, 2)  # block sides tried by `estimate_frame_noise`, largest first
+MIN_FRAME_BLOCKS = 256  # blocks (over the four Bayer planes) a frame must hold for a block side to be used
+
+
+def estimate_frame_noise(mosaic):
+    """(alpha, sigma) of one RAW frame that comes without a preset or ISO, estimated from the frame itself.
+
+    mosaic: [H, W] in [0, 1] (any Bayer phase). The spatial method of `estimate_noise` with the largest block side
+    of FRAME_BLOCKS that leaves at least MIN_FRAME_BLOCKS blocks (8 for frames of 128 x 128 and more, 4 from 64 x 64,
+    2 from 32 x 32). Returns the NoiseFit (its blocks_used says how much of the frame the estimate rests on);
+    raises ValueError when the frame is too small or too textured to separate alpha from sigma.
+    Accuracy (tests/physics/test_calibration.py, one 512 x 512 natural photograph, a sensor drawn at random, 3 to
+    96 lux): at 12 to 96 lux alpha and sigma within 20 %; at 3 lux only the noise std at mid-gray is (within 15 %).
+    Small frames are much less accurate (a 128 x 128 downscaled photograph: alpha up to 2.7 times too high).
+    """
+    frame = check_mosaic_array(mosaic, "mosaic")
+    for block in FRAME_BLOCKS:
+        if 4 * (frame.shape[0] // 2 // block) * (frame.shape[1] // 2 // block) >= MIN_FRAME_BLOCKS:
+            return estimate_noise([frame], method="spatial", block=block)
+    raise ValueError(
+        f"mosaic must be at least 32 x 32 to estimate its noise ({MIN_FRAME_BLOCKS} blocks of 2 x 2 Bayer-plane "
+        f"pixels); received shape {frame.shape}"
+    )
 
 
 def _check_iso(iso):
@@ -742,7 +788,7 @@ def darktable_to_preset(maker, model, isos=None, pattern=RELEASE_PATTERN, path=N
 
 def plot_noise_fits(fits, path, title="Noise calibration"):
     """Plot std against mean for each NoiseFit (dict label -> fit): the measured bins, the fitted clipped curve
-    std(y) vs E[y] (solid) and the unclipped sqrt(alpha x + sigma^2) vs x (dashed), as seed 000 Fig. 3d.
+    std(y) vs E[y] (solid) and the unclipped sqrt(alpha x + sigma^2) vs x (dashed), as Diamond et al. 2017, Fig. 3d.
     Saves a PNG (matplotlib, Agg backend; the optional extra [plots]) and returns the path."""
     try:
         import matplotlib

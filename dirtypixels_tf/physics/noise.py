@@ -1,6 +1,6 @@
 """Poisson-Gaussian sensor noise with clipping, sensor presets, and the lux -> ISO -> (alpha, sigma) mapping.
 
-Model (seed 001 Eq. 1): y = clip_[0,1]( alpha * Poisson(x / alpha) + N(0, sigma^2) ), x in [0, 1], so that
+Model (Diamond et al. 2021, Eq. 1): y = clip_[0,1]( alpha * Poisson(x / alpha) + N(0, sigma^2) ), x in [0, 1], so that
 E[y] = x and Var[y] = alpha * x + sigma^2 before clipping. alpha = 0 means no Poisson part, sigma = 0 no
 Gaussian part.
 

@@ -32,7 +32,7 @@ PSF_NAMES = ("none",) + tuple(FIELD_POSITIONS)
 INTERPOLATIONS = ("linear", "nearest")
 DEFAULT_GRID_POSITIONS = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
 
-# Motion blur half sizes l used by NIDF (seed 004 Sec. 2.3): kernels of side 2l + 1 with 3 <= l <= 24.
+# Motion blur half sizes l used by NIDF (Miao and Zhu, NIDF, Sec. 2.3): kernels of side 2l + 1 with 3 <= l <= 24.
 NIDF_MOTION_HALF_SIZES = (3, 24)
 
 _SUPERSAMPLES = 17  # per axis and pixel for the disk's area coverage; odd so the exact centre is always sampled
@@ -152,7 +152,7 @@ def _check_seed(seed):
 
 
 def motion_psf(half_size, seed, num_steps=64, shake=0.3, impulse_probability=0.05):
-    """Random-walk camera-shake PSF of side 2 * half_size + 1 (seed 004, Sec. 2.3), deterministic per `seed`.
+    """Random-walk camera-shake PSF of side 2 * half_size + 1 (Miao and Zhu, NIDF, Sec. 2.3), deterministic per `seed`.
 
     The camera moves for `num_steps` equal time steps. Its velocity starts as a unit vector in a random direction and
     follows a random walk: each step adds Gaussian noise of std `shake`, and with probability `impulse_probability`
@@ -326,7 +326,7 @@ class PsfGrid:
 
 
 def default_psf_grid(size=25, sigma_scale=1.0, positions=DEFAULT_GRID_POSITIONS):
-    """A SYNTHETIC phone-lens PSF grid (the calibrated Nexus 5 grid of seed 000 was never released).
+    """A SYNTHETIC phone-lens PSF grid (the calibrated Nexus 5 grid of Diamond et al. 2017 was never released).
 
     Each PSF is an oriented Gaussian sampled at pixel centres, [size, size, 3] (R, G, B), for a field point on the
     diagonal towards the bottom-right corner. In pixels, times `sigma_scale`:

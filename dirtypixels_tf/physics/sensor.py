@@ -1,6 +1,6 @@
 """SensorModel: the image formation model used everywhere, clean image -> (RAW mosaic, alpha, sigma).
 
-Forward model (seed 001 Eq. 1): y = clip_[0,1]( alpha * Poisson(S (k * x) / alpha) + N(0, sigma^2) ), where
+Forward model (Diamond et al. 2021, Eq. 1): y = clip_[0,1]( alpha * Poisson(S (k * x) / alpha) + N(0, sigma^2) ), where
 k * is the lens blur (optional; see physics/fourier.py for the boundary), S the Bayer mosaic of `pattern` (see
 physics/mosaic.py) and (alpha, sigma) the noise at the image's light level. Optionally (`noise_terms`, off by
 default) the extended terms of Wei et al. 2020: Tukey-lambda read noise, row noise, black-level bias and ADC
