@@ -9,7 +9,8 @@ The parts: core.py answers requests (protos in, protos out; the request semantic
 there), grpc_api.py (grpc.aio) and rest.py (aiohttp) move bytes. Both front ends run in one asyncio event loop on
 a thread of their own; requests whose message has arrived whole run in one pool of `max_workers` threads. A call
 or upload that stalls (headers and no body, a gRPC stream without its message) holds a coroutine, never a worker,
-so it cannot slow the others; a REST body that does not arrive within `read_timeout` seconds is answered 408.
+so it cannot slow the others; a REST body that does not arrive within `read_timeout` seconds is answered 408, and
+a connection idle (or stuck in its headers) for `read_timeout` seconds is closed.
 Limits: a message over --max-message-mb (gRPC: RESOURCE_EXHAUSTED from gRPC itself; REST: 413 from the
 Content-Length, before the body is read), a tensor declared over it (RESOURCE_EXHAUSTED, from the TensorProto's
 shape before any array is built), a batch over --max-batch (INVALID_ARGUMENT).
@@ -54,7 +55,8 @@ class LocalModelServer:
         max_workers: requests (gRPC and REST together) computed at once; more wait their turn.
         max_message_mb: the largest request and response, in MiB, and the largest tensor a request may declare.
         max_batch: the largest batch a request may hold.
-        read_timeout: seconds a REST request may take to send its body (408 after).
+        read_timeout: seconds a REST request may take to send its body (408 after); REST connections idle or stuck
+            in their headers that long are closed.
         num_versions, version_labels: see repository.ModelRepository.
     Use as a context manager, or start() / stop(); stop lets requests in flight finish (grace seconds).
     """
@@ -150,7 +152,13 @@ class LocalModelServer:
                 raise OSError(f"cannot bind REST to {_address(self.host, self.rest_port)}: {error}") from None
             self.rest_port = sock.getsockname()[1]
             app = make_app(RestApi(self.core), self._executor, self.max_message_bytes, self.read_timeout)
-            self._rest = web.AppRunner(app, access_log=None, handle_signals=False, logger=ProtocolLog())
+            self._rest = web.AppRunner(
+                app,
+                access_log=None,
+                handle_signals=False,
+                logger=ProtocolLog(),
+                keepalive_timeout=self.read_timeout,  # also closes connections whose headers never end
+            )
             await self._rest.setup()
             await web.SockSite(self._rest, sock, backlog=LISTEN_BACKLOG).start()
 

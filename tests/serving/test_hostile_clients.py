@@ -121,6 +121,19 @@ def test_stalled_grpc_calls_and_rest_uploads_hold_no_worker(strict, frames):
         channel.close()
 
 
+def test_rest_connections_stuck_in_their_headers_are_closed_after_the_read_timeout(strict):
+    """A slowloris client (headers that never end) and an idle keep-alive connection: closed after ~2 s."""
+    start = time.monotonic()
+    with (
+        socket.create_connection(("127.0.0.1", strict.rest_port), timeout=20) as partial,
+        socket.create_connection(("127.0.0.1", strict.rest_port), timeout=20) as idle,
+    ):
+        partial.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        assert partial.recv(4096) == b""  # closed by the server, nothing answered
+        assert idle.recv(4096) == b""
+    assert 1.5 < time.monotonic() - start < 15
+
+
 def _declared(shape, dtype=tf.float32.as_datatype_enum, **values):
     """A TensorProto built field by field: it may declare any shape and carry any values."""
     proto = tf.make_tensor_proto(np.zeros([0], np.float32))
