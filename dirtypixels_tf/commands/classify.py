@@ -8,7 +8,7 @@ exit status is then 1.
 
 import sys
 
-from dirtypixels_tf.commands.common import UsageError, non_negative_int, positive_int
+from dirtypixels_tf.commands.common import UsageError, non_negative_int, positive_int, sensor_spec
 
 
 def _top_k(outputs, k):
@@ -46,7 +46,7 @@ def run(args):
                     path,
                     image_size,
                     profile=args.profile,
-                    preset=args.preset,
+                    sensor=args.sensor,
                     pattern=args.pattern,
                     alpha=args.alpha,
                     sigma=args.sigma,
@@ -102,7 +102,12 @@ def register(commands):
         "--signature", default=None, help="serving_default, raw_uint16 or classify (default: by kind of file)"
     )
     parser.add_argument("--profile", default="3lux", help="light profile of images (and of .npy without --alpha)")
-    parser.add_argument("--preset", default="Nexus_6P_rear", help="sensor noise preset of the simulation")
+    parser.add_argument(
+        "--sensor",
+        type=sensor_spec,
+        default="Nexus_6P_rear",
+        help="sensor noise preset or calibrated sensor.yaml of the simulation (Nexus_6P_rear)",
+    )
     parser.add_argument(
         "--pattern", default="BGGR", choices=("RGGB", "BGGR", "GRBG", "GBRG"), help="model's Bayer phase"
     )

@@ -1,7 +1,8 @@
 """Frames to send to a model server, read from files (what `dirtypixels classify` sends).
 
 - .npy, floating: a RAW mosaic [H, W] or [H, W, 1] in [0, 1] at the model's size, sent to "serving_default" with
-  its noise: alpha and sigma given, or those of a fixed light profile (3lux, 6lux) for the sensor preset.
+  its noise: alpha and sigma given, or those of a fixed light profile (3lux, 6lux) for the sensor (a preset name
+  or a sensor.yaml).
 - .npy, integer: sensor values [H, W] or [H, W, 1] at the model's size, sent as uint16 to "raw_uint16" with the
   black level, white level and ISO given.
 - ordinary images (PNG, JPEG, ...): a clean scene. Its central 87.5 % is resized to the model's size (as the
@@ -21,6 +22,7 @@ import os
 import numpy as np
 
 from dirtypixels_tf.physics import mosaic, noise
+from dirtypixels_tf.physics.sensor import resolve_sensor
 
 CAMERA_RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".pef", ".srw", ".raw")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -64,14 +66,14 @@ def _camera_raw_frame(path, image_size, pattern, iso):
     return _uint16_frame(path, codes, black, white, iso, kind)
 
 
-def _noise_of_profile(profile, preset):
+def _noise_of_profile(profile, sensor):
     low, high = noise.get_light_profile(profile)
     if low != high:
         raise ValueError(
             f"profile {profile!r} is a range of light levels: give the frame's --alpha and --sigma, or a fixed profile "
             f"({', '.join(p for p, (a, b) in noise.LIGHT_PROFILES.items() if a == b)})"
         )
-    return noise.get_preset(preset).at_light_level(low)
+    return resolve_sensor(sensor)[0].at_light_level(low)
 
 
 def _as_mosaic(array, path):
@@ -86,7 +88,7 @@ def read_frame(
     path,
     image_size,
     profile="3lux",
-    preset=noise.DEFAULT_PRESET,
+    sensor=noise.DEFAULT_PRESET,
     pattern=mosaic.RELEASE_PATTERN,
     alpha=None,
     sigma=None,
@@ -110,8 +112,8 @@ def read_frame(
             raise ValueError(f"{path}: the file is empty or truncated (not a .npy array)") from None
         if np.issubdtype(array.dtype, np.floating):
             if alpha is None:
-                alpha, sigma = _noise_of_profile(profile, preset)
-                source = f"{profile} on {preset}"
+                alpha, sigma = _noise_of_profile(profile, sensor)
+                source = f"{profile} on {sensor}"
             else:
                 source = "given"
             inputs = {
@@ -132,7 +134,7 @@ def read_frame(
     if extension in CAMERA_RAW_EXTENSIONS:
         return _camera_raw_frame(path, image_size, pattern, iso)
     if extension in IMAGE_EXTENSIONS:
-        return _simulated_frame(path, image_size, profile, preset, pattern, alpha, sigma, seed)
+        return _simulated_frame(path, image_size, profile, sensor, pattern, alpha, sigma, seed)
     raise ValueError(
         f"{path}: unknown kind of file; classify reads .npy RAW frames, images ({', '.join(IMAGE_EXTENSIONS)}) and "
         f"camera RAW ({', '.join(CAMERA_RAW_EXTENSIONS)})"
@@ -170,7 +172,7 @@ def read_image(path):
         return np.asarray(image.convert("RGB"), np.float32) / 255.0, "8-bit"
 
 
-def _simulated_frame(path, image_size, profile, preset, pattern, alpha, sigma, seed):
+def _simulated_frame(path, image_size, profile, sensor, pattern, alpha, sigma, seed):
     import tensorflow as tf
 
     from dirtypixels_tf.data.preprocessing import DEFAULT_CENTRAL_FRACTION, preprocess_for_eval
@@ -178,9 +180,9 @@ def _simulated_frame(path, image_size, profile, preset, pattern, alpha, sigma, s
 
     pixels, depth = read_image(path)
     scene = preprocess_for_eval(tf.constant(pixels), image_size, DEFAULT_CENTRAL_FRACTION)
-    sensor = SensorModel(preset=preset, light_levels=profile, alpha=alpha, sigma=sigma, pattern=pattern)
-    frame = sensor.simulate(scene[None], tf.constant(seed, tf.int64))
+    simulated = SensorModel(preset=sensor, light_levels=profile, alpha=alpha, sigma=sigma, pattern=pattern)
+    frame = simulated.simulate(scene[None], tf.constant(seed, tf.int64))
     inputs = {name: value.numpy().astype(np.float32) for name, value in frame.items()}
-    setting = f"alpha {alpha:.4g} sigma {sigma:.4g}" if alpha is not None else f"{profile} on {preset}"
+    setting = f"alpha {alpha:.4g} sigma {sigma:.4g}" if alpha is not None else f"{profile} on {sensor}"
     description = f"{depth} image simulated at {setting} (alpha {inputs['alpha'][0]:.4g} sigma {inputs['sigma'][0]:.4g}), {pattern}"
     return Frame(path, "serving_default", inputs, description)

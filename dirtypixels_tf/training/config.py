@@ -23,6 +23,7 @@ import copy
 import dataclasses
 import math
 import os
+import tempfile
 import types
 import typing
 from typing import Literal
@@ -409,11 +410,18 @@ def load_config(path=None, overrides=()):
 
 
 def save_params(config, run_dir):
-    """Write `run_dir/params.yaml` (self-contained; load_config reads it back to an equal config). Returns the path."""
+    """Write `run_dir/params.yaml` (self-contained; load_config reads it back to an equal config), whole or not at
+    all: through a temporary file and a rename, so a run killed while writing it still resumes. Returns the path."""
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, PARAMS_FILE)
-    with open(path, "w", encoding="utf-8") as stream:
-        yaml.safe_dump(to_dict(config), stream, sort_keys=False, default_flow_style=None)
+    handle, partial = tempfile.mkstemp(prefix=".params-", suffix=".yaml", dir=run_dir)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            yaml.safe_dump(to_dict(config), stream, sort_keys=False, default_flow_style=None)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
     return path
 
 

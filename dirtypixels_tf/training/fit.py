@@ -25,7 +25,6 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 import time
 
 import keras
@@ -57,16 +56,6 @@ def _finished(config, run_dir):
     """Whether the run and every comparison of config.compare_isps are trained and evaluated (metrics.json)."""
     runs = [run_dir] + [os.path.join(run_dir, "compare", isp) for isp in config.compare_isps]
     return all(_trained(run) and os.path.isfile(os.path.join(run, METRICS_FILE)) for run in runs)
-
-
-def _save_params(config, run_dir):
-    """params.yaml written whole or not at all (a run killed while writing it must still resume)."""
-    staging = tempfile.mkdtemp(prefix=".params-", dir=run_dir)
-    try:
-        config_lib.save_params(config, staging)
-        os.replace(os.path.join(staging, config_lib.PARAMS_FILE), os.path.join(run_dir, config_lib.PARAMS_FILE))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _check_run_dir(config, run_dir):
@@ -340,7 +329,7 @@ def _train(config, run_dir, strategy, chief, verbose, log):
         log(f"loaded stage-1 weights: {line}")
     data = data_lib.ExperimentData(config, models_lib.model_input_names(model))
     if chief:  # only once the model and the data resolve: a config refused here leaves no params.yaml behind
-        _save_params(config, run_dir)
+        config_lib.save_params(config, run_dir)
         names = data_lib.class_names(config)
         if names is not None:
             with open(os.path.join(run_dir, CLASS_NAMES_FILE), "w", encoding="utf-8") as stream:
