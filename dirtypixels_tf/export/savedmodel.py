@@ -52,9 +52,9 @@ EXTRA_DIR = "assets.extra"
 METADATA_FILE = "dirtypixels.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 _VERSION_NAME = re.compile(r"^[0-9]+$")
-# alpha and sigma above full scale (1 in [0, 1] units) describe no real sensor, and overflow the Anscombe
-# transform (sigma = 1e30 gave NaN logits): the signatures refuse them.
-MAX_NOISE = 1.0
+# Noise levels beyond 1000 x full scale carry no signal and overflow the Anscombe transform in float32 (sigma = 1e30
+# gave NaN logits): the signatures refuse them. The release's presets reach alpha 10 and sigma 22 (Pixel at 3 lux).
+MAX_NOISE = 1000.0
 
 
 def _check_model(model):
@@ -132,12 +132,12 @@ class _Signatures:
             ),
             _assert(
                 tf.math.is_finite(alpha) & (alpha > 0.0) & (alpha <= MAX_NOISE),
-                "alpha must be finite, > 0 and <= 1 (the Poisson scale in [0, 1] units); received",
+                "alpha must be finite, > 0 and <= 1000 (the Poisson scale in [0, 1] units); received",
                 alpha,
             ),
             _assert(
                 tf.math.is_finite(sigma) & (sigma >= 0.0) & (sigma <= MAX_NOISE),
-                "sigma must be finite, >= 0 and <= 1 (the Gaussian std in [0, 1] units); received",
+                "sigma must be finite, >= 0 and <= 1000 (the Gaussian std in [0, 1] units); received",
                 sigma,
             ),
             _assert(tf.shape(alpha)[0] == tf.shape(raw)[0], "alpha must have one value per image of raw"),

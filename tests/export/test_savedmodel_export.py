@@ -103,6 +103,16 @@ def _invalid(function, **inputs):
     return error.value.message
 
 
+def test_noise_of_every_release_preset_is_accepted(signatures, frames):
+    # The release's "Pixel" preset at 3 lux: alpha 10.2, sigma 21.9 (far above full scale, still a real setting of
+    # the papers' simulation); a bound at 1 refused it and made `evaluate` of a SavedModel fail at 12 lux.
+    alpha, sigma = noise.noise_at_lux(3, "Pixel")
+    outputs = signatures["serving_default"](
+        raw=frames["raw"], alpha=np.full_like(frames["alpha"], alpha), sigma=np.full_like(frames["sigma"], sigma)
+    )
+    assert np.all(np.isfinite(outputs["logits"].numpy()))
+
+
 def test_bad_values_fail_inside_the_graph_with_clear_messages(signatures, frames):
     serving = signatures["serving_default"]
     nan = frames["raw"].copy()
@@ -111,15 +121,15 @@ def test_bad_values_fail_inside_the_graph_with_clear_messages(signatures, frames
     assert "raw must be in [0, 1]" in _invalid(
         serving, raw=frames["raw"] * 300, alpha=frames["alpha"], sigma=frames["sigma"]
     )
-    assert "alpha must be finite, > 0 and <= 1" in _invalid(
+    assert "alpha must be finite, > 0 and <= 1000" in _invalid(
         serving, raw=frames["raw"], alpha=-frames["alpha"], sigma=frames["sigma"]
     )
     zero = np.zeros_like(frames["alpha"])  # the model's own assertion fired first, naming no input
-    assert "alpha must be finite, > 0 and <= 1" in _invalid(
+    assert "alpha must be finite, > 0 and <= 1000" in _invalid(
         serving, raw=frames["raw"], alpha=zero, sigma=frames["sigma"]
     )
     huge = np.full_like(frames["sigma"], 1e30)  # answered NaN logits with status OK before
-    assert "sigma must be finite, >= 0 and <= 1" in _invalid(
+    assert "sigma must be finite, >= 0 and <= 1000" in _invalid(
         serving, raw=frames["raw"], alpha=frames["alpha"], sigma=huge
     )
     uint16 = {
@@ -274,7 +284,7 @@ def test_export_command_writes_a_version_with_class_names(tmp_path, tiny_model, 
     with pytest.raises(SystemExit) as error:
         cli.main(["export", str(run_dir), "--out", str(base), "--sensor", "NoSuchPhone"])
     assert error.value.code == 2
-    assert "--sensor must be one of" in capsys.readouterr().err
+    assert "argument --sensor: must be one of" in capsys.readouterr().err
 
 
 @pytest.mark.slow

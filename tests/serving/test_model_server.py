@@ -153,17 +153,17 @@ BAD_REQUESTS = {
     "negative sigma": (
         lambda c, f: _predict(c, **_frames(f, sigma=-f["sigma"])),
         INVALID,
-        "sigma must be finite, >= 0 and <= 1",
+        "sigma must be finite, >= 0 and <= 1000",
     ),
     "zero alpha": (
         lambda c, f: _predict(c, **_frames(f, alpha=np.zeros_like(f["alpha"]))),
         INVALID,
-        "alpha must be finite, > 0 and <= 1 (the Poisson scale in [0, 1] units); received 0 0 0",
+        "alpha must be finite, > 0 and <= 1000 (the Poisson scale in [0, 1] units); received 0 0 0",
     ),
     "sigma far above full scale (NaN logits before)": (
         lambda c, f: _predict(c, **_frames(f, sigma=np.full_like(f["sigma"], 1e30))),
         INVALID,
-        "sigma must be finite, >= 0 and <= 1 (the Gaussian std in [0, 1] units); received 1e+30",
+        "sigma must be finite, >= 0 and <= 1000 (the Gaussian std in [0, 1] units); received 1e+30",
     ),
     "missing alpha": (lambda c, f: _predict(c, **_frames(f, alpha=None)), INVALID, "missing ['alpha']"),
     "extra input": (lambda c, f: _predict(c, **_frames(f, iso=f["alpha"])), INVALID, "sent extra ['iso']"),
