@@ -36,7 +36,6 @@ from dirtypixels_tf.models import heads, presets
 from dirtypixels_tf.models.isp import build_isp, isp_model
 from dirtypixels_tf.models.joint import clean_image_classifier, joint_classifier
 
-KINDS = ("joint", "isp", "mobilenet_v1", "inception_v4")
 RELEASE_IMAGE_SIZE = 128  # the release's --train_image_size
 INCEPTION_IMAGE_SIZE = 299
 ISP_SCOPE = "gauss_den"
@@ -231,10 +230,6 @@ def assign(pairs, variables, kind, model_variables):
 # ---- builders -----------------------------------------------------------------------------------------------
 
 
-def _release_isp(iterations, anscombe=True):
-    return build_isp("anscombe", iterations=iterations, anscombe=anscombe)
-
-
 def _isp_only_model(isp, size):
     standalone = isp_model(isp, (size, size))
     return keras.Model(standalone.input, {"image": standalone.output}, name="anscombe_isp")
@@ -280,7 +275,7 @@ def convert(path, preset=None, image_size=None):
             isp = build_isp("anscombe", **isp_settings)
             width, bn = spec.head_width, spec.head_bn_momentum
         else:
-            isp, bn = _release_isp(iterations), heads.SLIM_BN_MOMENTUM
+            isp, bn = build_isp("anscombe", iterations=iterations), heads.SLIM_BN_MOMENTUM
         head = heads.build_head("mobilenet_v1", (size, size, 3), settings["classes"], width=width, bn_momentum=bn)
         model = joint_classifier(isp, head, "mobilenet_v1", (size, size), name=preset or "joint_model")
         pairs = _isp_pairs(isp) + _mobilenet_pairs(head)
