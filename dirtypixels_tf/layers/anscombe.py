@@ -10,7 +10,8 @@ Conventions decided here (seed 001 Eq. 10-11, Sec. 4.1; Makitalo and Foi 2013):
 - Forward: with z = y / alpha and s = sigma / alpha, D = 2 sqrt(max(z + 3/8 + s^2, 0)). D's noise is about
   N(0, 1) wherever the counts x / alpha are not tiny.
 - Max-normalization (release): D' = (D - min D) * k, k = 1 / (max D - min D), min and max over H, W, C of each image,
-  so D' is in [0, 1] and its noise std is k. A range below RANGE_EPSILON (impossible for noisy data, whose GAT
+  so D' is in [0, 1] and its noise std is k. Which image: the release's Anscombe network transforms the 3-channel
+  S^T y (zeros at the unmeasured colours, so min D <= D(0) = 2 sqrt(3/8 + s^2)); see AnscombeNetwork in models/isp.py. A range below RANGE_EPSILON (impossible for noisy data, whose GAT
   noise has std 1; it happens only for constant, noise-free images) is replaced by RANGE_EPSILON, so k <= 1000.
   (D', k, min D) undoes exactly: D = D' / k + min D.
 - Noise channel: a constant channel of value k (the noise std of D') appended last, so the prior's input is

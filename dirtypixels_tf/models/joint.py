@@ -70,3 +70,12 @@ def joint_classifier(
     elif freeze == "head":
         head.trainable = False
     return keras.Model(standalone.input, outputs, name=name)
+
+
+def clean_image_classifier(head, head_name, image_size):
+    """The head alone on clean images (its stage-1 training): {"clean"} [B, H, W, 3] in [0, 1] -> {"logits"}, through
+    the same HeadPreprocessing layer as the joint model, the head as the layer named after it (what a training
+    config's stages.head_weights reads)."""
+    clean = keras.Input((*image_size, 3), name="clean")
+    logits = head(HeadPreprocessing(head_name, name="head_preprocessing")(clean))
+    return keras.Model({"clean": clean}, {"logits": logits}, name=f"{head_name}_clean")

@@ -29,18 +29,19 @@ import dataclasses
 from dirtypixels_tf.models import heads
 from dirtypixels_tf.models.counting import count_multiply_adds, count_params
 from dirtypixels_tf.models.isp import build_isp, isp_model
-from dirtypixels_tf.models.joint import joint_classifier
+from dirtypixels_tf.models.joint import clean_image_classifier, joint_classifier
 
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """One model configuration: an ISP (isp_model.ISP_CLASSES name and settings) and a head (or none).
+    """One model configuration: an ISP (isp_model.ISP_CLASSES name and settings) and a head, or either alone (a
+    head alone is trained on clean images, its stage 1).
 
     head_bn_momentum: the head's batch-norm decay (heads.build_head's bn_momentum; None keeps the head's default).
     """
 
     name: str
-    isp: str
+    isp: str | None
     image_size: int
     head: str | None = None
     num_classes: int = 1001
@@ -81,6 +82,16 @@ PRESETS = {
             expected_params=4_280_662,
             expected_macs=302_662_656,
             paper="seed 001 Table 2, proposed joint architecture (no Anscombe layers): 4.28 M, 282 M",
+        ),
+        Preset(
+            "mobilenet_v1_128",
+            None,
+            128,
+            "mobilenet_v1",
+            head_bn_momentum=heads.SLIM_BN_MOMENTUM,
+            expected_params=4_233_001,
+            expected_macs=186_401_792,
+            paper="seed 001 Table 1, MobileNet-v1 (the release's stage 1 on clean images, slim's 128 model): 4.23 M, 181 M",
         ),
         Preset(
             "raw_mobilenet_v1_128",
@@ -172,13 +183,18 @@ def get_preset(name):
 
 
 def build_preset(name, num_classes=None):
-    """The Keras model of a preset: the joint classifier, or the ISP model alone for presets without a head.
+    """The Keras model of a preset: the joint classifier, the ISP model alone, or the head alone on clean images.
 
     num_classes overrides the preset's (e.g. 10 for Fashion-MNIST); the counts are for the preset's own.
     """
     preset = get_preset(name)
-    isp = build_isp(preset.isp, **preset.isp_settings)
     size = (preset.image_size, preset.image_size)
+    if preset.isp is None:
+        head = heads.build_head(
+            preset.head, (*size, 3), num_classes or preset.num_classes, bn_momentum=preset.head_bn_momentum
+        )
+        return clean_image_classifier(head, preset.head, size)
+    isp = build_isp(preset.isp, **preset.isp_settings)
     if preset.head is None:
         return isp_model(isp, size, preset.psf_size)
     head = heads.build_head(
@@ -196,7 +212,9 @@ def count_preset(name):
     "trainable", "non_trainable", "total" (parameters) and "multiply_adds"."""
     preset = get_preset(name)
     model = build_preset(name)
-    parts = {"isp": isp_model(model.get_layer("isp"), (preset.image_size,) * 2, preset.psf_size)}
+    parts = {}
+    if preset.isp is not None:
+        parts["isp"] = isp_model(model.get_layer("isp"), (preset.image_size,) * 2, preset.psf_size)
     if preset.head is not None:
         parts["head"] = model.get_layer(preset.head)
     parts["total"] = model

@@ -34,9 +34,8 @@ import tensorflow as tf
 
 from dirtypixels_tf.models import heads, presets
 from dirtypixels_tf.models.isp import build_isp, isp_model
-from dirtypixels_tf.models.joint import HeadPreprocessing, joint_classifier
+from dirtypixels_tf.models.joint import clean_image_classifier, joint_classifier
 
-KINDS = ("joint", "isp", "mobilenet_v1", "inception_v4")
 RELEASE_IMAGE_SIZE = 128  # the release's --train_image_size
 INCEPTION_IMAGE_SIZE = 299
 ISP_SCOPE = "gauss_den"
@@ -231,17 +230,6 @@ def assign(pairs, variables, kind, model_variables):
 # ---- builders -----------------------------------------------------------------------------------------------
 
 
-def _release_isp(iterations, anscombe=True):
-    return build_isp("anscombe", iterations=iterations, anscombe=anscombe)
-
-
-def _head_model(head_name, head, size):
-    """The stage-1 head model `dirtypixels train` writes: {"clean"} in [0, 1] -> {"logits"}."""
-    clean = keras.Input((size, size, 3), name="clean")
-    logits = head(HeadPreprocessing(head_name, name="head_preprocessing")(clean))
-    return keras.Model({"clean": clean}, {"logits": logits}, name=f"{head_name}_clean")
-
-
 def _isp_only_model(isp, size):
     standalone = isp_model(isp, (size, size))
     return keras.Model(standalone.input, {"image": standalone.output}, name="anscombe_isp")
@@ -287,7 +275,7 @@ def convert(path, preset=None, image_size=None):
             isp = build_isp("anscombe", **isp_settings)
             width, bn = spec.head_width, spec.head_bn_momentum
         else:
-            isp, bn = _release_isp(iterations), heads.SLIM_BN_MOMENTUM
+            isp, bn = build_isp("anscombe", iterations=iterations), heads.SLIM_BN_MOMENTUM
         head = heads.build_head("mobilenet_v1", (size, size, 3), settings["classes"], width=width, bn_momentum=bn)
         model = joint_classifier(isp, head, "mobilenet_v1", (size, size), name=preset or "joint_model")
         pairs = _isp_pairs(isp) + _mobilenet_pairs(head)
@@ -306,7 +294,7 @@ def convert(path, preset=None, image_size=None):
             raise CheckpointError(f"preset {preset!r} has head {spec.head!r}; this checkpoint holds {kind}")
         options = {"width": settings["width"], "bn_momentum": heads.SLIM_BN_MOMENTUM} if kind == "mobilenet_v1" else {}
         head = heads.build_head(kind, (size, size, 3), settings["classes"], **options)
-        model = _head_model(kind, head, size)
+        model = clean_image_classifier(head, kind, (size, size))
         pairs = _mobilenet_pairs(head) if kind == "mobilenet_v1" else _inception_pairs(head)
     copied = assign(pairs, variables, kind, model.weights)
     return model, {"kind": kind, "variables": len(variables), "copied": copied, "settings": settings}

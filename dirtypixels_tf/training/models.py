@@ -20,7 +20,7 @@ import keras
 
 from dirtypixels_tf.models import heads
 from dirtypixels_tf.models.isp import build_isp, isp_model
-from dirtypixels_tf.models.joint import HeadPreprocessing, joint_classifier
+from dirtypixels_tf.models.joint import clean_image_classifier, joint_classifier
 from dirtypixels_tf.models.loading import MODEL_FILE
 from dirtypixels_tf.training import config as config_lib
 
@@ -50,9 +50,7 @@ def build_model(config):
             bn_momentum=_head_bn_momentum(config),
         )
     if spec["isp"] is None:
-        clean = keras.Input((*size, 3), name="clean")
-        logits = head(HeadPreprocessing(spec["head"], name="head_preprocessing")(clean))
-        return keras.Model({"clean": clean}, {"logits": logits}, name=f"{spec['head']}_clean")
+        return clean_image_classifier(head, spec["head"], size)
     isp = build_isp(spec["isp"], **spec["isp_settings"])
     if config.loss.kind == "nidf_pretrain":
         return _nidf_pretraining_model(isp, size)

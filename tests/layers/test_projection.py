@@ -248,6 +248,26 @@ def test_gamma_is_positive_and_starts_at_gamma_init():
     assert frozen.trainable_weights == [] and len(frozen.non_trainable_weights) == 1
 
 
+def test_beta_parameterization_divides_by_the_shared_lambda():
+    # the release: x = (lambda M y + beta v) / (lambda M + beta), i.e. gamma = beta / lambda
+    v = tf.random.stateless_uniform((1, 4, 4, 3), [1, 2])
+    y = tf.random.stateless_uniform((1, 4, 4, 1), [3, 4])
+    layer = SoftProjection("mosaic", gamma_init=4.0, parameterization="beta")
+    z = layer(v, y, lam=tf.constant(2.0))
+    assert [w.name for w in layer.weights] == ["beta"]
+    masks = mosaic.bayer_masks_numpy(4, 4)
+    expected = (2.0 * masks * y.numpy() + 4.0 * v.numpy()) / (2.0 * masks + 4.0)
+    np.testing.assert_allclose(z.numpy(), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="needs the shared lambda"):
+        layer(v, y)
+    with pytest.raises(ValueError, match="lam is only taken by a SoftProjection with parameterization 'beta'"):
+        SoftProjection("mosaic")(v, y, lam=1.0)
+    with pytest.raises(ValueError, match="parameterization must be one of"):
+        SoftProjection("mosaic", parameterization="gamma")
+    clone = SoftProjection.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
 def test_release_gamma_inits_follow_beta_over_lambda():
     assert projection.release_gamma_inits(4) == [2.0, 4.0, 8.0, 16.0]
     assert projection.release_gamma_inits(2, lambda_init=2.0, beta_init=1.0) == [0.5, 1.0]

@@ -11,8 +11,9 @@ def test_preset_builds_to_its_recorded_counts(name):
     counts = presets.count_preset(name)
     assert counts["total"]["trainable"] == preset.expected_params
     assert counts["total"]["multiply_adds"] == preset.expected_macs
-    if preset.head is not None:
-        assert counts["isp"]["multiply_adds"] + counts["head"]["multiply_adds"] == counts["total"]["multiply_adds"]
+    parts = [part for part in ("isp", "head") if part in counts]
+    assert parts == [part for part, given in (("isp", preset.isp), ("head", preset.head)) if given is not None]
+    assert sum(counts[part]["multiply_adds"] for part in parts) == counts["total"]["multiply_adds"]
 
 
 @pytest.mark.slow
@@ -40,3 +41,13 @@ def test_liu_preset_freezes_its_head():
 def test_unknown_preset_lists_the_valid_ones():
     with pytest.raises(ValueError, match="preset must be one of joint_mobilenet_v1_128, .*received 'mobilenet'"):
         presets.build_preset("mobilenet")
+
+
+def test_release_presets_use_slim_batch_norm_decay_in_the_head():
+    # slim's mobilenet_v1_arg_scope: batch_norm decay 0.9997 (Keras' MobileNet default is 0.99)
+    from dirtypixels_tf.models import heads
+
+    head = presets.build_preset("joint_mobilenet_v1_128", num_classes=10).get_layer("mobilenet_v1")
+    momenta = {layer.momentum for layer in head.layers if hasattr(layer, "moving_mean")}
+    assert momenta == {heads.SLIM_BN_MOMENTUM}
+    assert presets.get_preset("joint_mobilenet_v1_128").head_bn_momentum == 0.9997
