@@ -10,6 +10,7 @@
     dirtypixels serving-config --model-name NAME --base-path PATH --out DIR
     dirtypixels classify FILE... --server HOST:PORT --model NAME
     dirtypixels calibrate noise|psf ...
+    dirtypixels convert CHECKPOINT --out FILE.keras [--preset NAME]
 
 Each subcommand lives in dirtypixels_tf/commands/<name>.py with a `register(subparsers)` function. Bad arguments
 exit with status 2 and a one-line message. Arguments and paths are checked before TensorFlow is imported, so a

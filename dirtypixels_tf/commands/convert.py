@@ -20,7 +20,7 @@ def run(args):
         raise UsageError(f"--out must name a .keras file; received {args.out!r}")
     if args.image_size is not None and args.image_size % 2:
         raise UsageError(f"--image-size must be even (whole Bayer blocks); received {args.image_size}")
-    model, info = tf1_checkpoints.convert(args.checkpoint, preset=args.preset, image_size=args.image_size)
+    model, info = tf1_checkpoints.convert_checkpoint(args.checkpoint, preset=args.preset, image_size=args.image_size)
     directory = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(directory, exist_ok=True)
     model.save(args.out)

@@ -23,6 +23,9 @@ _EXPORTS = {
     "head_names": "dirtypixels_tf.models.heads",
     "joint_classifier": "dirtypixels_tf.models.joint",
     "load_model": "dirtypixels_tf.models.loading",
+    "convert_checkpoint": "dirtypixels_tf.models.tf1_checkpoints",
+    "CheckpointError": "dirtypixels_tf.models.tf1_checkpoints",
+    "read_checkpoint": "dirtypixels_tf.models.tf1_checkpoints",
     "count_params": "dirtypixels_tf.models.counting",
     "count_multiply_adds": "dirtypixels_tf.models.counting",
 }

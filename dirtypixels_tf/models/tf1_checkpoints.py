@@ -241,7 +241,7 @@ def _size(preset, image_size, default):
     return preset.image_size if preset is not None else (image_size or default)
 
 
-def convert(path, preset=None, image_size=None):
+def convert_checkpoint(path, preset=None, image_size=None):
     """The Keras model of the TF1 checkpoint at `path` (see the module docstring), and a summary dict
     {"kind", "variables", "copied", "settings"}. preset: a models/presets.py name fixing the architecture and size;
     image_size: side of the RAW frames (or head images) when no preset is given (default 128; 299 for Inception-v4)."""

@@ -113,7 +113,7 @@ def test_tiny_release_joint_checkpoint_converts_to_the_model_that_wrote_it(tmp_p
 def test_release_isp_checkpoint_becomes_the_stage_one_isp_model(tmp_path):
     model = randomized_joint(iterations=1, seed=2)
     prefix = write_checkpoint(tmp_path / "isp.ckpt", checkpoint_arrays(model, only="isp/"))
-    converted, info = tf1_checkpoints.convert(prefix, image_size=SIZE)
+    converted, info = tf1_checkpoints.convert_checkpoint(prefix, image_size=SIZE)
     assert info["kind"] == "isp" and info["settings"] == {"iterations": 1}
     assert list(converted.output) == ["image"] and converted.get_layer("isp") is not None
     inputs = frames()
@@ -152,17 +152,19 @@ def test_checkpoints_that_do_not_map_are_refused_with_the_variables_named(tmp_pa
     arrays["MobilenetV1/Conv2d_5_pointwise/weights"] = np.zeros((1, 1, 64, 65), np.float32)
     prefix = write_checkpoint(tmp_path / "bad.ckpt", arrays)
     with pytest.raises(tf1_checkpoints.CheckpointError) as error:
-        tf1_checkpoints.convert(prefix, image_size=SIZE)
+        tf1_checkpoints.convert_checkpoint(prefix, image_size=SIZE)
     message = str(error.value)
     assert "variables not found in the checkpoint: ['gauss_den/iter_1/beta']" in message
     assert "map to no model weight: ['gauss_den/iter_0/prior_grad/depth_3/conv_in/weights']" in message
     assert "MobilenetV1/Conv2d_5_pointwise/weights (1, 1, 64, 65) -> conv_pw_5/kernel (1, 1, 64, 64)" in message
     with pytest.raises(tf1_checkpoints.CheckpointError, match="top-level scopes \\['resnet_v1_50'\\]"):
-        tf1_checkpoints.convert(write_checkpoint(tmp_path / "other.ckpt", {"resnet_v1_50/w": np.zeros(2, np.float32)}))
+        tf1_checkpoints.convert_checkpoint(
+            write_checkpoint(tmp_path / "other.ckpt", {"resnet_v1_50/w": np.zeros(2, np.float32)})
+        )
     with pytest.raises(tf1_checkpoints.CheckpointError, match="cannot read .*missing.ckpt"):
-        tf1_checkpoints.convert(str(tmp_path / "missing.ckpt"))
+        tf1_checkpoints.convert_checkpoint(str(tmp_path / "missing.ckpt"))
     with pytest.raises(tf1_checkpoints.CheckpointError, match="preset 'nidf' has ISP 'nidf'"):
-        tf1_checkpoints.convert(
+        tf1_checkpoints.convert_checkpoint(
             write_checkpoint(tmp_path / "isp.ckpt", checkpoint_arrays(randomized_joint(), "isp/")), "nidf"
         )
     with pytest.raises(SystemExit):
@@ -184,7 +186,7 @@ def test_slim_inception_v4_checkpoint_becomes_a_head(tmp_path):
             arrays["InceptionV4/" + layer.name.replace(".", "/") + "/" + leaf] = value
     arrays["InceptionV4/AuxLogits/Aux_logits/weights"] = np.zeros((768, 6), np.float32)  # training-only head: dropped
     prefix = write_checkpoint(tmp_path / "inception_v4.ckpt", arrays)
-    converted, info = tf1_checkpoints.convert(prefix, image_size=80)
+    converted, info = tf1_checkpoints.convert_checkpoint(prefix, image_size=80)
     assert info["kind"] == "inception_v4" and info["settings"] == {"classes": 6}
     assert info["copied"] == len(arrays) - 2
     clean = rng.random((1, 80, 80, 3)).astype(np.float32)
@@ -237,11 +239,11 @@ def test_converted_release_checkpoint_computes_what_the_release_graph_computes(r
 @needs_reference
 def test_a_preset_names_the_same_model(reference):
     model, _, inputs = reference
-    named, info = tf1_checkpoints.convert(str(REFERENCE / "model.ckpt"), preset="joint_mobilenet_v1_128")
+    named, info = tf1_checkpoints.convert_checkpoint(str(REFERENCE / "model.ckpt"), preset="joint_mobilenet_v1_128")
     assert named.name == "joint_mobilenet_v1_128" and info["copied"] == info["variables"] == 187
     np.testing.assert_array_equal(named(inputs)["logits"].numpy(), model(inputs)["logits"].numpy())
     with pytest.raises(tf1_checkpoints.CheckpointError, match="is not an Anscombe network"):
-        tf1_checkpoints.convert(str(REFERENCE / "model.ckpt"), preset="raw_mobilenet_v1_128")
+        tf1_checkpoints.convert_checkpoint(str(REFERENCE / "model.ckpt"), preset="raw_mobilenet_v1_128")
 
 
 @needs_reference
