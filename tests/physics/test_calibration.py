@@ -17,6 +17,7 @@ import pathlib
 import numpy as np
 import pytest
 import rawpy
+import scipy.ndimage
 import skimage.data
 import tensorflow as tf
 from PIL import Image
@@ -437,3 +438,17 @@ def test_temporal_method_on_a_natural_scene(astronaut_mosaic):
     mean_alpha, mean_sigma = np.mean(errors, axis=0)
     assert abs(mean_alpha) < 0.02
     assert abs(mean_sigma) < 0.1
+
+
+def test_read_noise_of_a_natural_scene_at_low_iso_does_not_collapse():
+    """A grain-free natural scene (the astronaut blurred by 2 px, a sensor drawn at random, ISO 200): sigma used to
+    come out 0 (the robust start binned all dark blocks, where clipping reveals sigma, into one intensity bin).
+    Measured with the Nexus 6P rear sensor over 3 seeds: alpha within 2.1 %, sigma -5 to -12 %."""
+    image = skimage.data.astronaut().astype(np.float64) / 255.0
+    smooth = np.stack([scipy.ndimage.gaussian_filter(image[..., c], 2.0) for c in range(3)], axis=-1)
+    clean = mosaic.mosaic(smooth[np.newaxis].astype(np.float32)).numpy()[0, ..., 0]
+    rng = np.random.default_rng([2026, 17])
+    alpha, sigma = noise.NoisePreset(float(rng.uniform(1.5e-4, 2.5e-4)), float(rng.uniform(3e-4, 6e-4))).at_iso(200)
+    fit = calibration.estimate_noise([capture(clean, alpha, sigma, [17, 200])])
+    assert fit.alpha == pytest.approx(alpha, rel=0.05)
+    assert fit.sigma == pytest.approx(sigma, rel=0.15)
