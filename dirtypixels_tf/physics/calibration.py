@@ -42,12 +42,13 @@ Accuracy (tests/physics/test_calibration.py; gray charts of 16 levels from 0.002
 5 % while the noise std at mid-gray is below about 0.1. Above, the noise of each block's mean (errors in the
 abscissa) makes alpha come out high: +13 % (spatial, one frame) and +6 % (temporal, two frames) at std 0.11; the
 bias falls in proportion to the pixels behind each block's mean (temporal with 8 frames: +2 %; spatial with block
-16: +5 %). On one natural image (skimage's astronaut as a BGGR mosaic, Nexus_6P_rear, 3 seeds): spatial, alpha +0.7 to
-+8.3 % and sigma -1 to -8 % at ISO 800 to 6400, but alpha +16 to +20 % at ISO 200, where the photograph's own
-grain is a sizeable part of the noise it is measured against (blurred by 2 px: alpha within 2.1 %, sigma -1 to -12
-%); temporal (2 frames), alpha within 0.3 % and sigma -4 to -5.5 % at ISO 200 to 6400 (dark blocks mixing black
-and near-black pixels). The robust start bins blocks by rank (equal counts), so the dark blocks where clipping
-reveals sigma get bins of their own (with equal-width bins sigma collapsed to 0 at low ISO). Frames without
+16: +5 %). On one natural image (skimage's astronaut as a BGGR mosaic, Nexus_6P_rear, 3 seeds;
+benchmarks/noise_calibration_accuracy.py): spatial, alpha +1.7 to +7.3 % and sigma -1.9 to -9.3 % at ISO 800 to
+6400, but alpha +16 to +20 % at ISO 200, where the photograph's own grain is a sizeable part of the noise it is
+measured against (blurred by 2 px: alpha within 2.1 %, sigma -1 to -12 %); temporal (2 frames), alpha within 1 %
+and sigma -3 to -6 % at ISO 200 to 6400 (dark blocks mixing black and near-black pixels). The robust start bins
+blocks by rank (equal counts), so the dark blocks where clipping reveals sigma get bins of their own (with
+equal-width bins sigma collapsed to 0 at low ISO). Frames without
 metadata: `estimate_frame_noise`.
 
 Per-ISO presets: under the package's linear ISO model alpha = poisson ISO / 100 and sigma = gauss ISO / 100,

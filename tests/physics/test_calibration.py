@@ -426,7 +426,7 @@ def test_frame_without_metadata_too_small():
 
 def test_temporal_method_on_a_natural_scene(astronaut_mosaic):
     """Two frames of the astronaut (a sensor drawn at random, ISO 1600): alpha unbiased to within 2 % on average
-    over three seeds. sigma runs low (measured -5 to -6 % at ISO 800 to 6400 with the Nexus 6P rear sensor): dark
+    over three seeds. sigma runs low (measured -3 to -6 % at ISO 200 to 6400 with the Nexus 6P rear sensor): dark
     blocks that mix black and near-black pixels pass the texture test yet carry less variance than the clipped
     model at their mean."""
     rng = np.random.default_rng([2026, 9])
