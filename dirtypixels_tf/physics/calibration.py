@@ -31,18 +31,17 @@ predicted variance of a block is Var[y] at the x whose E[y] equals its measured 
 variance (three reweighting rounds). Dropped: blocks of variance exactly 0 (constant or fully saturated) and blocks
 beyond the saturation knee (mean above E[y] at x = 1, i.e. over half the pixels clipped), where the variance falls
 to 0 within a fraction of the noise and the noise of the block's own mean would dominate. `bins` equal intensity
-bins on [0, 1] serve the robust start, the coverage check (kept blocks in at least 3 bins, else alpha and sigma
-cannot be told apart) and the returned points.
+bins on [0, 1] serve the coverage check (kept blocks in at least 3 bins, else alpha and sigma cannot be told
+apart) and the returned points; the robust start uses `bins` bins of equal block counts.
 
 The fit compares each block's variance with `expected_variance_at_mean`: the clipped model at the block's measured
 mean, corrected to second order for the noise of that mean (block^2 pixels, times N frames for "temporal"), which
 otherwise tilts the fit where clipping bends the curve (on black blocks the uncorrected model is 3 % high).
 
 Accuracy (tests/physics/test_calibration.py; gray charts of 16 levels from 0.002 to 1.05): alpha and sigma within
-5 % while the noise std at mid-gray is below about 0.1. Above, the noise of each block's mean (errors in the
-abscissa) makes alpha come out high: +13 % (spatial, one frame) and +6 % (temporal, two frames) at std 0.11; the
-bias falls in proportion to the pixels behind each block's mean (temporal with 8 frames: +2 %; spatial with block
-16: +5 %). On one natural image (skimage's astronaut as a BGGR mosaic, Nexus_6P_rear, 3 seeds;
+5 %. At noise std 0.11 at mid-gray (ISO 10000 of Nexus_6P_rear, 4 seeds) alpha comes out +3.2 % (spatial, one
+frame) and +0.9 % (temporal, two frames), sigma -1.4 % and -1.0 %; before the correction for the noise of the
+block means it was +13 % and +6 %. On one natural image (skimage's astronaut as a BGGR mosaic, Nexus_6P_rear, 3 seeds;
 benchmarks/noise_calibration_accuracy.py): spatial, alpha +1.7 to +7.3 % and sigma -1.9 to -9.3 % at ISO 800 to
 6400, but alpha +16 to +20 % at ISO 200, where the photograph's own grain is a sizeable part of the noise it is
 measured against (blurred by 2 px: alpha within 2.1 %, sigma -1 to -12 %); temporal (2 frames), alpha within 1 %
