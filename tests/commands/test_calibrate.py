@@ -219,3 +219,26 @@ def test_noise_with_dark_frames_writes_the_extended_terms(tmp_path, capsys):
     np.save(tmp_path / "bright.npy", np.full((64, 64), 1.5))
     error = run_with_error(argv[:-4] + ["--dark", str(tmp_path / "bright.npy"), "--out", str(out)], capsys)
     assert "--dark ('" in error and "must hold finite values in (-1, 1)" in error
+
+
+def test_dark_frames_from_camera_raw_files(tmp_path, capsys):
+    """Dark DNGs (black level 0, so the frames carry a pedestal of 0.25 that the fit reads as black-level bias)."""
+    lam, sigma = -0.12, 0.008
+    terms = noise.NoiseTerms(tukey_lambda=lam, row_noise=0.3)
+    sensor = SensorModel(alpha=1e-3, sigma=sigma, noise_terms=terms, clip=False)
+    darks = sensor.simulate(tf.zeros([2, 512, 512, 3]), tf.constant([21, 4], tf.int64))["raw"].numpy()[..., 0]
+    paths = []
+    for k, dark in enumerate(darks):
+        paths.append(str(tmp_path / f"dark{k}.dng"))
+        write_dng(paths[-1], dark + 0.25, "GRBG", bits=16, iso=800)
+    flat = tmp_path / "chart.npy"
+    np.save(flat, chart_capture(800, 6, height=256))
+    out = tmp_path / "sensor.yaml"
+    argv = ["calibrate", "noise", str(flat), "--iso", "800", "--dark", *paths, "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    loaded = calibration.load_sensor_preset(out)
+    assert loaded.terms.tukey_lambda == pytest.approx(lam, rel=0.1)
+    assert loaded.terms.row_noise == pytest.approx(0.3, rel=0.1)
+    assert loaded.terms.bit_depth == 16
+    np.testing.assert_allclose(loaded.terms.black_level_bias, 0.25, atol=5e-4)
+    assert "read noise 0.00" in capsys.readouterr().out
