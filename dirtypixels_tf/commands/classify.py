@@ -89,10 +89,10 @@ def register(commands):
         "classify",
         help="classify RAW frames, images or camera RAW files with a model server",
         description="Send each FILE to a TF Serving (or `dirtypixels serve`) model over gRPC and print the top "
-        "labels. .npy: a RAW mosaic in [0, 1] (noise from --alpha/--sigma or a fixed --profile) or integer sensor "
-        "values (--black-level, --white-level, --iso; signature raw_uint16). PNG/JPEG: simulated at --profile with "
-        "the sensor model at the model's size. DNG/camera RAW: central crop, levels and ISO from the file "
-        "(raw_uint16).",
+        "labels. .npy: a RAW mosaic in [0, 1] (noise from --alpha/--sigma, a fixed --profile, or else estimated from "
+        "the frame itself) or integer sensor values (--black-level, --white-level, --iso; signature raw_uint16). "
+        "PNG/JPEG: simulated at --profile with the sensor model at the model's size. DNG/camera RAW: central crop, "
+        "levels and ISO from the file (raw_uint16; without an ISO, the noise is estimated from the frame).",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help=".npy, image or camera RAW files")
     parser.add_argument("--server", required=True, metavar="HOST:PORT", help="gRPC address, e.g. 127.0.0.1:8500")
@@ -101,7 +101,12 @@ def register(commands):
     parser.add_argument(
         "--signature", default=None, help="serving_default, raw_uint16 or classify (default: by kind of file)"
     )
-    parser.add_argument("--profile", default="3lux", help="light profile of images (and of .npy without --alpha)")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="light profile of images (default 3lux) and of .npy mosaics without --alpha/--sigma (default: their "
+        "noise is estimated from the frame itself)",
+    )
     parser.add_argument(
         "--sensor",
         type=sensor_spec,

@@ -9,6 +9,12 @@ from dirtypixels_tf._lazy import lazy_exports
 
 _EXPORTS = {
     "SensorModel": "dirtypixels_tf.physics.sensor",
+    "UnprocessSettings": "dirtypixels_tf.physics.unprocess",
+    "NoiseTerms": "dirtypixels_tf.physics.noise",
+    "add_sensor_noise": "dirtypixels_tf.physics.noise",
+    "estimate_dark_noise": "dirtypixels_tf.physics.calibration",
+    "estimate_frame_noise": "dirtypixels_tf.physics.calibration",
+    "CalibrationError": "dirtypixels_tf.physics.calibration",
     "resolve_sensor": "dirtypixels_tf.physics.sensor",
     "NoisePreset": "dirtypixels_tf.physics.noise",
     "SENSOR_PRESETS": "dirtypixels_tf.physics.noise",

@@ -2,7 +2,8 @@
 
 - .npy, floating: a RAW mosaic [H, W] or [H, W, 1] in [0, 1] at the model's size, sent to "serving_default" with
   its noise: alpha and sigma given, or those of a fixed light profile (3lux, 6lux) for the sensor (a preset name
-  or a sensor.yaml).
+  or a sensor.yaml), or, with neither, alpha and sigma estimated from the frame itself
+  (physics.calibration.estimate_frame_noise; the frame's description says so).
 - .npy, integer: sensor values [H, W] or [H, W, 1] at the model's size, sent as uint16 to "raw_uint16" with the
   black level, white level and ISO given.
 - ordinary images (PNG, JPEG, ...): a clean scene. Its central 87.5 % is resized to the model's size (as the
@@ -12,8 +13,9 @@
   the file's Bayer phase moved onto the model's, ISO from the EXIF tags): the central crop of the model's size,
   at even offsets, is sent to "raw_uint16" as uint16 codes round(v * (white - black) + black) over the mean black
   level, which the signature maps back to v (to within 0.5 / (white - black)); the exported model's sensor preset
-  turns the ISO (the file's, or the one given) into the noise level. The levels given for .npy frames do not
-  apply. Only 2x2 Bayer sensors are read.
+  turns the ISO (the file's, or the one given) into the noise level. A file without an ISO (and no --iso) is sent
+  to "serving_default" as its normalized crop with alpha and sigma estimated from the frame itself. The levels
+  given for .npy frames do not apply. Only 2x2 Bayer sensors are read.
 """
 
 import dataclasses
@@ -48,6 +50,28 @@ def central_crop(values, image_size):
     return values[top : top + height, left : left + width]
 
 
+def _estimated_noise(mosaic, path):
+    """(alpha, sigma, description) estimated from the frame itself (physics.calibration.estimate_frame_noise), for
+    frames that come with neither a light profile nor an ISO."""
+    from dirtypixels_tf.physics.calibration import estimate_frame_noise
+
+    try:
+        fit = estimate_frame_noise(np.clip(mosaic, 0.0, 1.0))
+    except ValueError as error:
+        raise ValueError(f"{path}: no noise level given (--alpha/--sigma, --profile or an ISO) and {error}") from None
+    note = f"estimated from the frame itself ({fit.blocks_used} of {fit.blocks_total} blocks)"
+    return fit.alpha, fit.sigma, note
+
+
+def _float_frame(path, mosaic, alpha, sigma, kind, source):
+    inputs = {
+        "raw": np.asarray(mosaic, np.float32)[None, :, :, None],
+        "alpha": np.array([alpha], np.float32),
+        "sigma": np.array([sigma], np.float32),
+    }
+    return Frame(path, "serving_default", inputs, f"{kind}, alpha {alpha:.4g} sigma {sigma:.4g} ({source})")
+
+
 def _camera_raw_frame(path, image_size, pattern, iso):
     """Read with data/camera_raw.py (per-channel black levels, phase moved onto `pattern`, ISO from EXIF), crop,
     and re-express the normalized crop as uint16 codes over the mean black level for the raw_uint16 signature."""
@@ -58,8 +82,10 @@ def _camera_raw_frame(path, image_size, pattern, iso):
     except ImportError as error:  # rawpy or tifffile missing: a usage problem, reported without a traceback
         raise ValueError(f"{path}: {error}") from None
     iso = frame.iso if iso is None else iso
-    if not iso or iso <= 0:
-        raise ValueError(f"{path}: the file records no ISO; give --iso")
+    if not iso or iso <= 0:  # no ISO to look the noise up by: estimate it from the frame
+        crop = central_crop(frame.mosaic, image_size)
+        alpha, sigma, note = _estimated_noise(frame.mosaic, path)
+        return _float_frame(path, crop, alpha, sigma, f"camera RAW ({frame.source_pattern}) without ISO", note)
     black, white = float(np.mean(frame.black_level)), float(frame.white_level)
     codes = np.round(central_crop(frame.mosaic, image_size) * (white - black) + black)
     kind = f"camera RAW ({frame.source_pattern}), central crop"
@@ -87,7 +113,7 @@ def _as_mosaic(array, path):
 def read_frame(
     path,
     image_size,
-    profile="3lux",
+    profile=None,
     sensor=noise.DEFAULT_PRESET,
     pattern=mosaic.RELEASE_PATTERN,
     alpha=None,
@@ -111,17 +137,14 @@ def read_frame(
         except EOFError:
             raise ValueError(f"{path}: the file is empty or truncated (not a .npy array)") from None
         if np.issubdtype(array.dtype, np.floating):
-            if alpha is None:
+            if alpha is not None:
+                source = "given"
+            elif profile is not None:
                 alpha, sigma = _noise_of_profile(profile, sensor)
                 source = f"{profile} on {sensor}"
             else:
-                source = "given"
-            inputs = {
-                "raw": array.astype(np.float32)[None, :, :, None],
-                "alpha": np.array([alpha], np.float32),
-                "sigma": np.array([sigma], np.float32),
-            }
-            return Frame(path, "serving_default", inputs, f"RAW mosaic, alpha {alpha:.4g} sigma {sigma:.4g} ({source})")
+                alpha, sigma, source = _estimated_noise(array, path)
+            return _float_frame(path, array, alpha, sigma, "RAW mosaic", source)
         if np.issubdtype(array.dtype, np.integer):
             if None in (black_level, white_level, iso):
                 raise ValueError(f"{path}: integer sensor values need --black-level, --white-level and --iso")
@@ -134,7 +157,7 @@ def read_frame(
     if extension in CAMERA_RAW_EXTENSIONS:
         return _camera_raw_frame(path, image_size, pattern, iso)
     if extension in IMAGE_EXTENSIONS:
-        return _simulated_frame(path, image_size, profile, sensor, pattern, alpha, sigma, seed)
+        return _simulated_frame(path, image_size, profile or "3lux", sensor, pattern, alpha, sigma, seed)
     raise ValueError(
         f"{path}: unknown kind of file; classify reads .npy RAW frames, images ({', '.join(IMAGE_EXTENSIONS)}) and "
         f"camera RAW ({', '.join(CAMERA_RAW_EXTENSIONS)})"

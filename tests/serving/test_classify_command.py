@@ -121,10 +121,13 @@ def test_bad_files_and_options_exit_with_a_message(server, tmp_path, capsys):
     ]:
         assert cli.main(["classify", *argv, *base]) == 1
         assert message in capsys.readouterr().err
-    assert cli.main(["classify", str(tmp_path / "frame.npy"), "--server", server.address, "--model", "other"]) == 1
+    fixed = ["--profile", "3lux"]  # a noise level for the all-zero frames, which cannot be estimated from them
+    assert (
+        cli.main(["classify", str(tmp_path / "frame.npy"), *fixed, "--server", server.address, "--model", "other"]) == 1
+    )
     assert "NOT_FOUND: Servable not found for request: Latest(other)" in capsys.readouterr().err
     np.save(tmp_path / "odd.npy", np.zeros((SIZE - 1, SIZE), np.float32))
-    assert cli.main(["classify", str(tmp_path / "odd.npy"), *base]) == 1
+    assert cli.main(["classify", str(tmp_path / "odd.npy"), *fixed, *base]) == 1
     assert "INVALID_ARGUMENT: input 'raw' must have even height and width" in capsys.readouterr().err
 
 
@@ -147,7 +150,7 @@ def test_unreadable_files_are_reported_and_the_others_classified(server, tmp_pat
     (tmp_path / "truncated.png").write_bytes((tmp_path / "whole.png").read_bytes()[:40])
     names = ["empty.png", "good.npy", "empty.npy", "objects.npy", "truncated.png", "whole.png"]
     argv = ["classify", *[str(tmp_path / n) for n in names], "--server", server.address, "--model", "tiny"]
-    assert cli.main(argv) == 1
+    assert cli.main([*argv, "--profile", "3lux"]) == 1  # a flat frame's noise cannot be estimated: give it
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     assert sorted(_printed(captured.out)) == sorted(str(tmp_path / n) for n in ("good.npy", "whole.png"))
@@ -169,3 +172,23 @@ def test_a_16_bit_greyscale_png_is_read_with_its_16_bits(server, tmp_path, capsy
     argv = ["classify", str(tmp_path / "grey16.png"), "--server", server.address, "--model", "tiny"]
     assert cli.main(argv) == 0
     assert "16-bit image simulated at" in capsys.readouterr().out
+
+
+def test_a_mosaic_without_noise_level_gets_it_estimated_from_the_frame(tmp_path):
+    # A 256 x 256 smooth scene simulated at 12 lux on the Nexus 6P rear sensor (alpha 0.0312, sigma 0.0789), sent
+    # with neither --alpha/--sigma nor --profile: the noise comes from the frame itself and the description says so.
+    rows, cols = np.mgrid[0:256, 0:256] / 255.0
+    scene = np.stack([0.1 + 0.8 * rows, 0.1 + 0.8 * cols, 0.5 + 0.3 * rows * cols], -1)[None].astype(np.float32)
+    alpha, sigma = noise.noise_at_lux(12)
+    raw = mosaic.mosaic(scene)
+    noisy = noise.add_noise(raw, np.float32([alpha]), np.float32([sigma]), seed=[5, 0]).numpy()[0, :, :, 0]
+    np.save(tmp_path / "frame.npy", noisy)
+    frame = frames_module.read_frame(tmp_path / "frame.npy", (256, 256))
+    assert "estimated from the frame itself" in frame.description
+    assert frame.inputs["alpha"][0] == pytest.approx(alpha, rel=0.25)
+    assert frame.inputs["sigma"][0] == pytest.approx(sigma, rel=0.25)
+    given = frames_module.read_frame(tmp_path / "frame.npy", (256, 256), profile="6lux")
+    assert "6lux on Nexus_6P_rear" in given.description  # a profile, when given, is used as before
+    np.save(tmp_path / "tiny.npy", noisy[:16, :16])
+    with pytest.raises(ValueError, match="tiny.npy: no noise level given .* at least 32 x 32"):
+        frames_module.read_frame(tmp_path / "tiny.npy", (16, 16))
