@@ -54,10 +54,6 @@ def _check_divisible(x, factor, name):
             )
 
 
-def _spatial(shape, factor):
-    return tuple(None if s is None else s // factor for s in shape[1:3])
-
-
 class _ConvNormAct(keras.layers.Layer):
     """Conv2D then optional batch norm (offset only, or offset and scale) then optional ReLU: one named unit."""
 

@@ -442,9 +442,6 @@ def _positive(value, path, allow_zero=False):
         )
 
 
-IMAGE_LOSSES = ("l1", "mse", "psnr")
-
-
 def validate(config):
     """Check the relations between settings; raises ConfigError naming the key. Returns the config."""
     from dirtypixels_tf.models import heads, isp, presets

@@ -94,12 +94,6 @@ def model_input_names(model):
     return tuple(model.input.keys()) if isinstance(model.input, dict) else tuple(t.name for t in model.inputs)
 
 
-def head_layer(model, config):
-    """The head layer of a model built by `build_model` (None without a head)."""
-    name = config_lib.model_spec(config)["head"]
-    return None if name is None else model.get_layer(name)
-
-
 def _load_stage_model(path, key):
     file = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
     if not os.path.isfile(file):
