@@ -1,4 +1,4 @@
-"""`dirtypixels evaluate`: top-1 / top-5 over light levels x PSFs (seed 000 Table 1), with PSNR / SSIM of the
+"""`dirtypixels evaluate`: top-1 / top-5 over light levels x PSFs (Diamond et al. 2017 Table 1), with PSNR / SSIM of the
 intermediate image, conventional-ISP baselines and an example figure.
 
     dirtypixels evaluate MODEL [--profiles 3,6,12,24,48,96,none] [--psf none,center,offaxis,periphery]
@@ -204,7 +204,7 @@ def register(commands):
         help="top-1/top-5 and PSNR/SSIM of a model over light levels x PSFs",
         description="Simulate the evaluation data at every light level and PSF (seeded per example, so runs agree "
         "exactly), run the model, and write top-1/top-5 accuracy and the PSNR/SSIM of its intermediate image "
-        "against the sharp clean image as CSV, Markdown, JSON and a plot (seed 000 Table 1 layout).",
+        "against the sharp clean image as CSV, Markdown, JSON and a plot (Diamond et al. 2017 Table 1 layout).",
     )
     evaluate.add_argument(
         "model",

@@ -36,7 +36,7 @@ TF_SERVING_DEFAULT_MAX_BATCH_SIZE = 1000
 
 @dataclasses.dataclass(frozen=True)
 class Batching:
-    """BatchingParameters. Defaults suit a GPU serving single frames from phones (~60 frames/s each, seed 001
+    """BatchingParameters. Defaults suit a GPU serving single frames from phones (~60 frames/s each, Diamond et al. 2021
     Sec. 6): requests that arrive within 1 ms are run together, padded to a power of two up to 32."""
 
     max_batch_size: int = 32

@@ -1,4 +1,4 @@
-"""L-BFGS pretraining of an ISP for average PSNR (seed 000 Sec. 6: shrinkage fields, 400 iterations).
+"""L-BFGS pretraining of an ISP for average PSNR (Diamond et al. 2017 Sec. 6: shrinkage fields, 400 iterations).
 
 scipy.optimize.minimize(method="L-BFGS-B", jac=True) drives the ISP's trainable weights flattened into one float64
 vector: for a vector w, the weights are assigned, the objective minus the mean PSNR (dB) over a fixed set of

@@ -65,7 +65,7 @@ class PSNR(keras.metrics.Mean):
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
 class NegativePSNR(keras.losses.Loss):
-    """Minus the PSNR of each image (dB); its batch mean is minus the average PSNR (seed 000's pretraining goal)."""
+    """Minus the PSNR of each image (dB); its batch mean is minus the average PSNR (Diamond et al. 2017's pretraining goal)."""
 
     def __init__(self, name="negative_psnr", **kwargs):
         super().__init__(name=name, **kwargs)

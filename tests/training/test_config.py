@@ -40,7 +40,7 @@ def test_every_recipe_of_the_papers_has_a_named_config():
         expected |= {f"release_joint_{profile}.yaml", f"release_stage1_isp_{profile}.yaml"}
         expected |= {f"raw_mobilenet_v1_{profile}.yaml", f"raw_mobilenet_v2_140_{profile}.yaml"}
         expected |= {f"bilinear_finetune_mobilenet_v1_{profile}.yaml"}
-    for setting in ("3lux", "6lux", "6lux_offaxis", "6lux_periphery"):  # seed 000 Table 2
+    for setting in ("3lux", "6lux", "6lux_offaxis", "6lux_periphery"):  # Diamond et al. 2017 Table 2
         expected |= {f"shrinkage2017_pretrain_{setting}.yaml", f"shrinkage2017_joint_{setting}.yaml"}
         expected |= {f"inception_v4_finetune_{setting}.yaml"}
     for sigma in (15, 30, 45, 60):
