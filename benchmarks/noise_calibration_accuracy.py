@@ -31,7 +31,10 @@ def summary(values):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (the tests run it)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds = 1
     image = skimage.data.astronaut().astype(np.float32)[np.newaxis] / 255.0
     clean = mosaic.mosaic(image).numpy()[0, ..., 0]
     preset = noise.get_preset("Nexus_6P_rear")

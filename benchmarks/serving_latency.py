@@ -60,7 +60,10 @@ def main():
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--batches-per-client", type=int, default=4)
     parser.add_argument("--workers", type=int, default=4, help="the server's --max-workers")
+    parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (the tests run it)")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.clients, args.batch, args.batches_per_client = 8, 2, 4, 1
 
     size = get_preset(args.preset).image_size
     model = build_preset(args.preset)

@@ -107,7 +107,10 @@ def main():
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--stalled", type=int, default=16, help="stalled connections on each port")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (the tests run it)")
     args = parser.parse_args()
+    if args.quick:
+        args.clients, args.stalled, args.seconds = 4, 2, 3.0
 
     size = get_preset(args.preset).image_size
     model = build_preset(args.preset)

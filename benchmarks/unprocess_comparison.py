@@ -27,7 +27,10 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--out", default="runs/unprocess_comparison")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="more config overrides")
+    parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (the tests run it)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.train_examples, args.eval_examples, args.epochs = 128, 64, 1
     path = config_lib.resolve_config(args.config)
     overrides = [
         f"data.train_examples={args.train_examples}",
