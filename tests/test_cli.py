@@ -68,7 +68,7 @@ def test_simulate_tfrecords_with_limit_offset_and_psf_file(tmp_path):
         (["--sensor", "missing.yaml"], "or an existing sensor.yaml; received 'missing.yaml'"),
         (["--size", "31"], "--size: must be an even positive integer"),
         (["--psf", "missing.npy"], "--psf: no such file or folder: 'missing.npy'"),
-        (["--psf", "blurry"], "--psf must be one of none, center, offaxis, periphery"),
+        (["--psf", "blurry"], "--psf: psf must be none, center, offaxis, periphery, motion-L"),
         (["/no/such/folder"], "SOURCE must be 'fashion-mnist'"),
     ],
 )

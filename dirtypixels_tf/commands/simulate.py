@@ -39,16 +39,6 @@ def _open_source(spec, split, label_offset):
     )
 
 
-def _load_psf(spec):
-    from dirtypixels_tf.physics import optics
-
-    if spec in optics.PSF_NAMES:
-        return optics.get_psf(spec)
-    if os.path.splitext(spec)[1].lower() in (".npy", ".npz", ".mat"):
-        return optics.load_psf(spec)
-    raise UsageError(f"--psf must be one of {', '.join(optics.PSF_NAMES)} or a .npy/.npz/.mat file; received {spec!r}")
-
-
 def validate(args):
     """Checks that need no TensorFlow (the sensor, profile, size and PSF file are checked by their types)."""
     source = args.source
@@ -63,11 +53,16 @@ def run(args):
     import tensorflow as tf
 
     from dirtypixels_tf.data import raw_records
+    from dirtypixels_tf.physics import optics
     from dirtypixels_tf.physics.sensor import SensorModel, resolve_sensor
 
     noise_preset, sensor_pattern = resolve_sensor(args.sensor)
     pattern = args.pattern or sensor_pattern or "BGGR"
-    sensor = SensorModel(preset=noise_preset, light_levels=args.profile, pattern=pattern, psf=_load_psf(args.psf))
+    try:
+        psf = optics.resolve_psf(args.psf, seed=args.seed)
+    except ValueError as error:
+        raise UsageError(f"--psf: {error}") from None
+    sensor = SensorModel(preset=noise_preset, light_levels=args.profile, pattern=pattern, psf=psf)
     dataset, classes, kind = _open_source(args.source, args.split, args.label_offset)
     metadata = {
         "source": args.source,
@@ -135,7 +130,7 @@ def register(commands):
         "--psf",
         type=path_or_name("none, center, offaxis or periphery"),
         default="none",
-        help="none, center, offaxis, periphery, or a .npy/.npz/.mat PSF file",
+        help="none, center, offaxis, periphery, motion-L (a random-walk PSF of side 2L + 1), or a .npy/.npz/.mat file",
     )
     simulate.add_argument("--size", type=even_positive_int, default=128, help="output height and width (even; 128)")
     simulate.add_argument("--seed", type=non_negative_int, default=0, help="base seed of the per-example noise")

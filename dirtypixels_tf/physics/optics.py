@@ -370,6 +370,32 @@ def get_psf(name, grid=None):
     return grid.at(FIELD_POSITIONS[name])
 
 
+PSF_FILE_EXTENSIONS = (".npy", ".npz", ".mat")
+PSF_GRAMMAR = "none, center, offaxis, periphery, motion-L (L an integer >= 1) or a .npy/.npz/.mat file"
+
+
+def check_psf_spec(spec):
+    """Check a PSF spec's grammar without loading anything (see resolve_psf); returns it, or raises ValueError."""
+    text = str(spec).strip()
+    if text in PSF_NAMES or os.path.splitext(text)[1].lower() in PSF_FILE_EXTENSIONS:
+        return text
+    if text.startswith("motion-") and text[len("motion-") :].isdigit() and int(text[len("motion-") :]) >= 1:
+        return text
+    raise ValueError(f"psf must be {PSF_GRAMMAR}; received {spec!r}")
+
+
+def resolve_psf(spec, seed=0, grid=None):
+    """The PSF [kh, kw] or [kh, kw, C] (or None for no blur) of a PSF spec, the one grammar every command and config
+    takes: "none"; "center", "offaxis", "periphery" (the grid's PSFs, Diamond et al. 2017's evaluation conditions);
+    "motion-L" (a random-walk PSF of side 2L + 1 drawn with `seed`, Miao and Zhu's blur); or a .npy/.npz/.mat file."""
+    text = check_psf_spec(spec)
+    if text in PSF_NAMES:
+        return get_psf(text, grid)
+    if text.startswith("motion-"):
+        return motion_psf(int(text[len("motion-") :]), seed)
+    return load_psf(text)
+
+
 def blur(images, psf, boundary="reflect"):
     """Blur images [B, H, W, C] (float, NHWC) with a PSF [kh, kw] or [kh, kw, C]; `psf=None` returns the images.
 

@@ -420,3 +420,16 @@ def test_module_constants():
     np.testing.assert_allclose(
         fft_convolve(np.ones((1, 5, 5, 1), np.float32), motion_psf(2, 0)).numpy(), 1.0, atol=1e-6
     )
+
+
+def test_one_psf_grammar_for_every_command_and_config(tmp_path):
+    assert optics.resolve_psf("none") is None
+    np.testing.assert_array_equal(optics.resolve_psf("periphery"), optics.get_psf("periphery"))
+    np.testing.assert_array_equal(optics.resolve_psf("motion-4", seed=7), optics.motion_psf(4, 7))
+    assert optics.resolve_psf("motion-4", seed=7).shape[:2] == (9, 9)
+    kernel = optics.gaussian_psf(5, 1.0)
+    np.save(tmp_path / "lens.npy", kernel)
+    np.testing.assert_allclose(optics.resolve_psf(str(tmp_path / "lens.npy")), kernel)
+    for bad in ("blurry", "motion-0", "motion-x", "lens.png"):
+        with pytest.raises(ValueError, match=f"psf must be none, center, .*motion-L.*; received '{bad}'"):
+            optics.check_psf_spec(bad)
