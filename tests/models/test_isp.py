@@ -216,7 +216,9 @@ def test_anscombe_network_at_initialization_and_high_light_is_within_half_a_db_o
     model = isp.isp_model(layer, size)
     _without_prior_residual(layer)
     output = model(features).numpy()
-    print(f"PSNR bilinear {_psnr(bilinear, clean):.2f} dB, Anscombe network {_psnr(output, clean):.2f} dB, between them {_psnr(output, bilinear):.2f} dB")
+    print(
+        f"PSNR bilinear {_psnr(bilinear, clean):.2f} dB, Anscombe network {_psnr(output, clean):.2f} dB, between them {_psnr(output, bilinear):.2f} dB"
+    )
     assert _psnr(output, clean) >= _psnr(bilinear, clean) - 0.5
     assert _psnr(output, bilinear) >= 35.0
 
@@ -236,7 +238,9 @@ def test_anscombe_network_beats_bilinear_demosaicking_after_100_steps_on_a_fixed
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mae")
     model.fit(features, clean, epochs=100, batch_size=len(clean), verbose=0)
     after = _psnr(model(features).numpy(), clean)
-    print(f"PSNR bilinear {bilinear:.2f} dB; Anscombe network at initialization {before:.2f} dB, after 100 steps {after:.2f} dB")
+    print(
+        f"PSNR bilinear {bilinear:.2f} dB; Anscombe network at initialization {before:.2f} dB, after 100 steps {after:.2f} dB"
+    )
     assert after >= 17.0 > bilinear
 
 
