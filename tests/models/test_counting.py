@@ -1,4 +1,5 @@
 import keras
+import published_counts as published
 import pytest
 
 from dirtypixels_tf.models import heads, isp
@@ -22,11 +23,31 @@ def test_multiply_adds_closed_form_for_every_counted_op():
     ) + 4 * 5 + (20 * 7 + 7)
 
 
-def test_mobilenet_v1_multiply_adds_at_128():
-    model = heads.build_head("mobilenet_v1", input_shape=(128, 128, 3), num_classes=1000)
-    macs = count_multiply_adds(model)
-    assert macs == 186_400_768  # slim's table says 186 M for MobileNet_v1_1.0_128; the 2021 paper 181 M
-    assert abs(macs / 186e6 - 1) < 0.03
+@pytest.mark.parametrize("size", [128, 224])
+def test_mobilenet_v1_counts_follow_its_layer_table(size):
+    # Howard et al. 2017: 569 M multiply-adds and 4.2 M parameters at 224 (Table 1), 186 M at 128 (Table 7).
+    model = heads.build_head("mobilenet_v1", input_shape=(size, size, 3), num_classes=1000)
+    trainable, statistics, macs = published.mobilenet_v1(size, 1000)
+    assert count_multiply_adds(model) == macs
+    assert count_params(model) == {"trainable": trainable, "non_trainable": statistics, "total": trainable + statistics}
+    assert abs(macs / {128: 186e6, 224: 569e6}[size] - 1) < 0.003
+    assert abs(trainable / 4.2e6 - 1) < 0.01
+
+
+def test_mobilenet_v2_counts_follow_its_bottleneck_table():
+    # Sandler et al. 2018 Table 3: MobileNetV2 1.0 at 224, 300 M multiply-adds, 3.4 M parameters.
+    model = heads.build_head("mobilenet_v2", input_shape=(224, 224, 3), num_classes=1000)
+    trainable, statistics, macs = published.mobilenet_v2(224, 1000, 1.0)
+    assert count_multiply_adds(model) == macs
+    assert count_params(model)["trainable"] == trainable
+    assert abs(macs / 300e6 - 1) < 0.005
+    assert abs(trainable / 3.4e6 - 1) < 0.035  # 3.50 M: the paper rounds down
+
+
+def test_chen_unet_counts_follow_its_layers():
+    model = isp.isp_model(isp.build_isp("chen_unet"), (128, 128))
+    assert count_params(model)["trainable"] == published.chen_unet() == 7_760_268
+    assert count_multiply_adds(model) == published.chen_unet_multiply_adds(128)
 
 
 def test_dilated_convolution_counts_its_space_to_batch_factor():
@@ -44,7 +65,8 @@ def test_release_anscombe_network_multiply_adds_by_hand():
     level1 = 64**2 * (9 * (8 * 16 + 16 * 16 + 32 * 16 + 16 * 16) + 4 * 16 * 8)
     level2 = 32**2 * (9 * (16 * 32 + 3 * 32 * 32) + 4 * 32 * 16)
     model = isp.isp_model(isp.build_isp("anscombe"), (128, 128))
-    assert count_multiply_adds(model) == level0 + level1 + level2 == 116_260_864
+    assert count_multiply_adds(model) == level0 + level1 + level2 == published.release_anscombe_multiply_adds(128)
+    assert count_params(model)["trainable"] == published.release_anscombe_network()
 
 
 def test_unknown_sizes_are_refused():

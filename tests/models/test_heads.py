@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import published_counts as published
 import pytest
 
 from dirtypixels_tf.models import heads
@@ -14,9 +15,11 @@ def small_head(**kwargs):
 
 
 def test_mobilenet_v1_parameter_counts():
+    # Howard et al. 2017 Table 1, counted layer by layer (published_counts.mobilenet_v1): 4.2 M
     model = heads.build_head("mobilenet_v1", input_shape=(128, 128, 3), num_classes=1000)
     assert model.name == "mobilenet_v1"
-    assert count_params(model) == {"trainable": 4_231_976, "non_trainable": 21_888, "total": 4_253_864}
+    trainable, statistics, _ = published.mobilenet_v1(128, 1000)
+    assert count_params(model) == {"trainable": trainable, "non_trainable": statistics, "total": 4_253_864}
 
 
 def test_background_class_gives_the_slim_count():
@@ -24,6 +27,7 @@ def test_background_class_gives_the_slim_count():
     with_flag = heads.build_head("mobilenet_v1", num_classes=1000, include_background=True)
     explicit = heads.build_head("mobilenet_v1", num_classes=1001)
     assert count_params(with_flag)["trainable"] == count_params(explicit)["trainable"] == 4_233_001
+    assert published.mobilenet_v1(128, 1001)[0] == 4_233_001
     assert with_flag.output.shape == (None, 1001)
 
 
@@ -31,7 +35,8 @@ def test_mobilenet_v2_14_parameter_count_is_the_total():
     # reference_facts' 6,156,712 is the total including batch-norm statistics; 6,108,776 of them are trainable
     model = heads.build_head("mobilenet_v2", input_shape=(128, 128, 3), num_classes=1000, width=1.4)
     assert model.name == "mobilenet_v2"
-    assert count_params(model) == {"trainable": 6_108_776, "non_trainable": 47_936, "total": 6_156_712}
+    trainable, statistics, _ = published.mobilenet_v2(128, 1000, 1.4)  # Sandler et al. 2018 Table 2 at width 1.4
+    assert count_params(model) == {"trainable": trainable, "non_trainable": statistics, "total": 6_156_712}
 
 
 def test_keras_application_by_name_outputs_logits():
@@ -43,12 +48,39 @@ def test_keras_application_by_name_outputs_logits():
     assert not np.allclose(logits.sum(-1), 1.0)
 
 
-def test_forward_pass_shape_and_classifier_is_linear():
+def test_forward_pass_shape():
     model = small_head(num_classes=7)
     images = heads.preprocess_for_head("mobilenet_v1")(RNG.random((3, 32, 32, 3)).astype(np.float32))
     logits = model(images, training=False).numpy()
     assert logits.shape == (3, 7)
     assert (logits < 0).any()
+
+
+@pytest.mark.parametrize(
+    ("name", "size"), [("mobilenet_v1", 32), ("mobilenet_v2", 32), ("inception_v4", 75), ("EfficientNetB0", 32)]
+)
+def test_classifier_is_linear(name, size):
+    # Guards against a softmax (or any nonlinearity) after the classifier: the losses take logits (from_logits=True)
+    # and the release's heads output logits. Everything after the last global pooling must be one affine map of
+    # the pooled features: g(a f1 + (1 - a) f2) = a g(f1) + (1 - a) g(f2), and g(2 f) - g(0) = 2 (g(f) - g(0)).
+    model = heads.build_head(name, input_shape=(size, size, 3), num_classes=6)
+    pooling = [i for i, layer in enumerate(model.layers) if isinstance(layer, keras.layers.GlobalAveragePooling2D)]
+    tail = model.layers[pooling[-1] + 1 :]
+
+    def classifier(features):
+        for layer in tail:
+            features = layer(features, training=False)
+        return np.asarray(features, np.float64)
+
+    images = RNG.uniform(-1, 1, (2, size, size, 3)).astype(np.float32)
+    pooled = keras.Model(model.inputs[0], model.layers[pooling[-1]].output)(images, training=False)
+    np.testing.assert_allclose(classifier(pooled), model(images, training=False).numpy(), rtol=1e-5, atol=1e-6)
+    f1, f2 = (RNG.normal(0, 3, pooled.shape).astype(np.float32) for _ in range(2))
+    zero = classifier(np.zeros_like(f1))
+    g1, g2 = classifier(f1), classifier(f2)
+    assert np.abs(g1 - zero).max() > 0.1  # the features do reach the logits
+    np.testing.assert_allclose(classifier(0.3 * f1 + 0.7 * f2), 0.3 * g1 + 0.7 * g2, atol=1e-4)
+    np.testing.assert_allclose(classifier(2 * f1) - zero, 2 * (g1 - zero), atol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2", "inception_v4", "MobileNet"])

@@ -1,4 +1,5 @@
 import numpy as np
+import published_counts as published
 import pytest
 
 from dirtypixels_tf.models import heads
@@ -21,12 +22,13 @@ def model_aux():
 
 
 def test_parameter_count_without_auxiliary_head(model):
-    assert count_params(model)["trainable"] == 42_649_769
+    # Szegedy et al. 2016, Figs. 3-9, counted block by block in published_counts.inception_v4
+    assert count_params(model)["trainable"] == published.inception_v4(1001) == 42_649_769
 
 
 def test_parameter_count_with_auxiliary_head(model_aux):
     assert model_aux.name == "inception_v4"
-    assert count_params(model_aux)["trainable"] == 46_009_106
+    assert count_params(model_aux)["trainable"] == published.inception_v4(1001, aux_logits=True) == 46_009_106
     # the auxiliary convolution covers the whole 5x5 map left by the 5x5/3 pooling of the 17x17 Mixed_6h
     assert model_aux.get_layer("AuxLogits.Conv2d_2a").kernel.shape == (5, 5, 128, 768)
 

@@ -1,37 +1,64 @@
+import published_counts as published
 import pytest
 
 from dirtypixels_tf.models import presets
 
-QUICK = [name for name in presets.PRESETS if name not in ("liu_vgg16", "joint_inception_v4_shrinkage_deblur_299")]
+_MOBILENET_V1, _, _MOBILENET_V1_MACS = published.mobilenet_v1(128, 1001)
+_MOBILENET_V2, _, _MOBILENET_V2_MACS = published.mobilenet_v2(128, 1001, 1.4)
+_INCEPTION_V4 = published.inception_v4(1001)
+_ANSCOMBE, _ANSCOMBE_MACS = published.release_anscombe_network(), published.release_anscombe_multiply_adds(128)
+_BILINEAR_MACS = published.bilinear_demosaic_multiply_adds(128)
+_CHEN, _CHEN_MACS = published.chen_unet(), published.chen_unet_multiply_adds(128)
+_VGG16_FROZEN = 0  # liu_vgg16 freezes its head: only the denoiser trains
+
+# Trainable parameters and multiply-adds of each preset from the papers' layer tables (published_counts.py);
+# None where no closed form of the multiply-adds is written here (then only the parts' sum is checked).
+CLOSED_FORMS = {
+    "joint_mobilenet_v1_128": (_ANSCOMBE + _MOBILENET_V1, _ANSCOMBE_MACS + _MOBILENET_V1_MACS),
+    "joint_mobilenet_v1_128_no_anscombe": (_ANSCOMBE + _MOBILENET_V1, _ANSCOMBE_MACS + _MOBILENET_V1_MACS),
+    "mobilenet_v1_128": (_MOBILENET_V1, _MOBILENET_V1_MACS),
+    "raw_mobilenet_v1_128": (_MOBILENET_V1, _BILINEAR_MACS + _MOBILENET_V1_MACS),
+    "raw_mobilenet_v2_140_128": (_MOBILENET_V2, _BILINEAR_MACS + _MOBILENET_V2_MACS),
+    "chen_unet_mobilenet_v1_128": (_CHEN + _MOBILENET_V1, _CHEN_MACS + _MOBILENET_V1_MACS),
+    "chen_unet_anscombe_mobilenet_v1_128": (_CHEN + _MOBILENET_V1, _CHEN_MACS + _MOBILENET_V1_MACS),
+    "joint_inception_v4_shrinkage_299": (published.shrinkage_fields() + _INCEPTION_V4, None),
+    "joint_inception_v4_shrinkage_deblur_299": (published.shrinkage_fields() + _INCEPTION_V4, None),
+    "liu_vgg16": (published.liu_denoiser() + _VGG16_FROZEN, None),
+    "nidf": (2 * published.nidf_unet(), None),
+}
 
 
-@pytest.mark.parametrize("name", QUICK)
-def test_preset_builds_to_its_recorded_counts(name):
-    preset = presets.get_preset(name)
+def test_every_preset_has_a_closed_form():
+    assert set(CLOSED_FORMS) == set(presets.PRESETS)
+
+
+def _check_counts(name):
     counts = presets.count_preset(name)
-    assert counts["total"]["trainable"] == preset.expected_params
-    assert counts["total"]["multiply_adds"] == preset.expected_macs
+    params, macs = CLOSED_FORMS[name]
+    assert counts["total"]["trainable"] == params
+    if macs is not None:
+        assert counts["total"]["multiply_adds"] == macs
+    preset = presets.get_preset(name)
     parts = [part for part in ("isp", "head") if part in counts]
     assert parts == [part for part, given in (("isp", preset.isp), ("head", preset.head)) if given is not None]
     assert sum(counts[part]["multiply_adds"] for part in parts) == counts["total"]["multiply_adds"]
+    # the numbers a preset records for users are the closed forms too
+    assert preset.expected_params == params and preset.expected_macs in (macs, counts["total"]["multiply_adds"])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["liu_vgg16", "joint_inception_v4_shrinkage_deblur_299"])
-def test_large_preset_builds_to_its_recorded_counts(name):
-    counts = presets.count_preset(name)
-    assert counts["total"]["trainable"] == presets.get_preset(name).expected_params
-    assert counts["total"]["multiply_adds"] == presets.get_preset(name).expected_macs
+@pytest.mark.parametrize("name", list(presets.PRESETS))  # about 4 s for the largest (Inception-v4 at 300, VGG-16)
+def test_preset_builds_to_the_closed_form_counts(name):
+    _check_counts(name)
 
 
 def test_counts_against_the_papers():
-    release = presets.count_preset("joint_mobilenet_v1_128")["total"]
-    assert abs(release["trainable"] / 4.28e6 - 1) < 0.01  # seed 001 Table 1: 4.28 M
-    chen = presets.count_preset("chen_unet_mobilenet_v1_128")["total"]
-    assert abs(chen["trainable"] / 11.99e6 - 1) < 0.01  # seed 001 Table 1: 11.99 M
-    # Multiply-adds: the paper's 282 M is 181 M (its MobileNet-v1) + 101 M (the Anscombe network). Counted here:
-    # 186.4 M (the MobileNet-v1 at 128 of slim's table) + 116.3 M, 7.3 % above the paper's total.
-    assert release["multiply_adds"] == 302_662_656
+    # Diamond et al. 2021 Table 1: 4.28 M for the joint Anscombe model, 11.99 M with the U-Net of Chen et al.
+    assert abs(CLOSED_FORMS["joint_mobilenet_v1_128"][0] / 4.28e6 - 1) < 0.005
+    assert abs(CLOSED_FORMS["chen_unet_mobilenet_v1_128"][0] / 11.99e6 - 1) < 0.005
+    # Multiply-adds: the paper's 282 M is 181 M (its MobileNet-v1) + 101 M (the Anscombe network). By the layer
+    # tables: 186.4 M (MobileNet-v1 at 128, as Howard et al. 2017 Table 7's 186 M) + 116.3 M, 7.3 % above.
+    assert abs(_MOBILENET_V1_MACS / 186e6 - 1) < 0.005
+    assert abs(CLOSED_FORMS["joint_mobilenet_v1_128"][1] / 282e6 - 1) < 0.08
 
 
 def test_liu_preset_freezes_its_head():
