@@ -101,10 +101,34 @@ class _ConvNormAct(keras.layers.Layer):
         if self.bn is not None:
             self.bn.build((*input_shape[:-1], self.filters))
 
+    def folded(self):
+        """(kernel, bias) of the convolution with the batch norm's inference transform folded in, float32:
+        kernel * g, beta - mean * g with g = gamma / sqrt(moving variance + epsilon) (gamma = 1 without scale)."""
+        if self.bn is None:
+            return self.conv.kernel, self.conv.bias
+        gain = tf.math.rsqrt(self.bn.moving_variance + self.bn.epsilon)
+        if self.bn.gamma is not None:
+            gain = gain * self.bn.gamma
+        offset = self.bn.beta if self.bn.beta is not None else tf.zeros_like(gain)
+        return self.conv.kernel * gain, offset - self.bn.moving_mean * gain
+
     def call(self, x, training=False):
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x, training=training)
+        if training:
+            x = self.conv(x)
+            if self.bn is not None:
+                x = self.bn(x, training=training)
+            return tf.nn.relu(x) if self.relu else x
+        # Inference: one convolution with the batch norm folded in (models compute the same function to float32
+        # round-off), a dilated one as a single Conv2D (no SpaceToBatchND), so oneDNN fuses conv + bias + ReLU.
+        kernel, bias = self.folded()
+        x = tf.nn.conv2d(
+            x,
+            tf.cast(kernel, x.dtype),
+            self.conv.strides,
+            "SAME",
+            dilations=self.conv.dilation_rate,
+        )
+        x = tf.nn.bias_add(x, tf.cast(bias, x.dtype))
         return tf.nn.relu(x) if self.relu else x
 
     def compute_output_shape(self, input_shape):
