@@ -1,4 +1,4 @@
-"""The priors' inference path (batch norm folded into the convolution, dilated convolution as one Conv2D) computes
+"""The priors' inference path (one Conv2D, a dilated one too, then batch norm as one affine pass) computes
 what the layers compute unfused: Keras' Conv2D then BatchNormalization(training=False) then ReLU."""
 
 import keras
