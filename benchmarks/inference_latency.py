@@ -8,7 +8,10 @@ joint / head, at batch 1 and 32, in TensorFlow (tf.function, inference mode; --x
 same MobileNet-v1, since a TFLite export takes RAW input). Targets: release joint / head <= 1.6 at batch 1 and
 <= 1.7 at batch 32; packed joint / head <= 1.2 at both. The multiply-add ratios are 1.62 and 1.18.
 
-    python benchmarks/inference_latency.py [--repeats 30] [--xla] [--tflite]
+--profile times the release ISP's parts (GAT and max-normalization of S^T y, the prior, its dilated first
+convolution alone, the soft projection, the inverse GAT) against the head, interleaved, at batch 1 and 32.
+
+    python benchmarks/inference_latency.py [--repeats 30] [--xla] [--tflite] [--profile]
 """
 
 import argparse
@@ -22,6 +25,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from dirtypixels_tf.export.tflite import export_tflite, simulated_inputs  # noqa: E402
+from dirtypixels_tf.layers.anscombe import append_noise_channel  # noqa: E402
 from dirtypixels_tf.models import presets  # noqa: E402
 
 JOINTS = {"release": "joint_mobilenet_v1_128", "packed": "joint_packed_mobilenet_v1_128"}
@@ -66,6 +70,30 @@ def tflite_calls(features, directory):
     return calls
 
 
+def profile_calls(joint, head, features, images, batch):
+    """The release ISP's parts as separate tf.functions on the inputs each part sees."""
+    isp = joint.get_layer("isp")
+    prior, projection = isp.priors[0], isp.projections[0]
+    raw, alpha, sigma = (tf.constant(features[key][:batch]) for key in ("raw", "alpha", "sigma"))
+    x, y, scale, transformed = isp.transform(raw, alpha, sigma)
+    prior_input = append_noise_channel(x, scale)
+    v = prior(prior_input)
+    parts = {
+        "isp": (lambda: isp(raw, alpha, sigma)),
+        "GAT+norm": (lambda: isp.transform(raw, alpha, sigma)[0]),
+        "prior": (lambda: prior(prior_input)),
+        "conv0": (lambda: prior.conv_in[0](prior_input)),
+        "project": (lambda: projection(v, y, lam=isp.lam)),
+        "inverse": (lambda: isp.inverse(v, alpha, sigma, transformed["scale"], transformed["offset"])),
+    }
+    functions = {name: tf.function(part) for name, part in parts.items()}
+    calls = {name: (lambda function=function: function()) for name, function in functions.items()}
+    scaled = tf.constant(images[:batch] * 2 - 1)
+    head_function = tf.function(lambda x: head(x, training=False))
+    calls["head"] = lambda: head_function(scaled)
+    return calls
+
+
 def print_table(title, medians, batch):
     head = medians["head"]
     print(f"\n{title}")
@@ -79,6 +107,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per model and setting (median)")
     parser.add_argument("--xla", action="store_true", help="also measure with jit_compile=True")
     parser.add_argument("--tflite", action="store_true", help="also measure the TFLite exports at batch 1")
+    parser.add_argument("--profile", action="store_true", help="also time the release ISP's parts")
     args = parser.parse_args()
 
     models = {name: presets.build_preset(preset) for name, preset in JOINTS.items()}
@@ -90,6 +119,10 @@ def main():
         for batch in (1, 32):
             medians = interleaved_medians(tensorflow_calls(models, head, features, images, batch, xla), args.repeats)
             print_table(f"TensorFlow, batch {batch}, XLA {xla}", medians, batch)
+    if args.profile:
+        for batch in (1, 32):
+            medians = interleaved_medians(profile_calls(models["release"], head, features, images, batch), args.repeats)
+            print_table(f"release ISP parts, batch {batch}", medians, batch)
     if args.tflite:
         with tempfile.TemporaryDirectory() as directory:
             medians = interleaved_medians(tflite_calls(features, directory), args.repeats)
