@@ -63,7 +63,8 @@ def _spatial(shape, factor):
 def upsample_2x2(layer, x):
     """A 2x2 stride-2 Conv2DTranspose `layer` applied to x as a 1x1 convolution to 4 x filters channels then
     depth-to-space: the same function (the 2x2 blocks of its output do not overlap) without the scatter of
-    Conv2DBackpropInput, which is slow on CPU. Same multiply-adds."""
+    Conv2DBackpropInput, which is slow on CPU. Same multiply-adds. Inference only: training keeps the layer's own
+    op, so training runs are bit for bit those of the layers unfused (the gradients differ in round-off)."""
     kernel = layer.kernel  # [2, 2, filters, in_channels]
     filters, in_channels = kernel.shape[2], kernel.shape[3]
     matrix = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [1, 1, in_channels, 4 * filters])
@@ -262,7 +263,8 @@ class ResidualUNetPrior(keras.layers.Layer):
         x = self.conv_2[level](x, training=training)
         if level > 0:
             x = self.out_conv[level - 1](x, training=training)
-            x = upsample_2x2(self.up_conv[level - 1], x)
+            up = self.up_conv[level - 1]
+            x = up(x) if training else upsample_2x2(up, x)
         return x
 
     def call(self, x, training=False):
@@ -270,7 +272,8 @@ class ResidualUNetPrior(keras.layers.Layer):
         _check_divisible(x, self._downsampling(), "x")
         features = self._level(x, 0, training)
         if self.top_up_conv is not None:
-            features = upsample_2x2(self.top_up_conv, features)
+            up = self.top_up_conv
+            features = up(features) if training else upsample_2x2(up, features)
         residual = self.output_conv(features)
         if self.residual_output:
             return residual
