@@ -1,70 +1,133 @@
-"""Inference latency of the release joint model against MobileNet-v1 alone at 128x128, measured in one run.
+"""Inference latency of the joint models against MobileNet-v1 alone at 128x128, every ratio measured in one run.
 
-Prints the median latency of batch 1 and batch 32 for both models, with and without XLA, and the ratio
-joint / head. The paper served them at 60 and 80 frames/s on a K80 (ratio 1.33); the target here is a ratio of
-at most 1.25 at batch 1 on this CPU.
+Models: the release joint model (joint_mobilenet_v1_128), the packed-Bayer joint model
+(joint_packed_mobilenet_v1_128) and the head alone (MobileNet-v1, 1001 classes). Each repeat calls every model once
+in turn (interleaved, so load changes hit all of them alike); the median per model is reported with the ratio
+joint / head, at batch 1 and 32, in TensorFlow (tf.function, inference mode; --xla adds jit_compile=True) and, with
+--tflite, in the TFLite interpreter at batch 1 (the head there is raw_mobilenet_v1_128: bilinear demosaic + the
+same MobileNet-v1, since a TFLite export takes RAW input). Targets: release joint / head <= 1.6 at batch 1 and
+<= 1.7 at batch 32; packed joint / head <= 1.2 at both. The multiply-add ratios are 1.62 and 1.18.
 
-    python benchmarks/inference_latency.py [--repeats 30]
+--profile times the release ISP's parts (GAT and max-normalization of S^T y, the prior, its dilated first
+convolution alone, the soft projection, the inverse GAT) against the head, interleaved, at batch 1 and 32.
+
+    python benchmarks/inference_latency.py [--repeats 30] [--xla] [--tflite] [--profile]
 """
 
 import argparse
 import os
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
+from dirtypixels_tf.export.tflite import export_tflite, simulated_inputs  # noqa: E402
+from dirtypixels_tf.layers.anscombe import append_noise_channel  # noqa: E402
 from dirtypixels_tf.models import presets  # noqa: E402
-from dirtypixels_tf.physics.sensor import SensorModel  # noqa: E402
+
+JOINTS = {"release": "joint_mobilenet_v1_128", "packed": "joint_packed_mobilenet_v1_128"}
 
 
-def median_latency(function, inputs, repeats, warmup=3):
-    for _ in range(warmup):
-        function(inputs)
-    times = []
+def interleaved_medians(calls, repeats, warmup=3):
+    """{name: median seconds} of `calls` ({name: zero-argument function returning tensors}), called in turn."""
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    times = {name: [] for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        outputs = function(inputs)
-        tf.nest.map_structure(lambda t: t.numpy(), outputs)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for name, call in calls.items():
+            start = time.perf_counter()
+            tf.nest.map_structure(np.asarray, call())
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def tensorflow_calls(models, head, features, images, batch, xla):
+    batch_features = {key: tf.constant(value[:batch]) for key, value in features.items()}
+    scaled = tf.constant(images[:batch] * 2 - 1)  # MobileNet's input range, as the joint model feeds it
+    calls = {}
+    for name, model in models.items():
+        function = tf.function(lambda f, model=model: model(f, training=False)["logits"], jit_compile=xla)
+        calls[name] = lambda function=function: function(batch_features)
+    head_function = tf.function(lambda x: head(x, training=False), jit_compile=xla)
+    calls["head"] = lambda: head_function(scaled)
+    return calls
+
+
+def tflite_calls(features, directory):
+    calls = {}
+    names = {**JOINTS, "head": "raw_mobilenet_v1_128"}
+    frame = {key: value[:1] for key, value in features.items()}
+    for name, preset in names.items():
+        path = os.path.join(directory, f"{name}.tflite")
+        export_tflite(presets.build_preset(preset), path)
+        interpreter = tf.lite.Interpreter(model_path=path, num_threads=2)
+        runner = interpreter.get_signature_runner("serving_default")
+        calls[name] = lambda runner=runner: runner(**frame)["logits"]
+    return calls
+
+
+def profile_calls(joint, head, features, images, batch):
+    """The release ISP's parts as separate tf.functions on the inputs each part sees."""
+    isp = joint.get_layer("isp")
+    prior, projection = isp.priors[0], isp.projections[0]
+    raw, alpha, sigma = (tf.constant(features[key][:batch]) for key in ("raw", "alpha", "sigma"))
+    x, y, scale, transformed = isp.transform(raw, alpha, sigma)
+    prior_input = append_noise_channel(x, scale)
+    v = prior(prior_input)
+    parts = {
+        "isp": (lambda: isp(raw, alpha, sigma)),
+        "GAT+norm": (lambda: isp.transform(raw, alpha, sigma)[0]),
+        "prior": (lambda: prior(prior_input)),
+        "conv0": (lambda: prior.conv_in[0](prior_input)),
+        "project": (lambda: projection(v, y, lam=isp.lam)),
+        "inverse": (lambda: isp.inverse(v, alpha, sigma, transformed["scale"], transformed["offset"])),
+    }
+    functions = {name: tf.function(part) for name, part in parts.items()}
+    calls = {name: (lambda function=function: function()) for name, function in functions.items()}
+    scaled = tf.constant(images[:batch] * 2 - 1)
+    head_function = tf.function(lambda x: head(x, training=False))
+    calls["head"] = lambda: head_function(scaled)
+    return calls
+
+
+def print_table(title, medians, batch):
+    head = medians["head"]
+    print(f"\n{title}")
+    print(f"{'model':>8} {'ms':>9} {'/ head':>7} {'frames/s':>9}")
+    for name, seconds in medians.items():
+        print(f"{name:>8} {seconds * 1e3:>9.2f} {seconds / head:>7.2f} {batch / seconds:>9.1f}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30, help="timed calls per setting (median reported)")
+    parser.add_argument("--repeats", type=int, default=30, help="timed calls per model and setting (median)")
+    parser.add_argument("--xla", action="store_true", help="also measure with jit_compile=True")
+    parser.add_argument("--tflite", action="store_true", help="also measure the TFLite exports at batch 1")
+    parser.add_argument("--profile", action="store_true", help="also time the release ISP's parts")
     args = parser.parse_args()
 
-    joint = presets.build_preset("joint_mobilenet_v1_128")
-    baseline = presets.build_preset("raw_mobilenet_v1_128")  # bilinear demosaic + the same MobileNet-v1
-    head = baseline.get_layer("mobilenet_v1")
+    models = {name: presets.build_preset(preset) for name, preset in JOINTS.items()}
+    head = models["release"].get_layer("mobilenet_v1")
+    features = simulated_inputs((128, 128), 32)
     images = np.random.default_rng(0).random((32, 128, 128, 3)).astype(np.float32)
-    features = SensorModel(light_levels="3lux").simulate(images, seed=[0, 0])
-
-    results = {}
-    settings = [(b, xla) for b in (1, 32) for xla in (False, True)]
-    for batch, xla in tqdm(settings, desc="settings"):
-        batch_features = {key: value[:batch] for key, value in features.items()}
-        scaled = tf.constant(images[:batch] * 2 - 1)  # MobileNet's input range, as the joint model feeds it
-        joint_fn = tf.function(lambda f: joint(f, training=False)["logits"], jit_compile=xla)
-        head_fn = tf.function(lambda x: head(x, training=False), jit_compile=xla)
-        results[(batch, xla)] = (
-            median_latency(joint_fn, batch_features, args.repeats),
-            median_latency(head_fn, scaled, args.repeats),
-        )
-
-    print(f"\n{'batch':>5} {'XLA':>5} {'joint ms':>10} {'head ms':>10} {'joint/head':>11} {'joint frames/s':>15}")
-    for (batch, xla), (joint_s, head_s) in results.items():
-        print(
-            f"{batch:>5} {str(xla):>5} {joint_s * 1e3:>10.2f} {head_s * 1e3:>10.2f} {joint_s / head_s:>11.2f} "
-            f"{batch / joint_s:>15.1f}"
-        )
-    best_joint = min(results[(1, False)][0], results[(1, True)][0])
-    best_head = min(results[(1, False)][1], results[(1, True)][1])
-    print(f"\nbatch 1, each at its faster setting: joint / head = {best_joint / best_head:.2f} (target <= 1.25)")
+    print(f"load average before: {os.getloadavg()}")
+    for xla in (False, True) if args.xla else (False,):
+        for batch in (1, 32):
+            medians = interleaved_medians(tensorflow_calls(models, head, features, images, batch, xla), args.repeats)
+            print_table(f"TensorFlow, batch {batch}, XLA {xla}", medians, batch)
+    if args.profile:
+        for batch in (1, 32):
+            medians = interleaved_medians(profile_calls(models["release"], head, features, images, batch), args.repeats)
+            print_table(f"release ISP parts, batch {batch}", medians, batch)
+    if args.tflite:
+        with tempfile.TemporaryDirectory() as directory:
+            medians = interleaved_medians(tflite_calls(features, directory), args.repeats)
+        print_table("TFLite interpreter (2 threads), batch 1; head = bilinear demosaic + MobileNet-v1", medians, 1)
+    print(f"\nload average after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ Conventions:
   sharding or shuffling, so example i gets the same crop and noise in any batch size, shuffle order and
   replica count. Training streams repeat the source before enumerating, so index i of epoch e is i + e * N:
   each epoch sees new crops and new noise, and an evaluation set (epochs=1, no shuffle) is the same on every run.
+- On-device simulation (simulate_on_device=True): the pipeline stops before the sensor and yields {"clean",
+  "sensor_seed" int64 [2]} (plus "psf" if asked); `simulate_batch(sensor, features)` then runs the same sensor with
+  the same per-example seeds where the model runs (inside the training step, per replica under MirroredStrategy),
+  giving bit for bit the frames the tf.data path gives, while the host only decodes, crops and resizes.
 - Shuffling happens after the simulation, on the small fixed-size examples, so the buffer never holds decoded
   full-size photographs; its memory is shuffle_buffer x (one example's features).
 
@@ -56,6 +60,7 @@ def simulation_map(
     aspect_ratio_range=preprocessing.DEFAULT_ASPECT_RATIO_RANGE,
     flip=True,
     central_fraction=preprocessing.DEFAULT_CENTRAL_FRACTION,
+    simulate_on_device=False,
 ):
     """A function (index, (image, label)) -> (features, label) for Dataset.enumerate() output.
 
@@ -81,8 +86,10 @@ def simulation_map(
             clean = preprocessing.preprocess_for_training(image, size, crop_seed, crop_area, aspect_ratio_range, flip)
         else:
             clean = preprocessing.preprocess_for_eval(image, size, central_fraction)
-        measured = sensor.simulate(clean[tf.newaxis], sensor_seed)
-        features = {"raw": measured["raw"][0], "alpha": measured["alpha"][0], "sigma": measured["sigma"][0]}
+        if simulate_on_device:
+            features = {"clean": clean, "sensor_seed": sensor_seed}
+        else:
+            features = _simulate_one(sensor, clean, sensor_seed)
         if include_psf:
             features["psf"] = psf
         if include_clean:
@@ -90,6 +97,35 @@ def simulation_map(
         return features, tf.cast(label, tf.int64)
 
     return fn
+
+
+def _simulate_one(sensor, clean, sensor_seed):
+    """The sensor on one example [H, W, 3] with its seed [2]: {"raw" [H, W, 1], "alpha" [], "sigma" []}."""
+    measured = sensor.simulate(clean[tf.newaxis], sensor_seed)
+    return {"raw": measured["raw"][0], "alpha": measured["alpha"][0], "sigma": measured["sigma"][0]}
+
+
+def simulate_batch(sensor, features):
+    """The on-device half of simulate_on_device=True: batched {"clean" [B, H, W, 3], "sensor_seed" [B, 2], ...} ->
+    the same dict with "raw" [B, H, W, 1], "alpha" and "sigma" [B] added ("clean" and "sensor_seed" kept). One
+    example at a time with its own seed (tf.map_fn), exactly as the tf.data path runs it, so the frames are bit
+    for bit the same; call it inside the training step (or strategy.run) so it runs on the model's device."""
+    sensor = _check_sensor(sensor)
+    if "clean" not in features or "sensor_seed" not in features:
+        raise ValueError(
+            f"features must hold 'clean' and 'sensor_seed' (simulate_on_device=True); received {sorted(features)}"
+        )
+    spec = {
+        "raw": tf.TensorSpec(features["clean"].shape[1:3] + (1,), tf.float32),
+        "alpha": tf.TensorSpec([], tf.float32),
+        "sigma": tf.TensorSpec([], tf.float32),
+    }
+    measured = tf.map_fn(
+        lambda example: _simulate_one(sensor, example[0], example[1]),
+        (features["clean"], features["sensor_seed"]),
+        fn_output_signature=spec,
+    )
+    return {**features, **measured}
 
 
 def _build(

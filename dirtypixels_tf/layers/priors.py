@@ -28,7 +28,9 @@ ResidualUNetPrior (seed 001 Sec. 4.2; release configuration from the authors' TF
 - first_conv="dilated" (release): the first convolution is 3x3 with dilation rate 2 at full resolution; H and W must
   be divisible by 2^(levels - 1). first_conv="strided" (paper text): it has stride 2, the U-Net runs at half
   resolution, and a 2x2 stride-2 transposed convolution (c_0 channels, linear, with bias) restores full resolution
-  before the output convolution; H and W must be divisible by 2^levels.
+  before the output convolution; H and W must be divisible by 2^levels. first_conv="plain": an ordinary 3x3
+  convolution (the packed-Bayer prior of models/isp.py, which already runs at half resolution).
+- width: the top-level width c_0 when given (the packed prior's 8), instead of max(2 * C_in, min_channels).
 - Parameter count, release configuration (3-channel image + noise channel, levels 3, dilated): 47,659 trainable
   plus 416 batch-norm moving statistics = 48,075 weights (seed 001 Table 1: about 0.05 M).
 """
@@ -38,7 +40,7 @@ import tensorflow as tf
 
 from dirtypixels_tf.physics.validation import check_bool, check_image, check_int
 
-FIRST_CONV_CHOICES = ("dilated", "strided")
+FIRST_CONV_CHOICES = ("dilated", "strided", "plain")
 RELEASE_BN_MOMENTUM = 0.95  # slim batch_norm decay in the release
 RELEASE_BN_EPSILON = 1e-4
 
@@ -52,6 +54,19 @@ def _check_divisible(x, factor, name):
                 f"{name} {label} must be divisible by {factor} (one factor 2 per down-sampling); "
                 f"received shape {x.shape}"
             )
+
+
+def upsample_2x2(layer, x):
+    """A 2x2 stride-2 Conv2DTranspose `layer` applied to x as a 1x1 convolution to 4 x filters channels then
+    depth-to-space: the same function (the 2x2 blocks of its output do not overlap) without the scatter of
+    Conv2DBackpropInput, which is slow on CPU. Same multiply-adds. Inference only: training keeps the layer's own
+    op, so training runs are bit for bit those of the layers unfused (the gradients differ in round-off)."""
+    kernel = layer.kernel  # [2, 2, filters, in_channels]
+    filters, in_channels = kernel.shape[2], kernel.shape[3]
+    matrix = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [1, 1, in_channels, 4 * filters])
+    x = tf.nn.conv2d(x, tf.cast(matrix, x.dtype), 1, "VALID")
+    x = tf.nn.depth_to_space(x, 2)
+    return tf.nn.bias_add(x, tf.cast(layer.bias, x.dtype)) if layer.use_bias else x
 
 
 class _ConvNormAct(keras.layers.Layer):
@@ -98,9 +113,26 @@ class _ConvNormAct(keras.layers.Layer):
             self.bn.build((*input_shape[:-1], self.filters))
 
     def call(self, x, training=False):
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x, training=training)
+        if training:
+            x = self.conv(x)
+            if self.bn is not None:
+                x = self.bn(x, training=training)
+            return tf.nn.relu(x) if self.relu else x
+        # Inference: one Conv2D (a dilated one too: no SpaceToBatchND / BatchToSpaceND), then the batch norm as one
+        # per-channel affine map (x - mean) * g + beta, g = gamma / sqrt(variance + epsilon), in the release's order.
+        # Folding g into the kernel would save that pass but moves the image by ~1e-6, which MobileNet amplifies
+        # past the release-parity tolerance (tests/commands/test_convert.py).
+        x = tf.nn.conv2d(
+            x, tf.cast(self.conv.kernel, x.dtype), self.conv.strides, "SAME", dilations=self.conv.dilation_rate
+        )
+        if self.bn is None:
+            x = tf.nn.bias_add(x, tf.cast(self.conv.bias, x.dtype))
+        else:
+            gain = tf.math.rsqrt(self.bn.moving_variance + self.bn.epsilon)
+            if self.bn.gamma is not None:
+                gain = gain * self.bn.gamma
+            offset = self.bn.beta if self.bn.beta is not None else 0.0
+            x = (x - tf.cast(self.bn.moving_mean, x.dtype)) * tf.cast(gain, x.dtype) + tf.cast(offset, x.dtype)
         return tf.nn.relu(x) if self.relu else x
 
     def compute_output_shape(self, input_shape):
@@ -113,7 +145,7 @@ class ResidualUNetPrior(keras.layers.Layer):
 
     output_channels: channels of the image part of the input and of the output (3). levels: number of
     resolutions (3). first_conv: "dilated" (release) or "strided" (paper). min_channels: floor of the top-level
-    width max(2 * C_in, min_channels) (8). residual_output: return r instead of x - r. bn_momentum, bn_epsilon:
+    width max(2 * C_in, min_channels) (8). width: the top-level width itself (None: that floor rule). residual_output: return r instead of x - r. bn_momentum, bn_epsilon:
     batch-norm settings (release values).
     """
 
@@ -123,6 +155,7 @@ class ResidualUNetPrior(keras.layers.Layer):
         levels=3,
         first_conv="dilated",
         min_channels=8,
+        width=None,
         residual_output=False,
         bn_momentum=RELEASE_BN_MOMENTUM,
         bn_epsilon=RELEASE_BN_EPSILON,
@@ -135,6 +168,7 @@ class ResidualUNetPrior(keras.layers.Layer):
             raise ValueError(f"first_conv must be one of {FIRST_CONV_CHOICES}; received {first_conv!r}")
         self.first_conv = first_conv
         self.min_channels = check_int(min_channels, "min_channels", 1)
+        self.width = None if width is None else check_int(width, "width", 2)
         self.residual_output = check_bool(residual_output, "residual_output")
         if not 0.0 <= float(bn_momentum) < 1.0 or not float(bn_epsilon) > 0:
             raise ValueError(
@@ -170,12 +204,13 @@ class ResidualUNetPrior(keras.layers.Layer):
                 f"the prior's input needs at least output_channels={self.output_channels} channels (the image) "
                 f"plus optional extra channels; received shape {tuple(input_shape)}"
             )
-        widths = [max(2 * in_channels, self.min_channels) * 2**level for level in range(self.levels)]
+        top = max(2 * in_channels, self.min_channels) if self.width is None else self.width
+        widths = [top * 2**level for level in range(self.levels)]
         self.widths = widths
         self.conv_in, self.conv_1, self.conv_2, self.out_conv, self.up_conv = [], [], [], [], []
         for level, width in enumerate(widths):
             if level == 0:
-                first = {"strides": 2} if self.first_conv == "strided" else {"dilation_rate": 2}
+                first = {"strided": {"strides": 2}, "dilated": {"dilation_rate": 2}, "plain": {}}[self.first_conv]
                 self.conv_in.append(self._unit(width, "level0_conv_in", batch_norm=False, **first))
             else:
                 self.conv_in.append(self._unit(width, f"level{level}_conv_in"))
@@ -224,7 +259,8 @@ class ResidualUNetPrior(keras.layers.Layer):
         x = self.conv_2[level](x, training=training)
         if level > 0:
             x = self.out_conv[level - 1](x, training=training)
-            x = self.up_conv[level - 1](x)
+            up = self.up_conv[level - 1]
+            x = up(x) if training else upsample_2x2(up, x)
         return x
 
     def call(self, x, training=False):
@@ -232,7 +268,8 @@ class ResidualUNetPrior(keras.layers.Layer):
         _check_divisible(x, self._downsampling(), "x")
         features = self._level(x, 0, training)
         if self.top_up_conv is not None:
-            features = self.top_up_conv(features)
+            up = self.top_up_conv
+            features = up(features) if training else upsample_2x2(up, features)
         residual = self.output_conv(features)
         if self.residual_output:
             return residual
@@ -248,6 +285,7 @@ class ResidualUNetPrior(keras.layers.Layer):
             "levels": self.levels,
             "first_conv": self.first_conv,
             "min_channels": self.min_channels,
+            "width": self.width,
             "residual_output": self.residual_output,
             "bn_momentum": self.bn_momentum,
             "bn_epsilon": self.bn_epsilon,

@@ -106,12 +106,17 @@ class AnscombeNetwork(_Isp):
        unbiased inverse (True).
     With anscombe=False (the ablation) steps 1 and 3 are skipped: the iterations run on the RAW values in [0, 1]
     (x_0 = S^T y) and the noise channel carries sigma. first_conv: "dilated" (release) or "strided" (paper text)
-    for the priors. The release trains with iterations=1 (its code default is 4). The output is not clipped (the
+    for the priors. domain="packed" (this package's mobile variant, beyond the papers): each prior runs at half
+    resolution on the packed image, space_to_depth(x_k) [B, H/2, W/2, 12] plus the noise channel, and returns 12
+    channels that depth_to_space unpacks to [B, H, W, 3] before the same soft projection; its U-Net has
+    prior_width channels at the top (8 for the preset; None: the release's rule, 26 for 13 inputs) and H, W must be
+    divisible by 2^levels. The release trains with iterations=1 (its code default is 4). The output is not clipped (the
     joint model clips it before the head, joint.py).
     """
 
     ANSCOMBE_INPUTS = ("adjoint", "mosaic")
     SCALARS = ("release", "log_gamma")
+    DOMAINS = ("full", "packed")
 
     def __init__(
         self,
@@ -127,6 +132,8 @@ class AnscombeNetwork(_Isp):
         anscombe_input="adjoint",
         scalars="release",
         lambda_init=1.0,
+        domain="full",
+        prior_width=None,
         **kwargs,
     ):
         super().__init__(pattern, **kwargs)
@@ -144,6 +151,10 @@ class AnscombeNetwork(_Isp):
             )
         if scalars not in self.SCALARS:
             raise ValueError(f"scalars must be one of {self.SCALARS}; received {scalars!r}")
+        if domain not in self.DOMAINS:
+            raise ValueError(f"domain must be one of {self.DOMAINS}; received {domain!r}")
+        self.domain = domain
+        self.prior_width = None if prior_width is None else check_int(prior_width, "prior_width", 2)
         self.initialization = initialization
         self.anscombe_input = anscombe_input
         self.scalars = scalars
@@ -160,7 +171,13 @@ class AnscombeNetwork(_Isp):
             self.inverse = InverseAnscombe(unbiased=unbiased_inverse, name="inverse_anscombe")
         self.initial = (MosaicAdjoint if initialization == "adjoint" else BilinearDemosaic)(pattern, name="initial")
         self.priors = [
-            ResidualUNetPrior(output_channels=3, levels=levels, first_conv=first_conv, name=f"prior_{k}")
+            ResidualUNetPrior(
+                output_channels=3 if domain == "full" else 12,
+                levels=levels,
+                first_conv=first_conv,
+                width=self.prior_width,
+                name=f"prior_{k}",
+            )
             for k in range(self.iterations)
         ]
         release = scalars == "release"
@@ -207,15 +224,24 @@ class AnscombeNetwork(_Isp):
         x, y, noise_std, transformed = self.transform(raw, alpha, sigma)
         lam = {"lam": self.lam} if self.scalars == "release" else {}
         for prior, projection in zip(self.priors, self.projections):
-            v = prior(append_noise_channel(x, tf.cast(noise_std, x.dtype)), training=training)
+            v = self._prior_step(prior, x, tf.cast(noise_std, x.dtype), training)
             x = projection(v, tf.cast(y, v.dtype), **lam)
         if transformed is None:
             return x
         return self.inverse(x, alpha, sigma, transformed["scale"], transformed["offset"])
 
+    def _prior_step(self, prior, x, noise_std, training):
+        """v = prior([x, noise channel]), at full resolution or on the packed 2x2 blocks (domain="packed")."""
+        if self.domain == "full":
+            return prior(append_noise_channel(x, noise_std), training=training)
+        packed = tf.nn.space_to_depth(x, 2)
+        return tf.nn.depth_to_space(prior(append_noise_channel(packed, noise_std), training=training), 2)
+
     def get_config(self):
         return {
             **super().get_config(),
+            "domain": self.domain,
+            "prior_width": self.prior_width,
             "iterations": self.iterations,
             "anscombe": self.anscombe,
             "unbiased_inverse": self.unbiased_inverse,

@@ -17,6 +17,10 @@ Where the counts differ from the papers (seed 001 Tables 1-2):
   Chen U-Net is 757.1 M here, also by hand from its published layers
   (5 levels of two 3x3 convolutions at 64x64 to 4x4, 32 to 512 channels), against the 356 M the paper's 537 M
   implies: the paper must count differently, and the architecture is checked by its exact parameter count.
+- joint_packed_mobilenet_v1_128 (not in the papers): the Anscombe network with its prior at half resolution on the
+  packed 2x2 blocks (12 channels + noise channel, top width 8, 3 levels; models/isp.py, domain="packed"): 48,966
+  ISP parameters (48,964 of the prior + lambda + beta) and 34.4 M multiply-adds against the release's 116.3 M, so
+  220.8 M for the joint model (1.18 x MobileNet-v1's 186.4 M, against 1.62 x for the release).
 - The shrinkage-fields denoiser keeps the colour channels apart by folding them into the batch axis, so its 24
   filters run three times per image: 469.0 M multiply-adds at 300x300 (the deblurring variant merges the channels
   in its proximal operator and is 158.0 M).
@@ -71,6 +75,17 @@ PRESETS = {
             expected_params=4_280_662,
             expected_macs=302_662_656,
             paper="seed 001 Table 1, joint Anscombe network + MobileNet-v1: 4.28 M, 282 M",
+        ),
+        Preset(
+            "joint_packed_mobilenet_v1_128",
+            "anscombe",
+            128,
+            "mobilenet_v1",
+            head_bn_momentum=heads.SLIM_BN_MOMENTUM,
+            isp_settings={"domain": "packed", "first_conv": "plain", "prior_width": 8},
+            expected_params=4_281_967,
+            expected_macs=220_775_424,
+            paper="beyond the papers: the release's Anscombe network with its prior on the packed Bayer planes",
         ),
         Preset(
             "joint_mobilenet_v1_128_no_anscombe",

@@ -139,3 +139,36 @@ def test_bad_noise_terms_are_named():
         noise.NoiseTerms(black_level_bias=(0.1,))
     with pytest.raises(ValueError, match="bit_depth must be None or an integer in"):
         noise.NoiseTerms(bit_depth=12.5)
+
+
+def _release_noise_levels():
+    """(alpha, sigma) of every sensor preset at the light levels the configs use (2 to 200 lux)."""
+    from dirtypixels_tf.physics.sensor_presets import SENSOR_PRESETS
+
+    return [
+        (name, lux, *noise.noise_at_lux(lux, name)) for name in SENSOR_PRESETS for lux in (2.0, 3.0, 6.0, 20.0, 200.0)
+    ]
+
+
+@pytest.mark.parametrize("name, lux, alpha, sigma", _release_noise_levels())
+def test_noise_moments_hold_at_every_preset_light_level(name, lux, alpha, sigma):
+    # x spans counts x / alpha on both sides of the exact-Poisson switch (POISSON_EXACT_BELOW) for most levels.
+    for x in (0.02, 0.3, 0.9):
+        images = tf.fill([50_000, 1, 1, 1], x)
+        y = noise.add_noise(images, alpha, sigma, seed=[11, 12], clip=False).numpy().ravel().astype(np.float64)
+        variance = alpha * x + sigma**2
+        assert abs(y.mean() - x) < 5 * np.sqrt(variance / y.size), (x, y.mean())
+        # 5 standard errors of a sample variance: sqrt((k4 / var^2 + 2) / n), k4 = alpha^3 x the shot noise's 4th cumulant
+        tolerance = 5 * np.sqrt((alpha**3 * x / variance**2 + 2) / y.size)
+        assert abs(y.var() / variance - 1) < tolerance, (x, y.var() / variance, tolerance)
+
+
+@pytest.mark.parametrize("count", [noise.POISSON_EXACT_BELOW - 0.5, noise.POISSON_EXACT_BELOW + 0.5, 400.0])
+def test_shot_noise_on_both_sides_of_the_switch_has_poisson_moments(count):
+    alpha = 0.001
+    images = tf.fill([N, 1, 1, 1], count * alpha)
+    counts = noise.add_noise(images, alpha, 0.0, seed=[1, 2], clip=False).numpy().ravel().astype(np.float64) / alpha
+    assert abs(counts.mean() - count) < 5 * np.sqrt(count / N)
+    assert abs(counts.var() / count - 1) < 0.02
+    exact = count < noise.POISSON_EXACT_BELOW
+    assert np.allclose(counts, np.round(counts), atol=1e-3) == exact  # integer counts only where the draw is exact

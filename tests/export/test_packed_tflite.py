@@ -1,0 +1,32 @@
+"""TFLite export of the packed-Bayer Anscombe network (the on-phone model): built-in ops only, same image."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dirtypixels_tf.export import export_tflite
+from dirtypixels_tf.export.tflite import simulated_inputs
+from dirtypixels_tf.models.isp import AnscombeNetwork, isp_model
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
+
+
+def test_packed_isp_exports_to_tflite_with_builtin_ops_and_the_same_image(tmp_path):
+    isp = AnscombeNetwork(domain="packed", first_conv="plain", prior_width=8)
+    model = isp_model(isp, (32, 32))
+    rng = np.random.default_rng(0)
+    for weight in model.weights:
+        value = (
+            rng.uniform(0.5, 1.5, weight.shape)
+            if "moving_variance" in weight.path
+            else rng.normal(0, 0.1, weight.shape)
+        )
+        weight.assign(np.asarray(value, np.float32))
+    info = export_tflite(model, tmp_path / "packed.tflite")
+    assert info["select_tf_ops"] is False
+    runner = tf.lite.Interpreter(model_path=info["path"]).get_signature_runner("serving_default")
+    frames = simulated_inputs((32, 32), 3)
+    for index in range(3):
+        frame = {key: value[index : index + 1] for key, value in frames.items()}
+        expected = model(frame, training=False).numpy()
+        np.testing.assert_allclose(runner(**frame)["image"], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

@@ -1,0 +1,74 @@
+"""The priors' inference path (one Conv2D, a dilated one too, then batch norm as one affine pass) computes
+what the layers compute unfused: Keras' Conv2D then BatchNormalization(training=False) then ReLU."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dirtypixels_tf.layers.priors import LiuEncodingModule, ResidualUNetPrior, _ConvNormAct, upsample_2x2
+
+
+def _unfused(unit, x):
+    x = unit.conv(x)
+    if unit.bn is not None:
+        x = unit.bn(x, training=False)
+    return tf.nn.relu(x) if unit.relu else x
+
+
+def _units(layer):
+    return [sub for sub in layer._flatten_layers(include_self=False) if isinstance(sub, _ConvNormAct)]
+
+
+@pytest.mark.parametrize(
+    "make, shape",
+    [
+        (lambda: ResidualUNetPrior(), (2, 16, 16, 4)),
+        (lambda: ResidualUNetPrior(first_conv="strided", levels=2), (2, 8, 8, 4)),
+        (lambda: LiuEncodingModule(filters=16, bottleneck_filters=4), (2, 8, 8, 3)),
+    ],
+)
+def test_every_unit_equals_convolution_then_batch_norm_at_inference(make, shape, randomize):
+    layer = make()
+    x = tf.constant(np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32))
+    layer(x)
+    randomize(layer, seed=3)
+    units = _units(layer)
+    assert any(unit.bn is not None for unit in units)
+    for unit in units:
+        unit_input = tf.constant(
+            np.random.default_rng(1).uniform(0, 1, (2, 8, 8, unit.conv.kernel.shape[2])).astype(np.float32)
+        )
+        expected = _unfused(unit, unit_input).numpy()
+        folded = unit(unit_input, training=False).numpy()
+        np.testing.assert_allclose(folded, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_release_prior_inference_graph_has_no_batch_norm_and_no_space_to_batch(randomize):
+    prior = ResidualUNetPrior()
+    x = tf.zeros([1, 16, 16, 4])
+    prior(x)
+    graph = tf.function(lambda t: prior(t, training=False)).get_concrete_function(x).graph
+    types = {op.type for op in graph.get_operations()}
+    assert not types & {"SpaceToBatchND", "BatchToSpaceND", "FusedBatchNormV3"}, types
+    dilated = [op for op in graph.get_operations() if op.type == "Conv2D" and list(op.get_attr("dilations")) != [1] * 4]
+    assert len(dilated) == 1 and list(dilated[0].get_attr("dilations")) == [1, 2, 2, 1]
+
+
+def test_training_still_uses_batch_statistics(randomize):
+    prior = ResidualUNetPrior()
+    x = tf.constant(np.random.default_rng(2).uniform(0, 1, (4, 16, 16, 4)).astype(np.float32))
+    prior(x)
+    randomize(prior, seed=4)
+    assert np.abs(prior(x, training=True).numpy() - prior(x, training=False).numpy()).max() > 1e-3
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_upsample_2x2_equals_the_transposed_convolution(use_bias):
+    layer = keras.layers.Conv2DTranspose(5, 2, strides=2, use_bias=use_bias)
+    x = tf.constant(np.random.default_rng(5).normal(size=(2, 6, 7, 3)).astype(np.float32))
+    layer.build(x.shape)
+    if use_bias:
+        layer.bias.assign(np.random.default_rng(6).normal(size=5).astype(np.float32))
+    expected = layer(x).numpy()
+    np.testing.assert_allclose(upsample_2x2(layer, x).numpy(), expected, rtol=1e-5, atol=1e-6)
