@@ -16,6 +16,7 @@ _EXPORTS = {
     "make_dataset": "dirtypixels_tf.data.pipeline",
     "make_dataset_fn": "dirtypixels_tf.data.pipeline",
     "simulation_map": "dirtypixels_tf.data.pipeline",
+    "simulate_batch": "dirtypixels_tf.data.pipeline",
     "read_raw_tfrecords": "dirtypixels_tf.data.raw_records",
     "simulate_to_tfrecords": "dirtypixels_tf.data.raw_records",
 }
