@@ -92,15 +92,22 @@ def _report(config, run_dir):
         lines.append("| " + " | ".join([label] + cells) + " |")
     examples = joint.metadata["examples"]
     print(f"report: top-1 and intermediate-image PSNR on {examples} test images; Bayer = luminance energy at the")
-    print("2x2-period frequencies over the clean image's (metrics.bayer_artifact_ratio; a checkerboard is well above 1)")
-    print("
-".join(lines))
+    print(
+        "2x2-period frequencies over the clean image's (metrics.bayer_artifact_ratio; a checkerboard is well above 1)"
+    )
+    print("\n".join(lines))
     bilinear = next((predictors[n] for n in list(predictors)[1:]), None)
     head = grid.head_function(bilinear.model) if bilinear is not None else None
     rows = []
     for level in REPORT_EXAMPLE_LEVELS:
         panels, _ = figures.comparison_panels(
-            predictors[joint_name], source, head=head, light_level=level, psf=data.psf, count=2, class_names=names,
+            predictors[joint_name],
+            source,
+            head=head,
+            light_level=level,
+            psf=data.psf,
+            count=2,
+            class_names=names,
             **options,
         )
         for row in panels:
@@ -109,9 +116,7 @@ def _report(config, run_dir):
         tables, rows, os.path.join(out_dir, "report.png"), title=config.description or "experiment"
     )
     with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as stream:
-        stream.write("
-".join(lines) + "
-")
+        stream.write("\n".join(lines) + "\n")
     return path
 
 
@@ -152,8 +157,10 @@ def run(args):
             return 0  # a non-chief worker of a multi-worker run: the chief reports
         name = config_lib.model_spec(config)["isp"] or config_lib.model_spec(config)["head"]
         if "stage1" in results:
-            print(f"stage 1 ({name} alone, loss {config_lib.pretrain_config(config).loss.kind}): "
-                  f"{_describe(results['stage1'])}")
+            print(
+                f"stage 1 ({name} alone, loss {config_lib.pretrain_config(config).loss.kind}): "
+                f"{_describe(results['stage1'])}"
+            )
         print(f"test ({name}): {_describe(results)}")
         for isp_name, metrics in results.get("comparisons", {}).items():
             print(f"test ({isp_name}, same head and budget): {_describe(metrics)}")

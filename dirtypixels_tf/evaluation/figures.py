@@ -167,7 +167,10 @@ def plot_light_comparison(tables, example_rows, path, title=""):
     first = next(iter(tables.values()))
     positions = np.arange(len(first.rows))
     labels = ["no noise" if row == NO_NOISE else row for row in first.rows]
-    for span, metric, ylabel in ((slice(0, half), "top1", "Top-1 accuracy (%)"), (slice(half, columns), "psnr", "PSNR (dB)")):
+    for span, metric, ylabel in (
+        (slice(0, half), "top1", "Top-1 accuracy (%)"),
+        (slice(half, columns), "psnr", "PSNR (dB)"),
+    ):
         axis = figure.add_subplot(grid[0, span])
         for name, table in tables.items():
             column = table.columns[0]
