@@ -221,7 +221,9 @@ class ExperimentConfig:
     reconstruction over a range of light levels, then the joint model fine-tuned from it. Keys pretrain,
     compare_isps and stages are refused inside it (stage 1 has none of its own).
     compare_isps: also train the same head behind each of these ISPs with the same data, optimizer and budget as
-    this (stage-2) run, and report their test accuracy next to this model's (under RUN_DIR/compare/<isp>/).
+    this (stage-2) run, and report their test accuracy next to this model's (under RUN_DIR/compare/<isp>/). They
+    train on the classification loss (with this run's label smoothing): with loss "liu" the image term has nothing
+    to fit in a fixed ISP.
     mixed_precision: a Keras dtype
     policy. deterministic: enable TensorFlow's op determinism (bit-identical reruns, slower). precise_bn_batches:
     after training, re-estimate every batch-norm layer's statistics over this many training batches with the final
@@ -634,8 +636,8 @@ def validate(config):
             f"compare_isps: expected ISP names ({', '.join(isp.ISP_CLASSES)}), received {name!r}",
         )
     _require(
-        not config.compare_isps or (spec["head"] is not None and loss.kind == "classification"),
-        "compare_isps: only for classifiers trained with loss 'classification'",
+        not config.compare_isps or (spec["head"] is not None and loss.kind in ("classification", "liu")),
+        "compare_isps: only for classifiers trained with loss 'classification' or 'liu'",
     )
     if config.pretrain:
         _require(spec["isp"] is not None, "pretrain: this model has no ISP to pretrain")

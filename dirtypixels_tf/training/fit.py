@@ -268,7 +268,8 @@ def _lbfgs(config, model, data, verbose, log):
 
 
 def comparison_config(config, isp_name):
-    """`config` with the ISP replaced by `isp_name` (default settings; the same head, data, optimizer and budget)."""
+    """`config` with the ISP replaced by `isp_name` (default settings; the same head, data, optimizer and budget;
+    the classification loss with the same label smoothing, no stage 1)."""
     spec = config_lib.model_spec(config)
     model = config_lib.ModelConfig(
         isp=isp_name,
@@ -284,6 +285,7 @@ def comparison_config(config, isp_name):
         stages=stages,
         compare_isps=[],
         pretrain={},
+        loss=config_lib.LossConfig(kind="classification", label_smoothing=config.loss.label_smoothing),
         description=f"{config.description} [ISP replaced by {isp_name}]".strip(),
     )
 
