@@ -24,10 +24,26 @@ def test_default_experiment_trains_both_models_and_prints_their_accuracy(tmp_pat
     status = cli.main(["train", "--run-dir", str(tmp_path / "run"), "--quiet", *sets(TINY)])
     assert status == 0
     out = capsys.readouterr().out
+    assert "stage 1 (anscombe alone, loss l1): psnr" in out
     assert "test (anscombe): top-1" in out and "on 64 test examples" in out
     assert "test (bilinear, same head and budget): top-1" in out
-    for path in ("model.keras", "params.yaml", "metrics.json", "compare/bilinear/model.keras"):
+    for path in ("model.keras", "params.yaml", "metrics.json", "compare/bilinear/model.keras", "stage1/model.keras"):
         assert (tmp_path / "run" / path).is_file(), path
+    # The final report: one row per light level with both models' top-1, PSNR and Bayer energy ratio, and a figure.
+    assert "report: top-1 and intermediate-image PSNR on 64 test images" in out
+    rows = [line for line in out.splitlines() if line.startswith(("| 3", "| 6", "| 12", "| 48", "| no noise"))]
+    assert [row.split(" | ")[0] for row in rows] == ["| 3 lux", "| 6 lux", "| 12 lux", "| 48 lux", "| no noise"]
+    assert all(len(row.split(" | ")) == 7 for row in rows)
+    figure = tmp_path / "run" / "report" / "report.png"
+    assert f"report figure: {figure}" in out and figure.stat().st_size > 10_000
+    for name in ("joint", "bilinear"):
+        table = json.loads((tmp_path / "run" / "report" / name / "evaluation.json").read_text())
+        assert [cell["examples"] for cell in table["cells"]] == [64] * 5
+    # The same command on the finished run writes the report again without training.
+    stamp = (tmp_path / "run" / "model.keras").stat().st_mtime_ns
+    assert cli.main(["train", "--run-dir", str(tmp_path / "run"), "--quiet", *sets(TINY)]) == 0
+    assert "already trained with this config; writing its report again" in capsys.readouterr().out
+    assert (tmp_path / "run" / "model.keras").stat().st_mtime_ns == stamp
     # The class names travel with the run, for export and classify.
     assert json.loads((tmp_path / "run" / "class_names.json").read_text()) == list(FASHION_MNIST_CLASSES)
     # The same run directory with another config is refused.
