@@ -215,7 +215,8 @@ class CheckpointConfig:
 class ExperimentConfig:
     """One experiment. trainer: "fit" (Keras model.fit; a custom loop under multi_worker) or "lbfgs".
     pretrain: the papers' stage 1, run first in the same command (empty: none). Its settings are merged over this
-    config's own (nested sections merge, lists and scalars replace, as in `base:`) to give the stage-1 config
+    config's own (nested sections merge, lists and scalars replace, as in `base:`; a `loss` section replaces
+    this config's whole loss) to give the stage-1 config
     (`pretrain_config`), trained into RUN_DIR/stage1; its model.keras then provides this model's ISP weights, as
     stages.isp_weights would. E.g. {loss: {kind: l1}, data: {profile: 2to200lux}}: the ISP trained alone for
     reconstruction over a range of light levels, then the joint model fine-tuned from it. Keys pretrain,
@@ -663,6 +664,8 @@ def pretrain_config(config):
     base = to_dict(config)
     for key in _NOT_IN_PRETRAIN:
         base.pop(key)
+    if "loss" in config.pretrain:  # a loss is one choice: its settings are not merged with stage 2's
+        base.pop("loss")
     try:
         stage1 = _from_dict(ExperimentConfig, _merge(base, config.pretrain))
         validate(stage1)

@@ -36,6 +36,9 @@ def test_stage_1_is_the_config_with_the_pretrain_settings_merged_over_it():
     assert stage1.model == config.model and stage1.optimizer == config.optimizer
     assert stage1.compare_isps == [] and stage1.pretrain == {} and stage1.stages == config_lib.StagesConfig()
     assert config_lib.pretrain_config(from_dict(tiny())) is None
+    # A loss section replaces stage 2's whole loss (liu's weight is not carried into l1, which refuses it).
+    joint = from_dict(two_stage(loss={"kind": "liu", "weight": 0.25}))
+    assert config_lib.pretrain_config(joint).loss == config_lib.LossConfig(kind="l1")
 
 
 @pytest.mark.parametrize(
