@@ -5,6 +5,7 @@ values without a tone curve, the same values the metrics see.
 """
 
 import dataclasses
+import textwrap
 
 import numpy as np
 import tensorflow as tf
@@ -193,7 +194,7 @@ def plot_light_comparison(tables, example_rows, path, title=""):
             axis.set_title(panel.title, fontsize=8)
             axis.set_xlabel(panel.caption, fontsize=8)
     if title:
-        figure.suptitle(title, fontsize=9)
+        figure.suptitle(textwrap.fill(title, 20 * columns), fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
