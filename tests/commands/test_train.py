@@ -72,13 +72,18 @@ def test_bad_settings_exit_2_naming_the_key(arguments, message, capsys):
 
 @pytest.mark.slow
 def test_the_default_jobs_claim_at_a_reduced_budget(tmp_path, capsys):
-    """The default job's claim at a reduced budget (4,000 training images, 1,000 test images): averaged over the
+    """The default job's claim at a reduced budget (6,000 training images, 1,000 test images): averaged over the
     report's light levels the joint model's top-1 is at least the bilinear comparison's minus 1 point, both are far
     above chance (10 %), and the joint model's intermediate image has no Bayer-period artifact at any light level.
     Guards against issue 14's default, which trained the joint model from a random ISP on the classification loss
     alone: it fell behind bilinear as light increased and its "image" was a coloured checkerboard (Bayer energy
     ratio 250 to 350 when that default was given a stage 1 but kept the classification-only stage 2)."""
-    budget = ["data.train_examples=4000", "data.eval_examples=1000", "checkpoint.image_summaries_every=0"]
+    budget = [
+        "data.train_examples=6000",
+        "data.eval_examples=1000",
+        "checkpoint.image_summaries_every=0",
+        "precise_bn_batches=16",  # batch-norm averages lag the weights on a run this short (both at chance without)
+    ]
     assert cli.main(["train", "--run-dir", str(tmp_path / "run"), "--quiet", *sets(budget)]) == 0
     capsys.readouterr()
     tables = {
