@@ -15,6 +15,7 @@ same config writes the report again without training.
 """
 
 import dataclasses
+import importlib.util
 import os
 import sys
 import time
@@ -44,7 +45,7 @@ REPORT_DIR = "report"
 
 def _report(config, run_dir):
     """The final report of a run with comparisons (module docstring); returns the figure's path, or None when the
-    run has no comparison or no evaluation split."""
+    run has no comparison or no evaluation split (no report) or matplotlib is missing (the table only)."""
     from dirtypixels_tf.evaluation import figures, grid
     from dirtypixels_tf.training import config as config_lib
     from dirtypixels_tf.training import data as data_lib
@@ -96,6 +97,11 @@ def _report(config, run_dir):
         "2x2-period frequencies over the clean image's (metrics.bayer_artifact_ratio; a checkerboard is well above 1)"
     )
     print("\n".join(lines))
+    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as stream:
+        stream.write("\n".join(lines) + "\n")
+    if importlib.util.find_spec("matplotlib") is None:
+        print("report: no figure (it needs matplotlib: pip install 'dirtypixels_tf[plots]')")
+        return None
     bilinear = next((predictors[n] for n in list(predictors)[1:]), None)
     head = grid.head_function(bilinear.model) if bilinear is not None else None
     rows = []
@@ -115,8 +121,6 @@ def _report(config, run_dir):
     path = figures.plot_light_comparison(
         tables, rows, os.path.join(out_dir, "report.png"), title=config.description or "experiment"
     )
-    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as stream:
-        stream.write("\n".join(lines) + "\n")
     return path
 
 
