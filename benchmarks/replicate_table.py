@@ -177,6 +177,8 @@ def make_config(plan, setting, isp=None, isp_settings=None, head_weights=None, e
     data["stages"]["head_weights"] = head_weights
     data["checkpoint"].update(every_steps=None, tensorboard=False, image_summaries_every=0)
     data["compare_isps"] = []
+    data["pretrain"] = {}  # the rows' own stages are spelled out below (default.yaml's stage 1 is not theirs)
+    data["loss"] = {"kind": "classification"}  # every row: the classification loss (default.yaml's stage 2 is Liu's)
     return config_lib.from_dict(data)
 
 

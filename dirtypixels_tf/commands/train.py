@@ -5,8 +5,17 @@
 Without --config it runs the bundled `default` config (dirtypixels_tf/configs/default.yaml, a few minutes on a CPU). The run directory (default
 runs/<config name>) receives params.yaml, model.keras, metrics.json, logs and checkpoints (training/callbacks.py);
 running the same command again after an interruption resumes from its backup. Prints the test metrics.
+
+With compare_isps (the default experiment), the final report evaluates the trained model and each comparison on the
+whole evaluation split at REPORT_LIGHT_LEVELS (evaluation/grid.py, the run's sensor, Bayer phase, PSF, seed + 1 and
+centre crop): top-1, the intermediate image's PSNR and its Bayer-period energy ratio (metrics.bayer_artifact_ratio),
+printed as one table and written under RUN_DIR/report/ (each model's evaluation.csv/.md/.json and report.png:
+accuracy and PSNR against light above example images at 3 and 48 lux). The same command on a finished run with the
+same config writes the report again without training.
 """
 
+import dataclasses
+import importlib.util
 import os
 import sys
 import time
@@ -29,6 +38,92 @@ def _describe(metrics):
     return ", ".join(parts) or "no evaluation split"
 
 
+REPORT_LIGHT_LEVELS = ("3", "6", "12", "48", "none")
+REPORT_EXAMPLE_LEVELS = ("3", "48")
+REPORT_DIR = "report"
+
+
+def _report(config, run_dir):
+    """The final report of a run with comparisons (module docstring); returns the figure's path, or None when the
+    run has no comparison or no evaluation split (no report) or matplotlib is missing (the table only)."""
+    from dirtypixels_tf.evaluation import figures, grid
+    from dirtypixels_tf.training import config as config_lib
+    from dirtypixels_tf.training import data as data_lib
+
+    source = data_lib.eval_source(config)
+    if not config.compare_isps or source is None:
+        return None
+    if config.data.psf.startswith("motion-"):
+        print(f"report: skipped (grid evaluation takes named or file PSFs; data.psf is {config.data.psf!r})")
+        return None
+    spec = config_lib.model_spec(config)
+    runs = {f"joint ({spec['isp']})": run_dir}
+    runs.update({isp: os.path.join(run_dir, "compare", isp) for isp in config.compare_isps})
+    data = config.data
+    options = dict(
+        seed=config.seed + 1, sensor=data.sensor, pattern=data.pattern, central_fraction=data.central_fraction
+    )
+    names = data_lib.class_names(config)
+    tables, predictors = {}, {}
+    out_dir = os.path.join(run_dir, REPORT_DIR)
+    for name, path in runs.items():
+        print(f"report: evaluating {name} at {', '.join(REPORT_LIGHT_LEVELS)} lux")
+        predictors[name] = grid.load_predictor(path)
+        predictors[name].class_names = names
+        tables[name] = grid.evaluate(
+            predictors[name],
+            source,
+            light_levels=REPORT_LIGHT_LEVELS,
+            psfs=(data.psf,),
+            batch_size=250,
+            data_description=f"{data.source} evaluation split",
+            **options,
+        )
+        tables[name].save(os.path.join(out_dir, name.split()[0]), plot=False)
+    joint_name, joint = next(iter(tables.items()))
+    header = ["light", f"{joint_name} top-1"] + [f"{n} top-1" for n in list(tables)[1:]]
+    header += [f"{n.split()[0]} PSNR" for n in tables] + [f"{n.split()[0]} Bayer" for n in tables]
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
+    for row in joint.rows:
+        label = "no noise" if row == grid.NO_NOISE else f"{row}"
+        column = joint.columns[0]
+        cells = [f"{100 * t.value(row, column, 'top1'):.1f} %" for t in tables.values()]
+        cells += [f"{t.value(row, column, 'psnr'):.1f} dB" for t in tables.values()]
+        cells += [f"{t.value(row, column, 'bayer'):.2f}" for t in tables.values()]
+        lines.append("| " + " | ".join([label] + cells) + " |")
+    examples = joint.metadata["examples"]
+    print(f"report: top-1 and intermediate-image PSNR on {examples} test images; Bayer = luminance energy at the")
+    print(
+        "2x2-period frequencies over the clean image's (metrics.bayer_artifact_ratio; a checkerboard is well above 1)"
+    )
+    print("\n".join(lines))
+    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as stream:
+        stream.write("\n".join(lines) + "\n")
+    if importlib.util.find_spec("matplotlib") is None:
+        print("report: no figure (it needs matplotlib: pip install 'dirtypixels_tf[plots]')")
+        return None
+    bilinear = next((predictors[n] for n in list(predictors)[1:]), None)
+    head = grid.head_function(bilinear.model) if bilinear is not None else None
+    rows = []
+    for level in REPORT_EXAMPLE_LEVELS:
+        panels, _ = figures.comparison_panels(
+            predictors[joint_name],
+            source,
+            head=head,
+            light_level=level,
+            psf=data.psf,
+            count=2,
+            class_names=names,
+            **options,
+        )
+        for row in panels:
+            rows += [[dataclasses.replace(p, title=f"{p.title}, {level} lux") for p in row]]
+    path = figures.plot_light_comparison(
+        tables, rows, os.path.join(out_dir, "report.png"), title=config.description or "experiment"
+    )
+    return path
+
+
 def validate(args):
     """The config is found and read before TensorFlow is imported."""
     from dirtypixels_tf.training import config as config_lib
@@ -43,26 +138,39 @@ def validate(args):
 
 def run(args):
     from dirtypixels_tf.training import config as config_lib
-    from dirtypixels_tf.training.fit import TrainingStopped, run_experiment
+    from dirtypixels_tf.training.fit import TrainingStopped, finished_run, run_experiment
 
     path, config = args.config_path, args.experiment
     run_dir = args.run_dir or os.path.join("runs", os.path.splitext(os.path.basename(path))[0])
     print(f"dirtypixels train: {config.description or path}")
     print(f"run directory: {run_dir}")
     start = time.perf_counter()
+    report_only = config.compare_isps and finished_run(config, run_dir)
     try:
-        results = run_experiment(config, run_dir, verbose=0 if args.quiet else 1)
+        if report_only:
+            print(f"{run_dir}: already trained with this config; writing its report again")
+        else:
+            results = run_experiment(config, run_dir, verbose=0 if args.quiet else 1)
     except config_lib.ConfigError as error:
         raise UsageError(str(error)) from None
     except TrainingStopped as error:
         print(f"dirtypixels train: {error}", file=sys.stderr)
         return 1
-    if not results["chief"]:
-        return 0  # a non-chief worker of a multi-worker run: the chief reports
-    name = config_lib.model_spec(config)["isp"] or config_lib.model_spec(config)["head"]
-    print(f"test ({name}): {_describe(results)}")
-    for isp_name, metrics in results.get("comparisons", {}).items():
-        print(f"test ({isp_name}, same head and budget): {_describe(metrics)}")
+    if not report_only:
+        if not results["chief"]:
+            return 0  # a non-chief worker of a multi-worker run: the chief reports
+        name = config_lib.model_spec(config)["isp"] or config_lib.model_spec(config)["head"]
+        if "stage1" in results:
+            print(
+                f"stage 1 ({name} alone, loss {config_lib.pretrain_config(config).loss.kind}): "
+                f"{_describe(results['stage1'])}"
+            )
+        print(f"test ({name}): {_describe(results)}")
+        for isp_name, metrics in results.get("comparisons", {}).items():
+            print(f"test ({isp_name}, same head and budget): {_describe(metrics)}")
+    figure = _report(config, run_dir)
+    if figure is not None:
+        print(f"report figure: {figure}")
     print(f"finished in {time.perf_counter() - start:.0f} s; model: {os.path.join(run_dir, 'model.keras')}")
     return 0
 

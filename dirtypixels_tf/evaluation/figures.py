@@ -5,6 +5,7 @@ values without a tone curve, the same values the metrics see.
 """
 
 import dataclasses
+import textwrap
 
 import numpy as np
 import tensorflow as tf
@@ -153,3 +154,48 @@ def comparison_figure(model, source, path, **options):
     """comparison_panels(model, source, **options) plotted as a PNG at `path`; returns path."""
     rows, title = comparison_panels(model, source, **options)
     return plot_panels(rows, path, title)
+
+
+def plot_light_comparison(tables, example_rows, path, title=""):
+    """One PNG at `path`: top-1 accuracy (%) and the intermediate image's PSNR (dB) against light level, one line
+    per model of `tables` ({name: EvaluationTable} over the same rows, first PSF column), above rows of example
+    Panels (comparison_panels' rows, or [] for none). Returns path."""
+    plt = _pyplot()
+    columns = max([2] + [len(row) for row in example_rows])
+    figure = plt.figure(figsize=(2.4 * columns, 3.6 + 2.6 * len(example_rows)))
+    grid = figure.add_gridspec(1 + len(example_rows), columns, height_ratios=[1.4] + [1.0] * len(example_rows))
+    half = columns // 2
+    first = next(iter(tables.values()))
+    positions = np.arange(len(first.rows))
+    labels = ["no noise" if row == NO_NOISE else row for row in first.rows]
+    for span, metric, ylabel in (
+        (slice(0, half), "top1", "Top-1 accuracy (%)"),
+        (slice(half, columns), "psnr", "PSNR (dB)"),
+    ):
+        axis = figure.add_subplot(grid[0, span])
+        for name, table in tables.items():
+            column = table.columns[0]
+            values = [table.value(row, column, metric) for row in table.rows]
+            if any(v is None for v in values):
+                continue
+            scale = 100 if metric == "top1" else 1
+            axis.plot(positions, [scale * v for v in values], marker="o", label=name)
+        axis.set_xticks(positions, labels, rotation=30)
+        axis.set_xlabel("light level")
+        axis.set_ylabel(ylabel)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    for r, row in enumerate(example_rows):
+        for c, panel in enumerate(row):
+            axis = figure.add_subplot(grid[1 + r, c])
+            axis.set_xticks([])
+            axis.set_yticks([])
+            axis.imshow(np.clip(panel.image, 0.0, 1.0), interpolation="nearest")
+            axis.set_title(panel.title, fontsize=8)
+            axis.set_xlabel(panel.caption, fontsize=8)
+    if title:
+        figure.suptitle(textwrap.fill(title, 20 * columns), fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -19,7 +19,9 @@ Conventions:
 - Top-k accuracies (metrics.top_k_correct) need a "logits" output; PSNR and SSIM (metrics.psnr / metrics.ssim,
   peak 1, the estimate clipped to [0, 1], averaged per image) compare the intermediate image (the model's "image"
   output, or a SavedModel's "isp" signature, or a conventional ISP's output) with the SHARP clean image: the
-  preprocessed image before optics, mosaic and noise. A metric a model cannot give is None.
+  preprocessed image before optics, mosaic and noise; "bayer" (metrics.bayer_artifact_ratio) is the image's
+  luminance energy at the Bayer frequencies over the clean images' (a checkerboard shows well above 1). A metric a
+  model cannot give is None.
 
 Models are wrapped as Predictors: a callable features -> {"logits", "image"} (each [B, ...] NumPy or None) with
 the RAW frame size it takes. `load_predictor` opens a training run directory (RUN_DIR/model.keras), a .keras file,
@@ -53,8 +55,14 @@ NO_NOISE_ALPHA = 1e-6
 NO_NOISE_SIGMA = 0.0
 DEFAULT_LIGHT_LEVELS = ("3", "6", "12", "24", "48", "96", NO_NOISE)
 DEFAULT_PSFS = ("none",)
-METRICS = ("top1", "top5", "psnr", "ssim")
-METRIC_TITLES = {"top1": "Top-1 accuracy (%)", "top5": "Top-5 accuracy (%)", "psnr": "PSNR (dB)", "ssim": "SSIM"}
+METRICS = ("top1", "top5", "psnr", "ssim", "bayer")
+METRIC_TITLES = {
+    "top1": "Top-1 accuracy (%)",
+    "top5": "Top-5 accuracy (%)",
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM",
+    "bayer": "Bayer-period luminance energy / the clean image's",
+}
 PSF_TITLES = {"none": "No blur", "center": "Center PSF", "offaxis": "Offaxis PSF", "periphery": "Periphery PSF"}
 PARAMS_FILE = "params.yaml"
 _LUX = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(lux)?\s*$")
@@ -340,7 +348,8 @@ def as_predictor(model):
 
 @dataclasses.dataclass
 class EvaluationTable:
-    """Results per (light level label, PSF label): {"top1", "top5", "psnr", "ssim" (float or None), "examples"}.
+    """Results per (light level label, PSF label): {"top1", "top5", "psnr", "ssim", "bayer" (float or None),
+    "examples"}.
 
     rows and columns keep the order they were asked in; `lux` maps each row label to its lux (None without noise);
     metadata records how the table was made (model, data, seed, sensor, conventions).
@@ -360,7 +369,7 @@ class EvaluationTable:
         return [m for m in METRICS if any(cell[m] is not None for cell in self.cells.values())]
 
     def to_csv(self):
-        """CSV text, one line per cell: light_level, lux, psf, examples, top1, top5, psnr, ssim (full precision;
+        """CSV text, one line per cell: light_level, lux, psf, examples, top1, top5, psnr, ssim, bayer (full precision;
         accuracies as fractions; empty for a metric the model does not give)."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -575,6 +584,7 @@ def _check_unique(labels, name):
 def _evaluate_cell(predictor, dataset, psf, quality, bar):
     correct = {1: 0, 5: 0}
     psnrs, ssims = [], []
+    energy, clean_energy = 0.0, 0.0
     examples = 0
     has_logits = has_image = True
     for features, labels in dataset:
@@ -593,6 +603,8 @@ def _evaluate_cell(predictor, dataset, psf, quality, bar):
                 clean = features["clean"].numpy()
                 psnrs.append(metrics.psnr(outputs["image"], clean))
                 ssims.append(metrics.ssim(outputs["image"], clean))
+                energy += float(metrics.bayer_energy(outputs["image"]).sum())
+                clean_energy += float(metrics.bayer_energy(clean).sum())
         examples += len(labels)
         bar.update(1)
     if examples == 0:
@@ -605,4 +617,5 @@ def _evaluate_cell(predictor, dataset, psf, quality, bar):
         "top5": correct[5] / examples if accuracy else None,
         "psnr": float(np.mean(np.concatenate(psnrs))) if measured else None,
         "ssim": float(np.mean(np.concatenate(ssims))) if measured else None,
+        "bayer": energy / max(clean_energy, metrics.PSNR_MSE_FLOOR) if measured else None,
     }

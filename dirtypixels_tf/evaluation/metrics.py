@@ -15,6 +15,11 @@ Conventions:
   channels. For images smaller than 11 pixels on a side the window shrinks to the smaller side. This equals
   skimage.metrics.structural_similarity(x, y, data_range=1, channel_axis=-1, gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False) to within 1e-4 (tests/evaluation/test_metrics.py; measured 1e-5).
+- Bayer-period artifacts: `bayer_energy` is each image's luminance (mean of the channels) energy at the three
+  frequencies of a 2 x 2 period, (pi, pi), (pi, 0) and (0, pi): |sum_ij L_ij (-1)^(i+j)|^2 + |sum_ij L_ij (-1)^i|^2
+  + |sum_ij L_ij (-1)^j|^2, divided by the number of pixels (the squared DFT coefficients over H W). A checkerboard
+  or stripes of the mosaic's period show there; `bayer_artifact_ratio` is the summed energy of the estimates over
+  that of their clean references (about 1 or below for an artifact-free, denoised image; above 2 flags an artifact).
 """
 
 import numpy as np
@@ -99,3 +104,24 @@ def mean_psnr(estimate, reference):
 def mean_ssim(estimate, reference):
     """The mean over images of each image's SSIM."""
     return float(np.mean(ssim(estimate, reference)))
+
+
+def bayer_energy(images):
+    """Per-image luminance energy at the Bayer frequencies (pi, pi), (pi, 0), (0, pi) (module docstring); images
+    [B, H, W, C] or [H, W, C] with even H and W, clipped to [0, 1]. Returns float64 [B]."""
+    images = np.asarray(images, np.float64)
+    if images.ndim == 3:
+        images = images[np.newaxis]
+    if images.ndim != 4 or images.shape[1] % 2 or images.shape[2] % 2:
+        raise ValueError(f"images must be [B, H, W, C] with even H and W; received shape {images.shape}")
+    luminance = np.clip(images, 0.0, 1.0).mean(axis=-1)
+    rows = (-1.0) ** np.arange(luminance.shape[1])[:, np.newaxis]
+    columns = (-1.0) ** np.arange(luminance.shape[2])[np.newaxis, :]
+    energy = sum(np.square((luminance * sign).sum(axis=(1, 2))) for sign in (rows * columns, rows, columns))
+    return energy / (luminance.shape[1] * luminance.shape[2])
+
+
+def bayer_artifact_ratio(estimate, reference):
+    """Summed `bayer_energy` of the estimates over that of the references (same shapes)."""
+    estimate, reference = _as_batch(estimate, reference)
+    return float(bayer_energy(estimate).sum() / max(bayer_energy(reference).sum(), PSNR_MSE_FLOOR))

@@ -215,8 +215,18 @@ class CheckpointConfig:
 @dataclasses.dataclass
 class ExperimentConfig:
     """One experiment. trainer: "fit" (Keras model.fit; a custom loop under multi_worker) or "lbfgs".
-    compare_isps: also train the same head behind each of these ISPs with the same data, optimizer and budget, and
-    report their test accuracy next to this model's (under RUN_DIR/compare/<isp>/). mixed_precision: a Keras dtype
+    pretrain: the papers' stage 1, run first in the same command (empty: none). Its settings are merged over this
+    config's own (nested sections merge, lists and scalars replace, as in `base:`; a `loss` section replaces
+    this config's whole loss) to give the stage-1 config
+    (`pretrain_config`), trained into RUN_DIR/stage1; its model.keras then provides this model's ISP weights, as
+    stages.isp_weights would. E.g. {loss: {kind: l1}, data: {profile: 2to200lux}}: the ISP trained alone for
+    reconstruction over a range of light levels, then the joint model fine-tuned from it. Keys pretrain,
+    compare_isps and stages are refused inside it (stage 1 has none of its own).
+    compare_isps: also train the same head behind each of these ISPs with the same data, optimizer and budget as
+    this (stage-2) run, and report their test accuracy next to this model's (under RUN_DIR/compare/<isp>/). They
+    train on the classification loss (with this run's label smoothing): with loss "liu" the image term has nothing
+    to fit in a fixed ISP.
+    mixed_precision: a Keras dtype
     policy. deterministic: enable TensorFlow's op determinism (bit-identical reruns, slower). precise_bn_batches:
     after training, re-estimate every batch-norm layer's statistics over this many training batches with the final
     weights (0: keep Keras' moving averages, which lag the weights on short runs)."""
@@ -237,6 +247,7 @@ class ExperimentConfig:
     deterministic: bool = False
     compare_isps: list[str] = dataclasses.field(default_factory=list)
     precise_bn_batches: int = 0
+    pretrain: dict = dataclasses.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -631,10 +642,46 @@ def validate(config):
             f"compare_isps: expected ISP names ({', '.join(isp.ISP_CLASSES)}), received {name!r}",
         )
     _require(
-        not config.compare_isps or (spec["head"] is not None and loss.kind == "classification"),
-        "compare_isps: only for classifiers trained with loss 'classification'",
+        not config.compare_isps or (spec["head"] is not None and loss.kind in ("classification", "liu")),
+        "compare_isps: only for classifiers trained with loss 'classification' or 'liu'",
     )
+    if config.pretrain:
+        _require(spec["isp"] is not None, "pretrain: this model has no ISP to pretrain")
+        _require(
+            config.stages.isp_weights is None,
+            "stages.isp_weights: set together with pretrain (stage 1 provides the ISP weights); give one of them",
+        )
+        pretrain_config(config)
     return config
+
+
+PRETRAIN_DIR = "stage1"
+_NOT_IN_PRETRAIN = ("pretrain", "compare_isps", "stages")
+
+
+def pretrain_config(config):
+    """The stage-1 ExperimentConfig of `config.pretrain` (see ExperimentConfig), validated; ConfigError messages
+    start with "pretrain.". None when config.pretrain is empty."""
+    if not config.pretrain:
+        return None
+    for key in _NOT_IN_PRETRAIN:
+        _require(key not in config.pretrain, f"pretrain.{key}: not allowed in the stage-1 settings (stage 1 has none)")
+    base = to_dict(config)
+    for key in _NOT_IN_PRETRAIN:
+        base.pop(key)
+    if "loss" in config.pretrain:  # a loss is one choice: its settings are not merged with stage 2's
+        base.pop("loss")
+    try:
+        stage1 = _from_dict(ExperimentConfig, _merge(base, config.pretrain))
+        validate(stage1)
+    except ConfigError as error:
+        raise ConfigError(f"pretrain.{error}") from None
+    _require(
+        model_spec(stage1)["isp"] == model_spec(config)["isp"],
+        f"pretrain.model: stage 1 must train this model's ISP {model_spec(config)['isp']!r}; "
+        f"received {model_spec(stage1)['isp']!r}",
+    )
+    return stage1
 
 
 def require_complete(config):

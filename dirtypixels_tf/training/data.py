@@ -86,6 +86,11 @@ def _open(config, split):
     return (dataset if limit is None else dataset.take(limit)), limit
 
 
+def eval_source(config):
+    """The evaluation split as a dataset of (clean image, label) before simulation (data.sources), or None."""
+    return _open(config, "eval")[0]
+
+
 @dataclasses.dataclass
 class _Plan:
     include_clean: bool

@@ -16,6 +16,8 @@
    re-estimated over that many training batches with the final weights (models.precise_batch_norm); the chief saves RUN_DIR/model.keras (an uncompiled copy:
    no optimizer state), deletes the backup, evaluates on the evaluation split and writes RUN_DIR/metrics.json
    (and, with params.yaml, RUN_DIR/class_names.json when the data has class names);
+2b. with config.pretrain, stage 1 first: the stage-1 config (config.pretrain_config) is run the same way into
+   RUN_DIR/stage1 (resumed if interrupted, skipped once finished) and its model.keras gives the ISP weights;
 6. each ISP of compare_isps is trained the same way under RUN_DIR/compare/<isp>/. A run killed during this phase
    resumes there: the trained main model is loaded (and evaluated again if its metrics.json is missing), finished
    comparisons are read back, the others resume from their own backups.
@@ -53,9 +55,19 @@ def _trained(run_dir):
 
 
 def _finished(config, run_dir):
-    """Whether the run and every comparison of config.compare_isps are trained and evaluated (metrics.json)."""
+    """Whether the run, its stage 1 and every comparison of config.compare_isps are trained and evaluated
+    (metrics.json)."""
     runs = [run_dir] + [os.path.join(run_dir, "compare", isp) for isp in config.compare_isps]
+    if config.pretrain:
+        runs.append(os.path.join(run_dir, config_lib.PRETRAIN_DIR))
     return all(_trained(run) and os.path.isfile(os.path.join(run, METRICS_FILE)) for run in runs)
+
+
+def finished_run(config, run_dir):
+    """Whether run_dir holds a finished run of exactly `config` (params.yaml equal, every part trained and
+    evaluated): training it again would be refused."""
+    params = os.path.join(run_dir, config_lib.PARAMS_FILE)
+    return os.path.isfile(params) and config_lib.load_config(params) == config and _finished(config, run_dir)
 
 
 def _check_run_dir(config, run_dir):
@@ -245,7 +257,8 @@ def _lbfgs(config, model, data, verbose, log):
 
 
 def comparison_config(config, isp_name):
-    """`config` with the ISP replaced by `isp_name` (default settings; the same head, data, optimizer and budget)."""
+    """`config` with the ISP replaced by `isp_name` (default settings; the same head, data, optimizer and budget;
+    the classification loss with the same label smoothing, no stage 1)."""
     spec = config_lib.model_spec(config)
     model = config_lib.ModelConfig(
         isp=isp_name,
@@ -260,6 +273,8 @@ def comparison_config(config, isp_name):
         model=model,
         stages=stages,
         compare_isps=[],
+        pretrain={},
+        loss=config_lib.LossConfig(kind="classification", label_smoothing=config.loss.label_smoothing),
         description=f"{config.description} [ISP replaced by {isp_name}]".strip(),
     )
 
@@ -267,7 +282,8 @@ def comparison_config(config, isp_name):
 def run_experiment(config, run_dir, verbose=1, log=print):
     """Train and evaluate `config` in `run_dir` (see the module docstring). Returns a dict: "chief", "train_seconds",
     "test" (metrics on the evaluation split), "lbfgs" (L-BFGS summary), "model" (the trained Keras model, in memory),
-    and "comparisons": {isp: results} when compare_isps is set. metrics.json holds the same without the models."""
+    "comparisons": {isp: results} when compare_isps is set and "stage1": the stage-1 results (without its model)
+    when pretrain is set. metrics.json holds the same without the models."""
     config_lib.validate(config)
     config_lib.require_complete(config)
     previous_policy = _setup(config)
@@ -282,7 +298,16 @@ def run_experiment(config, run_dir, verbose=1, log=print):
             log(f"{run_dir}: the model is trained; resuming the comparisons {config.compare_isps}")
             results = _trained_results(config, run_dir)
         else:
-            results = _train(config, run_dir, strategy, chief, verbose, log)
+            stage1 = _pretrain(config, run_dir, verbose, log)
+            trained = config
+            if stage1 is not None:
+                stages = dataclasses.replace(config.stages, isp_weights=os.path.join(run_dir, config_lib.PRETRAIN_DIR))
+                trained = dataclasses.replace(config, stages=stages)
+            results = _train(trained, run_dir, strategy, chief, verbose, log, params=config)
+            if stage1 is not None:
+                results["stage1"] = stage1
+                if chief:
+                    _write_metrics(run_dir, results)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     if not chief:
@@ -300,6 +325,25 @@ def run_experiment(config, run_dir, verbose=1, log=print):
                 comparison = run_experiment(sub_config, sub_dir, verbose, log)
             results["comparisons"][isp_name] = comparison
         _write_metrics(run_dir, results)
+    return results
+
+
+def _pretrain(config, run_dir, verbose, log):
+    """Stage 1 of config.pretrain into RUN_DIR/stage1 (trained, resumed or read back); its results without the
+    model, or None without pretrain."""
+    stage1 = config_lib.pretrain_config(config)
+    if stage1 is None:
+        return None
+    stage1_dir = os.path.join(run_dir, config_lib.PRETRAIN_DIR)
+    if _finished(stage1, stage1_dir):
+        log(f"stage 1: already trained in {stage1_dir}")
+        results = _trained_results(stage1, stage1_dir)
+    else:
+        log(f"stage 1: the {config_lib.model_spec(stage1)['isp']!r} ISP trained with loss {stage1.loss.kind!r}")
+        results = run_experiment(stage1, stage1_dir, verbose, log)
+    log("stage 2: from the stage-1 ISP")
+    keras.utils.set_random_seed(config.seed)  # stage 2 starts from the same random state, resumed or not
+    results.pop("model", None)
     return results
 
 
@@ -322,14 +366,15 @@ def _trained_results(config, run_dir):
     return results
 
 
-def _train(config, run_dir, strategy, chief, verbose, log):
-    """Build, train, save and evaluate the run itself (steps 2 to 5 of the module docstring)."""
+def _train(config, run_dir, strategy, chief, verbose, log, params=None):
+    """Build, train, save and evaluate the run itself (steps 2 to 5 of the module docstring). `params`: the config
+    written as params.yaml (default `config`; with pretrain, `config` also names the stage-1 ISP weights)."""
     model, loaded = _build(config, strategy)
     for line in loaded:
         log(f"loaded stage-1 weights: {line}")
     data = data_lib.ExperimentData(config, models_lib.model_input_names(model))
     if chief:  # only once the model and the data resolve: a config refused here leaves no params.yaml behind
-        config_lib.save_params(config, run_dir)
+        config_lib.save_params(params or config, run_dir)
         names = data_lib.class_names(config)
         if names is not None:
             with open(os.path.join(run_dir, CLASS_NAMES_FILE), "w", encoding="utf-8") as stream:

@@ -81,3 +81,16 @@ def test_ssim_small_images_use_a_smaller_window():
 def test_image_metrics_reject_shape_mismatch():
     with pytest.raises(ValueError, match="estimate and reference must be images of one shape"):
         metrics.psnr(np.zeros((1, 8, 8, 3)), np.zeros((1, 8, 6, 3)))
+
+
+def test_bayer_energy_of_a_checkerboard_stripes_and_a_constant():
+    rows, columns = np.mgrid[0:8, 0:6]
+    checker = np.repeat((0.5 + 0.25 * (-1.0) ** (rows + columns))[..., None], 3, axis=-1)
+    stripes = np.repeat((0.5 + 0.1 * (-1.0) ** rows)[..., None], 3, axis=-1)
+    # (pi, pi): |0.25 * 48|^2 / 48 = 3.0; (pi, 0): |0.1 * 48|^2 / 48 = 0.48; a constant has none at either.
+    np.testing.assert_allclose(
+        metrics.bayer_energy(np.stack([checker, stripes, np.full_like(checker, 0.5)])), [3.0, 0.48, 0.0], atol=1e-12
+    )
+    assert metrics.bayer_artifact_ratio(checker, stripes) == pytest.approx(3.0 / 0.48)
+    with pytest.raises(ValueError, match="even H and W"):
+        metrics.bayer_energy(np.zeros((1, 5, 4, 3)))
