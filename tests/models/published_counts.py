@@ -113,14 +113,15 @@ def inception_v4(classes, aux_logits=False):
     return total
 
 
-def release_prior(in_channels=4, levels=3):
+def release_prior(in_channels=4, levels=3, width=None, out_channels=3):
     """Trainable parameters of the Anscombe network's residual U-Net prior (Diamond et al. 2021 Sec. 4.2 in the
-    release's configuration, reference_facts.md): widths max(2 C_in, 8) 2^l; 3x3 convolutions with batch-norm
-    offsets except the first (bias) and the linear output (bias, 3 channels); below the top an out_conv and a 2x2
+    release's configuration): widths max(2 C_in, 8) 2^l (or `width` 2^l); 3x3 convolutions with batch-norm offsets
+    except the first (bias) and the linear output (bias, `out_channels`); below the top an out_conv and a 2x2
     transposed convolution (bias) to half the width."""
-    widths = [max(2 * in_channels, 8) * 2**level for level in range(levels)]
+    top = max(2 * in_channels, 8) if width is None else width
+    widths = [top * 2**level for level in range(levels)]
     total = _conv(3, in_channels, widths[0], bias=True) + _conv(3, widths[0], widths[0], bn=1)
-    total += _conv(3, 2 * widths[0], widths[0], bn=1) + _conv(3, widths[0], 3, bias=True)
+    total += _conv(3, 2 * widths[0], widths[0], bn=1) + _conv(3, widths[0], out_channels, bias=True)
     for level in range(1, levels):
         width = widths[level]
         conv_2_in = 2 * width if level < levels - 1 else width
@@ -132,6 +133,21 @@ def release_prior(in_channels=4, levels=3):
 def release_anscombe_network(iterations=1):
     """The prior per iteration, one shared lambda and one beta per iteration (the release's learned scalars)."""
     return iterations * (release_prior() + 1) + 1
+
+
+def packed_anscombe_network():
+    """The packed-Bayer Anscombe network (1 iteration): the prior on the 2x2 blocks (12 channels + the noise channel,
+    top width 8, 12 output channels), one lambda and one beta."""
+    return release_prior(in_channels=13, width=8, out_channels=12) + 2
+
+
+def packed_anscombe_multiply_adds(size):
+    """Multiply-adds of packed_anscombe_network on a size x size frame: the same U-Net at size / 2, 4 and 8."""
+    side = size // 2
+    level0 = side**2 * 9 * (13 * 8 + 8 * 8 + 16 * 8 + 8 * 12)
+    level1 = (side // 2) ** 2 * (9 * (8 * 16 + 16 * 16 + 32 * 16 + 16 * 16) + 4 * 16 * 8)
+    level2 = (side // 4) ** 2 * (9 * (16 * 32 + 3 * 32 * 32) + 4 * 32 * 16)
+    return level0 + level1 + level2
 
 
 def chen_unet(base=32):

@@ -16,6 +16,10 @@ _VGG16_FROZEN = 0  # liu_vgg16 freezes its head: only the denoiser trains
 CLOSED_FORMS = {
     "joint_mobilenet_v1_128": (_ANSCOMBE + _MOBILENET_V1, _ANSCOMBE_MACS + _MOBILENET_V1_MACS),
     "joint_mobilenet_v1_128_no_anscombe": (_ANSCOMBE + _MOBILENET_V1, _ANSCOMBE_MACS + _MOBILENET_V1_MACS),
+    "joint_packed_mobilenet_v1_128": (
+        published.packed_anscombe_network() + _MOBILENET_V1,
+        published.packed_anscombe_multiply_adds(128) + _MOBILENET_V1_MACS,
+    ),
     "mobilenet_v1_128": (_MOBILENET_V1, _MOBILENET_V1_MACS),
     "raw_mobilenet_v1_128": (_MOBILENET_V1, _BILINEAR_MACS + _MOBILENET_V1_MACS),
     "raw_mobilenet_v2_140_128": (_MOBILENET_V2, _BILINEAR_MACS + _MOBILENET_V2_MACS),
