@@ -153,7 +153,10 @@ def main():
     parser.add_argument("--train-crops", type=int, default=4096, help="64 x 64 training crops held in memory (4096)")
     parser.add_argument("--iterations", type=int, default=1, choices=(1, 2), help="Anscombe network iterations (1)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (the tests run it)")
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.batch, args.train_crops = 4, 4, 16
     if args.steps < REPORTS or args.steps % REPORTS:
         parser.error(f"--steps must be a positive multiple of {REPORTS}; received {args.steps}")
     started = time.perf_counter()

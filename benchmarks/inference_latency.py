@@ -108,7 +108,10 @@ def main():
     parser.add_argument("--xla", action="store_true", help="also measure with jit_compile=True")
     parser.add_argument("--tflite", action="store_true", help="also measure the TFLite exports at batch 1")
     parser.add_argument("--profile", action="store_true", help="also time the release ISP's parts")
+    parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (the tests run it)")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats = 2
 
     models = {name: presets.build_preset(preset) for name, preset in JOINTS.items()}
     head = models["release"].get_layer("mobilenet_v1")

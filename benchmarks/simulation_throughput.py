@@ -111,7 +111,10 @@ def main():
     parser.add_argument("--batches", type=int, default=20, help="timed simulation batches of 32 per size")
     parser.add_argument("--train-steps", type=int, default=8, help="timed MobileNet training steps")
     parser.add_argument("--device-steps", type=int, default=10, help="timed pairs of on-device simulation steps")
+    parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (the tests run it)")
     args = parser.parse_args()
+    if args.quick:
+        args.batches, args.train_steps, args.device_steps = 1, 1, 1
     cores = len(os.sched_getaffinity(0))
     print(f"TensorFlow {tf.__version__}, {cores} CPU cores, batch {BATCH}, load average {os.getloadavg()}")
     sizes = (128, 224)

@@ -46,7 +46,10 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--jit", action="store_true", help="compile both train steps with XLA (jit_compile=True)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (the tests run it)")
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.warmup, args.batch = 1, 1, 4
     rng = np.random.default_rng(0)
     labels = rng.integers(0, CLASSES, args.batch)
 
