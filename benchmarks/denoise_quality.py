@@ -156,7 +156,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (the tests run it)")
     args = parser.parse_args()
     if args.quick:
-        args.steps, args.batch, args.train_crops = 4, 4, 16
+        args.steps, args.batch, args.train_crops = 10, 4, 16
     if args.steps < REPORTS or args.steps % REPORTS:
         parser.error(f"--steps must be a positive multiple of {REPORTS}; received {args.steps}")
     started = time.perf_counter()
