@@ -13,7 +13,6 @@ conventional ISP followed by the model's own head; image quality only for a mode
 as a SavedModel). Details of every convention: dirtypixels_tf/evaluation/grid.py.
 """
 
-import glob
 import json
 import os
 import sys
@@ -26,8 +25,8 @@ from dirtypixels_tf.commands.common import (
     positive_int,
     sensor_spec,
 )
+from dirtypixels_tf.commands.simulate import FASHION_MNIST, _open_source, check_data_source
 
-FASHION_MNIST = "fashion-mnist"
 DEFAULT_PROFILES = "3,6,12,24,48,96,none"
 
 
@@ -66,8 +65,6 @@ def _run_defaults(model_spec):
 
 def _open_data(spec, split, label_offset):
     """(dataset of (image, label), class names or None) for --data."""
-    from dirtypixels_tf.commands.simulate import _open_source
-
     dataset, classes, kind = _open_source(spec, split, label_offset)
     return dataset, classes, f"{spec} ({kind})"
 
@@ -108,11 +105,7 @@ def _load(args, class_names):
 
 def validate(args):
     """Checks that need no TensorFlow."""
-    if args.data != FASHION_MNIST and not os.path.exists(args.data) and not glob.glob(args.data):
-        raise UsageError(
-            f"--data must be '{FASHION_MNIST}', a folder of class subfolders or TFRecord files; received {args.data!r} "
-            "(not found)"
-        )
+    check_data_source(args.data, "--data")
     for spec in _split_list(args.psf, "--psf"):
         if os.path.splitext(spec)[1] and not os.path.isfile(spec):
             raise UsageError(f"--psf: no such PSF file {spec!r}")

@@ -11,8 +11,6 @@ import os
 
 from dirtypixels_tf.commands.common import UsageError, path_or_name, positive_int, sensor_spec
 
-CLASS_NAMES_FILE = "class_names.json"  # written by training into the run directory (training/fit.py)
-
 
 def read_class_names(path):
     """Class names from a text file (one per line) or JSON (a list, or an object with "class_names" such as the
@@ -38,6 +36,8 @@ def validate(args):
 
 def default_class_names(source):
     """The class names a training run recorded (RUN_DIR/class_names.json, also beside a .keras file), or None."""
+    from dirtypixels_tf.training.fit import CLASS_NAMES_FILE
+
     if os.path.isdir(source):
         path = os.path.join(source, CLASS_NAMES_FILE)
     elif source.endswith(".keras"):

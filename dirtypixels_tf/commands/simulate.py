@@ -20,6 +20,16 @@ from dirtypixels_tf.commands.common import (
 FASHION_MNIST = "fashion-mnist"
 
 
+def check_data_source(spec, name="SOURCE"):
+    """The data source of simulate and evaluate: 'fashion-mnist', or an existing folder, file or matching glob
+    (checked without TensorFlow); raises UsageError naming `name`."""
+    if spec != FASHION_MNIST and not (os.path.exists(spec) or (glob.has_magic(spec) and glob.glob(spec))):
+        raise UsageError(
+            f"{name} must be '{FASHION_MNIST}', a folder of class subfolders or TFRecord files; received {spec!r} "
+            "(not found)"
+        )
+
+
 def _open_source(spec, split, label_offset):
     """(dataset, class names or None, kind) for SOURCE: "fashion-mnist", an image folder or TFRecord files."""
     from dirtypixels_tf.data import fashion_mnist, sources
@@ -41,12 +51,7 @@ def _open_source(spec, split, label_offset):
 
 def validate(args):
     """Checks that need no TensorFlow (the sensor, profile, size and PSF file are checked by their types)."""
-    source = args.source
-    if source != FASHION_MNIST and not (os.path.exists(source) or (glob.has_magic(source) and glob.glob(source))):
-        raise UsageError(
-            f"SOURCE must be '{FASHION_MNIST}', a folder of class subfolders or TFRecord files; received {source!r} "
-            "(not found)"
-        )
+    check_data_source(args.source)
 
 
 def run(args):
