@@ -58,7 +58,8 @@ from skimage.util import img_as_float32  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from dirtypixels_tf.evaluation import baselines, metrics  # noqa: E402
-from dirtypixels_tf.models.isp import AnscombeNetwork, ChenUNet, isp_model  # noqa: E402
+from dirtypixels_tf.models.isp import AnscombeNetwork, ChenUNet  # noqa: E402
+from dirtypixels_tf.models.joint import IspModel  # noqa: E402
 from dirtypixels_tf.physics import noise  # noqa: E402
 from dirtypixels_tf.physics.sensor import SensorModel  # noqa: E402
 
@@ -120,7 +121,7 @@ def test_set(tiles, lux, seed):
 def train(isp, inputs, clean, steps, batch, seed):
     """Fit `isp` (an ISP layer) for L1 reconstruction on the in-memory training set; returns (model, seconds)."""
     keras.utils.set_random_seed(seed)
-    model = isp_model(isp, (CROP, CROP))
+    model = IspModel(isp, (CROP, CROP))
     schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, decay_steps=steps)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mean_absolute_error")
     dataset = (
@@ -138,7 +139,7 @@ def train(isp, inputs, clean, steps, batch, seed):
 
 def network_output(isp, measured):
     """The trained ISP layer applied to the 128 x 128 test tiles (a model of that size sharing its weights)."""
-    model = isp_model(isp, (TILE, TILE))
+    model = IspModel(isp, (TILE, TILE))
     return model.predict({k: measured[k] for k in ("raw", "alpha", "sigma")}, batch_size=6, verbose=0)
 
 

@@ -52,7 +52,7 @@ def main(argv=None):
         for tested_with in (False, True):
             config = config_lib.load_config(path, overrides + [f"data.unprocess={str(tested_with).lower()}"])
             data = data_lib.ExperimentData(config, models_lib.model_input_names(model))
-            metrics = fit.evaluate(model, data.eval_dataset(), config_lib.model_spec(config)["num_classes"])
+            metrics = fit.evaluate(model, data.eval_dataset(), config_lib.model_spec(config).num_classes)
             table[trained_with, tested_with] = metrics["top1"]
     print(f"{args.config}: {args.train_examples} training examples x {args.epochs} epochs, {args.eval_examples} test")
     print(f"{'trained on':<14}{'test mask-only':>16}{'test unprocessed':>18}{'ratio':>8}{'train s':>9}")

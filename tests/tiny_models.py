@@ -9,7 +9,7 @@ from dirtypixels_tf.export import export_savedmodel
 from dirtypixels_tf.export.tflite import simulated_inputs
 from dirtypixels_tf.models.heads import build_head
 from dirtypixels_tf.models.isp import build_isp
-from dirtypixels_tf.models.joint import joint_classifier
+from dirtypixels_tf.models.joint import JointClassifier
 from dirtypixels_tf.training.models import precise_batch_norm
 
 SIZE = 32
@@ -26,7 +26,7 @@ def build_tiny_model(seed=0):
     keras.utils.set_random_seed(seed)
     isp = build_isp("anscombe")
     head = build_head("mobilenet_v1", (SIZE, SIZE, 3), len(CLASS_NAMES), width=0.25)
-    model = joint_classifier(isp, head, "mobilenet_v1", (SIZE, SIZE), name="tiny_joint")
+    model = JointClassifier(isp, head, "mobilenet_v1", (SIZE, SIZE), name="tiny_joint")
     calibrate_batch_norm(model, simulated_inputs((SIZE, SIZE), 64, seed=100 + seed))
     return model
 

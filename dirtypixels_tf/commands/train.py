@@ -57,7 +57,7 @@ def _report(config, run_dir):
         print(f"report: skipped (grid evaluation takes named or file PSFs; data.psf is {config.data.psf!r})")
         return None
     spec = config_lib.model_spec(config)
-    runs = {f"joint ({spec['isp']})": run_dir}
+    runs = {f"joint ({spec.isp})": run_dir}
     runs.update({isp: os.path.join(run_dir, "compare", isp) for isp in config.compare_isps})
     data = config.data
     options = dict(
@@ -159,7 +159,7 @@ def run(args):
     if not report_only:
         if not results["chief"]:
             return 0  # a non-chief worker of a multi-worker run: the chief reports
-        name = config_lib.model_spec(config)["isp"] or config_lib.model_spec(config)["head"]
+        name = config_lib.model_spec(config).isp or config_lib.model_spec(config).head
         if "stage1" in results:
             print(
                 f"stage 1 ({name} alone, loss {config_lib.pretrain_config(config).loss.kind}): "

@@ -75,8 +75,7 @@ def _check_model(model):
     shape = tuple(inputs["raw"].shape)
     if len(shape) != 4 or shape[3] != 1 or None in shape[1:3]:
         raise ValueError(f"model input raw must be [B, H, W, 1] with a static H and W; received {shape}")
-    outputs = model.output if isinstance(model.output, dict) else {"image": model.output}
-    return shape[1:3], "logits" in outputs
+    return shape[1:3], "logits" in model.output
 
 
 def _check_class_names(class_names, num_classes):
@@ -145,7 +144,6 @@ class _Signatures:
         ]
         with tf.control_dependencies(checks):
             outputs = self.model({"raw": raw, "alpha": alpha, "sigma": sigma}, training=False)
-        outputs = outputs if isinstance(outputs, dict) else {"image": outputs}
         return {key: tf.cast(value, tf.float32) for key, value in outputs.items()}
 
     def predictions(self, outputs):

@@ -35,7 +35,6 @@ def _tflite_function(model):
     )
     def serving_default(raw, alpha, sigma):
         outputs = model({"raw": raw, "alpha": alpha, "sigma": sigma}, training=False)
-        outputs = outputs if isinstance(outputs, dict) else {"image": outputs}
         if not classifies:
             return {"image": tf.cast(outputs["image"], tf.float32)}
         logits = tf.cast(outputs["logits"], tf.float32)

@@ -5,24 +5,27 @@ Every ISP is a Keras layer called as `isp(raw, alpha, sigma, psf=None, training=
   divisible by what the model's poolings need: 4 for the release Anscombe network, 32 for the Chen U-Net);
 - alpha, sigma: [B], the Poisson scale and Gaussian std of each image (in [0, 1] units);
 - psf: [B, kh, kw, 3] or [B, kh, kw, 1] per-image PSFs, only for the ISPs that deblur with a PSF given at run time.
-The output is a linear colour image [B, H, W, 3] in about [0, 1] (not clipped), except `NidfCascade`, which
-returns {"image", "denoised"}.
+The output is always a dict (`Isp.output_names`): "image", the linear colour image [B, H, W, 3] in about [0, 1]
+(not clipped), plus the ISP's own extra outputs (`NidfCascade`: "denoised"). What differs per ISP is carried by
+its class, so that training, evaluation and export need no per-model branches: `takes_psf` (a per-image PSF
+input), `output_names`, `pretraining_loss` (its stage-1 reconstruction loss, a training/losses.py kind) and
+`pretraining_model(image_size)` (the model stage 1 trains; by default the ISP model itself).
 
 The models of the papers:
-- AnscombeNetwork (seed 001 Algorithm 1): GAT + max-normalization, N unrolled iterations of (residual U-Net prior,
+- AnscombeNetwork (Diamond et al. 2021, Algorithm 1): GAT + max-normalization, N unrolled iterations of (residual U-Net prior,
   soft projection onto the mosaic), inverse GAT; by default computing what the release's nets/isp.py computes (GAT
   over S^T y, algebraic inverse, learned lambda and beta), so its TF1 checkpoints load (models/tf1_checkpoints.py).
-  Ablations of seed 001 Table 2 are settings: anscombe=False (no Anscombe layers: the iterations run on the RAW
+  Ablations of Diamond et al. 2021 Table 2 are settings: anscombe=False (no Anscombe layers: the iterations run on the RAW
   values, and the noise channel carries sigma).
-- ChenUNet: the U-Net of Chen et al. 2018 on the packed Bayer image (seed 001 Table 1 baseline); anscombe=True
-  wraps it in Anscombe layers ("U-Net + Anscombe layers", seed 001 Table 2).
-- ShrinkageFieldsISP (seed 000 Sec. 5.4-5.5): bilinear demosaicking, then shrinkage fields: for denoising inside
+- ChenUNet: the U-Net of Chen et al. 2018 on the packed Bayer image (Diamond et al. 2021 Table 1 baseline); anscombe=True
+  wraps it in Anscombe layers ("U-Net + Anscombe layers", Diamond et al. 2021 Table 2).
+- ShrinkageFieldsISP (Diamond et al. 2017 Sec. 5.4-5.5): bilinear demosaicking, then shrinkage fields: for denoising inside
   the Anscombe sandwich (Fig. 7); for joint deblurring and denoising with a known PSF on the demosaicked image with
-  the noise taken as Gaussian (no GAT, which would make the blur nonlinear). Seed 000 worked on full-colour images
+  the noise taken as Gaussian (no GAT, which would make the blur nonlinear). Diamond et al. 2017 worked on full-colour images
   without a mosaic; the bilinear demosaic in front is this package's addition so it takes RAW like the others.
-- LiuDenoiser (seed 003 Sec. 2.1): bilinear demosaicking, then the 3-scale encoder/decoder denoiser.
-- NidfCascade (seed 004): bilinear demosaicking, then a denoising U-Net and a deblurring U-Net in cascade.
-- BilinearISP: demosaicking only, the input of "from scratch on RAW" classifiers.
+- LiuDenoiser (Liu et al. 2018, Sec. 2.1): bilinear demosaicking, then the 3-scale encoder/decoder denoiser.
+- NidfCascade (Miao and Zhu, NIDF): bilinear demosaicking, then a denoising U-Net and a deblurring U-Net in cascade.
+- BilinearIsp: demosaicking only, the input of "from scratch on RAW" classifiers.
 """
 
 import keras
@@ -33,6 +36,7 @@ from dirtypixels_tf.layers.bayer import BilinearDemosaic, MosaicAdjoint, PackBay
 from dirtypixels_tf.layers.priors import LiuDecodingModule, LiuEncodingModule, NidfUNet, ResidualUNetPrior
 from dirtypixels_tf.layers.projection import SoftProjection, release_gamma_inits
 from dirtypixels_tf.layers.shrinkage import ShrinkageFields
+from dirtypixels_tf.models.joint import IspModel
 from dirtypixels_tf.physics import mosaic
 from dirtypixels_tf.physics.validation import check_bool, check_image, check_int, check_positive_number
 
@@ -52,10 +56,26 @@ def _check_no_psf(psf, isp):
         raise ValueError(f"psf is only taken by ISPs that deblur; {type(isp).__name__} received a psf")
 
 
-class _Isp(keras.layers.Layer):
-    """Common parts: the Bayer pattern, and a build that creates every sub-layer's weights."""
+class Isp(keras.layers.Layer):
+    """Base class of the ISPs: the Bayer pattern, the per-ISP contract (module docstring) and a build that creates
+    every sub-layer's weights. Subclasses implement `call(raw, alpha, sigma, psf=None, training=False)` returning
+    {name: tensor for name in output_names}."""
 
     takes_psf = False
+    output_names = ("image",)
+    pretraining_loss = "l1"
+    pretraining_outputs = None  # None: stage 1 trains the model itself; else the outputs of pretraining_model
+
+    def pretraining_model(self, image_size, psf_size=None):
+        """The model stage 1 trains with `pretraining_loss` (see pretraining_outputs): by default the ISP alone."""
+        return IspModel(self, image_size, psf_size)
+
+    def load_pretrained(self, stage_model):
+        """Copy this ISP's weights from a trained stage-1 model (one holding a layer named "isp"); raises ValueError
+        naming what is missing or does not fit."""
+        if "isp" not in {layer.name for layer in stage_model.layers}:
+            raise ValueError(f"the stage-1 model {stage_model.name!r} has no layer named 'isp'")
+        copy_weights(stage_model.get_layer("isp"), self)
 
     def __init__(self, pattern=mosaic.RELEASE_PATTERN, **kwargs):
         super().__init__(**kwargs)
@@ -76,7 +96,7 @@ class _Isp(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
-class BilinearIsp(_Isp):
+class BilinearIsp(Isp):
     """Bilinear demosaicking only; no weights. The noise level is not used."""
 
     def __init__(self, pattern=mosaic.RELEASE_PATTERN, **kwargs):
@@ -85,11 +105,11 @@ class BilinearIsp(_Isp):
 
     def call(self, raw, alpha=None, sigma=None, psf=None, training=False):
         _check_no_psf(psf, self)
-        return self.demosaic(_check_raw(raw))
+        return {"image": self.demosaic(_check_raw(raw))}
 
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
-class AnscombeNetwork(_Isp):
+class AnscombeNetwork(Isp):
     """Diamond et al. 2021, Algorithm 1, in the configuration of the authors' release by default.
 
     1. The GAT and its per-image max-normalization (noise std k). anscombe_input="adjoint" (release): of the
@@ -227,8 +247,8 @@ class AnscombeNetwork(_Isp):
             v = self._prior_step(prior, x, tf.cast(noise_std, x.dtype), training)
             x = projection(v, tf.cast(y, v.dtype), **lam)
         if transformed is None:
-            return x
-        return self.inverse(x, alpha, sigma, transformed["scale"], transformed["offset"])
+            return {"image": x}
+        return {"image": self.inverse(x, alpha, sigma, transformed["scale"], transformed["offset"])}
 
     def _prior_step(self, prior, x, noise_std, training):
         """v = prior([x, noise channel]), at full resolution or on the packed 2x2 blocks (domain="packed")."""
@@ -257,13 +277,13 @@ class AnscombeNetwork(_Isp):
 
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
-class ChenUNet(_Isp):
-    """The U-Net of Chen et al. 2018 ("Learning to see in the dark"), the baseline ISP of seed 001 Table 1.
+class ChenUNet(Isp):
+    """The U-Net of Chen et al. 2018 ("Learning to see in the dark"), the baseline ISP of Diamond et al. 2021 Table 1.
 
     Packed Bayer input [B, H/2, W/2, 4]; 5 levels of two 3x3 convolutions (32, 64, 128, 256, 512 channels, leaky
     ReLU with slope 0.2), 2x2 max pooling down, 2x2 stride-2 transposed convolutions (no bias) up concatenated with
     the encoder's features, a 1x1 convolution to 12 channels and depth-to-space to [B, H, W, 3]. H and W must be
-    divisible by 32. 7,760,268 parameters at base_filters=32 (+ 4.23 M of MobileNet-v1 = seed 001's 11.99 M).
+    divisible by 32. 7,760,268 parameters at base_filters=32 (+ 4.23 M of MobileNet-v1 = the 11.99 M of Diamond et al. 2021).
     anscombe=True: the U-Net runs on the max-normalized GAT of the mosaic and the inverse GAT maps its output back.
     """
 
@@ -322,22 +342,22 @@ class ChenUNet(_Isp):
             x = self._two_convs(x, *self.up_convs[2 * level : 2 * level + 2])
         image = tf.nn.depth_to_space(self.output_conv(x), 2)
         if not self.anscombe:
-            return image
-        return self.inverse(image, alpha, sigma, transformed["scale"], transformed["offset"])
+            return {"image": image}
+        return {"image": self.inverse(image, alpha, sigma, transformed["scale"], transformed["offset"])}
 
     def get_config(self):
         return {**super().get_config(), "base_filters": self.base_filters, "anscombe": self.anscombe}
 
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
-class ShrinkageFieldsIsp(_Isp):
-    """Seed 000's low-level unit on RAW input: bilinear demosaicking, then shrinkage fields.
+class ShrinkageFieldsIsp(Isp):
+    """Diamond et al. 2017's low-level unit on RAW input: bilinear demosaicking, then shrinkage fields.
 
-    task="denoise": GAT (no normalization) -> shrinkage fields with A = I -> inverse GAT (seed 000 Fig. 7).
+    task="denoise": GAT (no normalization) -> shrinkage fields with A = I -> inverse GAT (Diamond et al. 2017 Fig. 7).
     task="deblur_denoise": shrinkage fields with A = k* on the demosaicked image (the noise taken as Gaussian),
     with the PSF fixed at construction (`psf`) or given per image at call time. The other settings are
     ShrinkageFields' (24 filters of 5x5 and the CNN proximal operator by default; merge_channels defaults to
-    False for denoising and True for deblurring, as in seed 000 Sec. 7).
+    False for denoising and True for deblurring, as in Diamond et al. 2017 Sec. 7).
     """
 
     TASKS = ("denoise", "deblur_denoise")
@@ -380,9 +400,9 @@ class ShrinkageFieldsIsp(_Isp):
     def call(self, raw, alpha=None, sigma=None, psf=None, training=False):
         raw = _check_raw(raw)
         if self.task == "deblur_denoise":
-            return self.shrinkage(self.demosaic(raw), psf)
+            return {"image": self.shrinkage(self.demosaic(raw), psf)}
         transformed = self.forward(raw, alpha, sigma)["image"]
-        return self.inverse(self.shrinkage(self.demosaic(transformed)), alpha, sigma)
+        return {"image": self.inverse(self.shrinkage(self.demosaic(transformed)), alpha, sigma)}
 
     def get_config(self):
         psf = None if self.psf is None else tf.convert_to_tensor(self.psf).numpy().tolist()
@@ -399,8 +419,8 @@ class ShrinkageFieldsIsp(_Isp):
 
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
-class LiuDenoiser(_Isp):
-    """The denoiser of Liu et al. (seed 003 Sec. 2.1, Fig. 2a) after bilinear demosaicking.
+class LiuDenoiser(Isp):
+    """The denoiser of Liu et al. 2018 (Sec. 2.1, Fig. 2a) after bilinear demosaicking.
 
     Three scales: an encoding module at each (128 channels by default); stride-2 3x3 convolutions (+ batch norm +
     ReLU, keeping the width) down; 4x4 stride-2 transposed convolutions (+ batch norm + ReLU, keeping the width) up,
@@ -452,7 +472,7 @@ class LiuDenoiser(_Isp):
         for step, (decoder, skip) in enumerate(zip(self.decoders[::-1], encoded[-2::-1])):
             x = tf.nn.relu(self.norms[2 + step](self.ups[step](x), training=training))
             x = decoder(x, skip, training=training)
-        return tf.cast(self.output_conv(x), image.dtype) + image
+        return {"image": tf.cast(self.output_conv(x), image.dtype) + image}
 
     def get_config(self):
         return {
@@ -463,12 +483,16 @@ class LiuDenoiser(_Isp):
 
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
-class NidfCascade(_Isp):
-    """NIDF (seed 004): bilinear demosaicking, a denoising U-Net, then a deblurring U-Net of the same architecture.
+class NidfCascade(Isp):
+    """NIDF (Miao and Zhu): bilinear demosaicking, a denoising U-Net, then a deblurring U-Net of the same architecture.
 
     Returns {"image": the deblurred image I1, "denoised": the denoiser's output B1}, both [B, H, W, 3], so the
     joint loss ||B - B1||^2 + 0.5 ||I - I1||^2 (Eq. 5) can be applied. unet_options go to both NidfUNets.
     """
+
+    output_names = ("image", "denoised")
+    pretraining_loss = "nidf_pretrain"
+    pretraining_outputs = ("denoised", "deblurred")
 
     def __init__(self, pattern=mosaic.RELEASE_PATTERN, unet_options=None, **kwargs):
         super().__init__(pattern, **kwargs)
@@ -484,6 +508,28 @@ class NidfCascade(_Isp):
         image = self.demosaic(_check_raw(raw))
         denoised = self.denoiser(tf.cast(image, self.compute_dtype), training=training)
         return {"image": self.deblurrer(denoised, training=training), "denoised": denoised}
+
+    def pretraining_model(self, image_size, psf_size=None):
+        """NIDF's pretraining (Eq. 3 and 4): {"raw", "alpha", "sigma", "blurred" [B, H, W, 3]} -> {"denoised":
+        denoiser(demosaic(raw)), "deblurred": deblurrer(blurred)}, built from this cascade's own sub-layers."""
+        height, width = image_size
+        inputs = {
+            "raw": keras.Input((height, width, 1), name="raw"),
+            "alpha": keras.Input((), name="alpha"),
+            "sigma": keras.Input((), name="sigma"),
+            "blurred": keras.Input((height, width, 3), name="blurred"),
+        }
+        denoised = self.denoiser(self.demosaic(inputs["raw"]))
+        deblurred = self.deblurrer(inputs["blurred"])
+        return keras.Model(inputs, {"denoised": denoised, "deblurred": deblurred}, name="nidf_pretraining")
+
+    def load_pretrained(self, stage_model):
+        """From a NIDF pretraining model (its "denoiser" and "deblurrer" layers) or a model holding the cascade."""
+        names = {layer.name for layer in stage_model.layers}
+        if "isp" in names or not {"denoiser", "deblurrer"} <= names:
+            return super().load_pretrained(stage_model)
+        for part in ("denoiser", "deblurrer"):
+            copy_weights(stage_model.get_layer(part), getattr(self, part))
 
     def get_config(self):
         return {**super().get_config(), "unet_options": self.unet_options}
@@ -506,23 +552,12 @@ def build_isp(name, **settings):
     return ISP_CLASSES[name](name="isp", **settings)
 
 
-def isp_model(isp, image_size, psf_size=None):
-    """A functional keras.Model around an ISP layer: inputs {"raw", "alpha", "sigma"[, "psf"]} -> the ISP's output.
-
-    image_size: (H, W) of the RAW frames; psf_size: (kh, kw) of the per-image PSFs, for ISPs that take them.
-    Used for stage-1 (reconstruction) training and for counting.
-    """
-    height, width = image_size
-    inputs = {
-        "raw": keras.Input((height, width, 1), name="raw"),
-        "alpha": keras.Input((), name="alpha"),
-        "sigma": keras.Input((), name="sigma"),
-    }
-    if isp.takes_psf:
-        if psf_size is None:
-            raise ValueError(f"psf_size must be given for an ISP that takes per-image PSFs; received {psf_size!r}")
-        inputs["psf"] = keras.Input((*psf_size, 3), name="psf")
-        outputs = isp(inputs["raw"], inputs["alpha"], inputs["sigma"], inputs["psf"])
-    else:
-        outputs = isp(inputs["raw"], inputs["alpha"], inputs["sigma"])
-    return keras.Model(inputs, outputs, name=f"{isp.name}_model")
+def copy_weights(source, target):
+    """Copy the weights of layer `source` into layer `target`; ValueError when their shapes differ."""
+    weights = source.get_weights()
+    if len(weights) != len(target.weights) or any(a.shape != tuple(b.shape) for a, b in zip(weights, target.weights)):
+        raise ValueError(
+            f"the stage-1 layer {source.name!r} has weights of shapes {[w.shape for w in weights]}, which do not "
+            f"fit this model's layer {target.name!r} ({[tuple(w.shape) for w in target.weights]})"
+        )
+    target.set_weights(weights)

@@ -1,19 +1,25 @@
-"""The joint model: RAW frames in, the ISP's task image and the classifier's logits out, as one Keras model.
+"""The models built from an ISP and a classifier head: each a functional keras.Model subclass that exposes its
+components as attributes (`.isp`, `.head`), so that nothing has to find them by layer names.
 
-Inputs (by name): "raw" [B, H, W, 1] float32 in [0, 1], "alpha" and "sigma" [B], and "psf" [B, kh, kw, 3] for an
-ISP that deblurs with per-image PSFs. Outputs: {"logits": [B, classes], "image": [B, H, W, 3]} (plus
-"denoised" for the NIDF cascade). "image" is the ISP's linear output in about [0, 1], not clipped. Before the head,
-a HeadPreprocessing layer clips it to [0, 1] (as the release's nets/mobilenet_isp.py does with tf.maximum /
-tf.minimum; clip=False is the unclipped variant) and applies the head's own input normalization (e.g. [-1, 1] for
-MobileNet and Inception-v4, see heads.preprocess_for_head), so callers always feed RAW values in [0, 1]. The clip
-passes no gradient to pixels outside [0, 1], as in the release. The sub-layers are named "isp",
-"head_preprocessing" and the head's own name, so stage-1 weights load by component.
+- JointClassifier: RAW frames in, the ISP's outputs and the classifier's logits out. Inputs (by name): "raw"
+  [B, H, W, 1] float32 in [0, 1], "alpha" and "sigma" [B], and "psf" [B, kh, kw, 3] for an ISP that deblurs with
+  per-image PSFs (Isp.takes_psf). Outputs: {"logits": [B, classes], "image": [B, H, W, 3]} plus the ISP's other
+  outputs (Isp.output_names, e.g. "denoised" for the NIDF cascade). "image" is the ISP's linear output in about
+  [0, 1], not clipped. Before the head, `head_preprocessing` (a HeadPreprocessing layer) clips it to [0, 1] (as the
+  release's nets/mobilenet_isp.py does with tf.maximum / tf.minimum; clip_image=False is the unclipped variant) and
+  applies the head's own input normalization (e.g. [-1, 1] for MobileNet and Inception-v4, see
+  heads.preprocess_for_head), so callers always feed RAW values in [0, 1]. The clip passes no gradient to pixels
+  outside [0, 1], as in the release.
+- IspModel: the ISP alone (reconstruction, its stage 1): {"raw", "alpha", "sigma"[, "psf"]} -> the ISP's outputs.
+- HeadClassifier: the head alone on clean images (its stage 1): {"clean"} [B, H, W, 3] in [0, 1] -> {"logits"},
+  through the same HeadPreprocessing as the joint model.
+The layers keep the names "isp", "head_preprocessing" and the head's own name (what TF1 checkpoint conversion and
+earlier runs refer to).
 """
 
 import keras
 
 from dirtypixels_tf.models import heads
-from dirtypixels_tf.models.isp import isp_model
 
 FREEZE_CHOICES = (None, "isp", "head")
 
@@ -43,39 +49,135 @@ class HeadPreprocessing(keras.layers.Layer):
         return {**super().get_config(), "head_name": self.head_name, "clip": self.clip}
 
 
-def joint_classifier(
-    isp, head, head_name, image_size, psf_size=None, freeze=None, name="joint_classifier", clip_image=True
-):
-    """One Keras model: ISP layer `isp` then the head model `head` (built by heads.build_head as `head_name`).
+def _raw_inputs(image_size, psf_size=None):
+    height, width = image_size
+    inputs = {
+        "raw": keras.Input((height, width, 1), name="raw"),
+        "alpha": keras.Input((), name="alpha"),
+        "sigma": keras.Input((), name="sigma"),
+    }
+    if psf_size is not None:
+        inputs["psf"] = keras.Input((*psf_size, 3), name="psf")
+    return inputs
 
-    image_size: (H, W) of the RAW frames, which is also the size of the head's input (no resizing: a head built
-    for another size is refused with the size it expects). freeze: None, "isp" or "head" (made non-trainable;
-    a frozen head also keeps its batch-norm statistics, as Liu et al. train only the denoiser). clip_image: clip
-    the ISP's image to [0, 1] before the head (the release's wiring; False feeds it unclipped).
+
+def _isp_outputs(isp, image_size, psf_size):
+    """(inputs, outputs dict) of `isp` on symbolic RAW inputs."""
+    if isp.takes_psf and psf_size is None:
+        raise ValueError(f"psf_size must be given for an ISP that takes per-image PSFs; received {psf_size!r}")
+    inputs = _raw_inputs(image_size, psf_size if isp.takes_psf else None)
+    outputs = isp(*(inputs[name] for name in ("raw", "alpha", "sigma", "psf") if name in inputs))
+    return inputs, dict(outputs)
+
+
+def _size(value, name):
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
+        raise ValueError(f"{name} must be (height, width) of positive integers; received {value!r}")
+    return tuple(value)
+
+
+class _ComponentModel(keras.Model):
+    """A functional model over component layers; its config holds the serialized components and the settings."""
+
+    COMPONENTS = ()
+
+    def _settings(self):
+        return {}
+
+    def get_config(self):
+        config = {"name": self.name, **self._settings()}
+        for key in self.COMPONENTS:
+            config[key] = keras.saving.serialize_keras_object(getattr(self, key))
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        for key in cls.COMPONENTS:
+            config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="dirtypixels_tf")
+class JointClassifier(_ComponentModel):
+    """ISP layer `isp` (models/isp.Isp) then head model `head` (heads.build_head named `head_name`), one model.
+
+    image_size: (H, W) of the RAW frames, which is also the size of the head's input (no resizing: a head built for
+    another size is refused with the size it expects); psf_size: (kh, kw) of per-image PSFs for an ISP that takes
+    them. freeze: None, "isp" or "head" (made non-trainable; a frozen head also keeps its batch-norm statistics, as
+    Liu et al. train only the denoiser). clip_image: clip the ISP's image to [0, 1] before the head (the release's
+    wiring; False feeds it unclipped).
     """
-    if freeze not in FREEZE_CHOICES:
-        raise ValueError(f"freeze must be one of {FREEZE_CHOICES}; received {freeze!r}")
-    expected = tuple(head.inputs[0].shape[1:3])
-    if None not in expected and expected != tuple(image_size):
-        raise ValueError(
-            f"raw frames of size {tuple(image_size)} do not fit head {head_name!r}, which expects {expected[0]}x"
-            f"{expected[1]} images: simulate or crop the RAW input at {expected[0]}x{expected[1]}"
-        )
-    standalone = isp_model(isp, image_size, psf_size)
-    outputs = dict(standalone.output) if isinstance(standalone.output, dict) else {"image": standalone.output}
-    scaled = HeadPreprocessing(head_name, clip=clip_image, name="head_preprocessing")(outputs["image"])
-    outputs["logits"] = head(scaled)
-    if freeze == "isp":
-        isp.trainable = False
-    elif freeze == "head":
-        head.trainable = False
-    return keras.Model(standalone.input, outputs, name=name)
+
+    COMPONENTS = ("isp", "head")
+
+    def __init__(
+        self, isp, head, head_name, image_size, psf_size=None, freeze=None, clip_image=True, name="joint_classifier"
+    ):
+        if freeze not in FREEZE_CHOICES:
+            raise ValueError(f"freeze must be one of {FREEZE_CHOICES}; received {freeze!r}")
+        image_size, psf_size = _size(image_size, "image_size"), _size(psf_size, "psf_size")
+        expected = tuple(head.inputs[0].shape[1:3])
+        if None not in expected and expected != image_size:
+            raise ValueError(
+                f"raw frames of size {image_size} do not fit head {head_name!r}, which expects {expected[0]}x"
+                f"{expected[1]} images: simulate or crop the RAW input at {expected[0]}x{expected[1]}"
+            )
+        inputs, outputs = _isp_outputs(isp, image_size, psf_size)
+        preprocessing = HeadPreprocessing(head_name, clip=clip_image, name="head_preprocessing")
+        outputs["logits"] = head(preprocessing(outputs["image"]))
+        if freeze == "isp":
+            isp.trainable = False
+        elif freeze == "head":
+            head.trainable = False
+        super().__init__(inputs, outputs, name=name)
+        self.isp, self.head, self.head_preprocessing = isp, head, preprocessing
+        self.head_name, self.image_size, self.psf_size = head_name, image_size, psf_size
+        self.freeze, self.clip_image = freeze, clip_image
+
+    def _settings(self):
+        return {
+            "head_name": self.head_name,
+            "image_size": self.image_size,
+            "psf_size": self.psf_size,
+            "freeze": self.freeze,
+            "clip_image": self.clip_image,
+        }
 
 
-def clean_image_classifier(head, head_name, image_size):
-    """The head alone on clean images (its stage-1 training): {"clean"} [B, H, W, 3] in [0, 1] -> {"logits"}, through
-    the same HeadPreprocessing layer as the joint model, the head as the layer named after it (what a training
-    config's stages.head_weights reads)."""
-    clean = keras.Input((*image_size, 3), name="clean")
-    logits = head(HeadPreprocessing(head_name, name="head_preprocessing")(clean))
-    return keras.Model({"clean": clean}, {"logits": logits}, name=f"{head_name}_clean")
+@keras.saving.register_keras_serializable(package="dirtypixels_tf")
+class IspModel(_ComponentModel):
+    """The ISP layer `isp` alone: {"raw", "alpha", "sigma"[, "psf"]} -> its outputs (Isp.output_names).
+    image_size: (H, W) of the RAW frames; psf_size: (kh, kw) of per-image PSFs, for ISPs that take them."""
+
+    COMPONENTS = ("isp",)
+
+    def __init__(self, isp, image_size, psf_size=None, name="isp_model"):
+        image_size, psf_size = _size(image_size, "image_size"), _size(psf_size, "psf_size")
+        inputs, outputs = _isp_outputs(isp, image_size, psf_size)
+        super().__init__(inputs, outputs, name=name)
+        self.isp, self.image_size, self.psf_size = isp, image_size, psf_size
+
+    def _settings(self):
+        return {"image_size": self.image_size, "psf_size": self.psf_size}
+
+
+@keras.saving.register_keras_serializable(package="dirtypixels_tf")
+class HeadClassifier(_ComponentModel):
+    """The head model `head` (named `head_name`) alone on clean images: {"clean"} [B, H, W, 3] in [0, 1] ->
+    {"logits"}, through the same HeadPreprocessing layer as the joint model (the head's stage-1 training)."""
+
+    COMPONENTS = ("head",)
+
+    def __init__(self, head, head_name, image_size, name=None):
+        image_size = _size(image_size, "image_size")
+        clean = keras.Input((*image_size, 3), name="clean")
+        preprocessing = HeadPreprocessing(head_name, name="head_preprocessing")
+        super().__init__({"clean": clean}, {"logits": head(preprocessing(clean))}, name=name or f"{head_name}_clean")
+        self.head, self.head_preprocessing = head, preprocessing
+        self.head_name, self.image_size = head_name, image_size
+
+    def _settings(self):
+        return {"head_name": self.head_name, "image_size": self.image_size}

@@ -7,7 +7,7 @@ background first (the original release and TF-slim). Bayer frames need even size
 presets take 300x300 RAW frames: past its first (valid, stride-2) convolution Inception-v4 has the same feature
 map sizes at 300 as at 299.
 
-Where the counts differ from the papers (seed 001 Tables 1-2):
+Where the counts differ from the papers (Diamond et al. 2021, Tables 1-2):
 - Parameters match: 4.28 M for the joint Anscombe model (47,661 ISP + 4,233,001 MobileNet-v1 at 1001 classes) and
   11.99 M for the Chen U-Net model (7,760,268 + 4,233,001). The ISP's 47,661 are the prior's 47,659 plus the
   release's two learned scalars (lambda and beta for one iteration), as in its checkpoints.
@@ -32,30 +32,18 @@ import dataclasses
 
 from dirtypixels_tf.models import heads
 from dirtypixels_tf.models.counting import count_multiply_adds, count_params
-from dirtypixels_tf.models.isp import build_isp, isp_model
-from dirtypixels_tf.models.joint import clean_image_classifier, joint_classifier
+from dirtypixels_tf.models.joint import IspModel
+from dirtypixels_tf.models.spec import ModelSpec, build_model
 
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """One model configuration: an ISP (isp_model.ISP_CLASSES name and settings) and a head, or either alone (a
-    head alone is trained on clean images, its stage 1).
-
-    head_bn_momentum: the head's batch-norm decay (heads.build_head's bn_momentum; None keeps the head's default).
-    """
+    """A named model (its ModelSpec) with the parameter and multiply-add counts it builds to (module docstring)."""
 
     name: str
-    isp: str | None
-    image_size: int
-    head: str | None = None
-    num_classes: int = 1001
-    isp_settings: dict = dataclasses.field(default_factory=dict)
-    head_width: float = 1.0
-    head_bn_momentum: float | None = None
-    psf_size: tuple | None = None
-    freeze: str | None = None
-    expected_params: int = 0
-    expected_macs: int = 0
+    spec: ModelSpec
+    expected_params: int
+    expected_macs: int
     paper: str = ""
 
     def __post_init__(self):
@@ -63,128 +51,102 @@ class Preset:
             raise ValueError(f"preset {self.name!r} must record its measured parameter and multiply-add counts")
 
 
+_SLIM_MOBILENET = {"head": "mobilenet_v1", "head_bn_momentum": heads.SLIM_BN_MOMENTUM}
+
 PRESETS = {
     preset.name: preset
     for preset in (
         Preset(
             "joint_mobilenet_v1_128",
-            "anscombe",
-            128,
-            "mobilenet_v1",
-            head_bn_momentum=heads.SLIM_BN_MOMENTUM,
-            expected_params=4_280_662,
-            expected_macs=302_662_656,
-            paper="seed 001 Table 1, joint Anscombe network + MobileNet-v1: 4.28 M, 282 M",
+            ModelSpec(128, "anscombe", **_SLIM_MOBILENET),
+            4_280_662,
+            302_662_656,
+            "Diamond et al. 2021 Table 1, joint Anscombe network + MobileNet-v1: 4.28 M, 282 M",
         ),
         Preset(
             "joint_packed_mobilenet_v1_128",
-            "anscombe",
-            128,
-            "mobilenet_v1",
-            head_bn_momentum=heads.SLIM_BN_MOMENTUM,
-            isp_settings={"domain": "packed", "first_conv": "plain", "prior_width": 8},
-            expected_params=4_281_967,
-            expected_macs=220_775_424,
-            paper="beyond the papers: the release's Anscombe network with its prior on the packed Bayer planes",
+            ModelSpec(
+                128,
+                "anscombe",
+                isp_settings={"domain": "packed", "first_conv": "plain", "prior_width": 8},
+                **_SLIM_MOBILENET,
+            ),
+            4_281_967,
+            220_775_424,
+            "beyond the papers: the release's Anscombe network with its prior on the packed Bayer planes",
         ),
         Preset(
             "joint_mobilenet_v1_128_no_anscombe",
-            "anscombe",
-            128,
-            "mobilenet_v1",
-            head_bn_momentum=heads.SLIM_BN_MOMENTUM,
-            isp_settings={"anscombe": False},
-            expected_params=4_280_662,
-            expected_macs=302_662_656,
-            paper="seed 001 Table 2, proposed joint architecture (no Anscombe layers): 4.28 M, 282 M",
+            ModelSpec(128, "anscombe", isp_settings={"anscombe": False}, **_SLIM_MOBILENET),
+            4_280_662,
+            302_662_656,
+            "Diamond et al. 2021 Table 2, proposed joint architecture (no Anscombe layers): 4.28 M, 282 M",
         ),
         Preset(
             "mobilenet_v1_128",
-            None,
-            128,
-            "mobilenet_v1",
-            head_bn_momentum=heads.SLIM_BN_MOMENTUM,
-            expected_params=4_233_001,
-            expected_macs=186_401_792,
-            paper="seed 001 Table 1, MobileNet-v1 (the release's stage 1 on clean images, slim's 128 model): 4.23 M, 181 M",
+            ModelSpec(128, **_SLIM_MOBILENET),
+            4_233_001,
+            186_401_792,
+            "Diamond et al. 2021 Table 1, MobileNet-v1 (the release's stage 1 on clean images, slim's 128 model): "
+            "4.23 M, 181 M",
         ),
         Preset(
             "raw_mobilenet_v1_128",
-            "bilinear",
-            128,
-            "mobilenet_v1",
-            head_bn_momentum=heads.SLIM_BN_MOMENTUM,
-            expected_params=4_233_001,
-            expected_macs=186_844_160,
-            paper="seed 001 Table 1, MobileNet-v1 from scratch on RAW: 4.23 M, 181 M",
+            ModelSpec(128, "bilinear", **_SLIM_MOBILENET),
+            4_233_001,
+            186_844_160,
+            "Diamond et al. 2021 Table 1, MobileNet-v1 from scratch on RAW: 4.23 M, 181 M",
         ),
         Preset(
             "raw_mobilenet_v2_140_128",
-            "bilinear",
-            128,
-            "mobilenet_v2",
-            head_width=1.4,
-            expected_params=6_110_569,
-            expected_macs=191_755_776,
-            paper="seed 001 Table 2, MobileNet-v2 from scratch: 6.90 M, 320 M",
+            ModelSpec(128, "bilinear", "mobilenet_v2", head_width=1.4),
+            6_110_569,
+            191_755_776,
+            "Diamond et al. 2021 Table 2, MobileNet-v2 from scratch: 6.90 M, 320 M",
         ),
         Preset(
             "chen_unet_mobilenet_v1_128",
-            "chen_unet",
-            128,
-            "mobilenet_v1",
-            expected_params=11_993_269,
-            expected_macs=943_473_664,
-            paper="seed 001 Table 1, U-Net of Chen et al. + MobileNet-v1: 11.99 M, 537 M",
+            ModelSpec(128, "chen_unet", "mobilenet_v1"),
+            11_993_269,
+            943_473_664,
+            "Diamond et al. 2021 Table 1, U-Net of Chen et al. 2018 + MobileNet-v1: 11.99 M, 537 M",
         ),
         Preset(
             "chen_unet_anscombe_mobilenet_v1_128",
-            "chen_unet",
-            128,
-            "mobilenet_v1",
-            isp_settings={"anscombe": True},
-            expected_params=11_993_269,
-            expected_macs=943_473_664,
-            paper="seed 001 Table 2, U-Net + Anscombe layers + MobileNet-v1: 11.99 M, 537 M",
+            ModelSpec(128, "chen_unet", "mobilenet_v1", isp_settings={"anscombe": True}),
+            11_993_269,
+            943_473_664,
+            "Diamond et al. 2021 Table 2, U-Net + Anscombe layers + MobileNet-v1: 11.99 M, 537 M",
         ),
         Preset(
             "joint_inception_v4_shrinkage_299",
-            "shrinkage_fields",
-            300,
-            "inception_v4",
-            expected_params=42_652_171,
-            expected_macs=12_722_966_160,
-            paper="seed 000 Table 2, shrinkage fields denoising + Inception-v4",
+            ModelSpec(300, "shrinkage_fields", "inception_v4"),
+            42_652_171,
+            12_722_966_160,
+            "Diamond et al. 2017 Table 2, shrinkage fields denoising + Inception-v4",
         ),
         Preset(
             "joint_inception_v4_shrinkage_deblur_299",
-            "shrinkage_fields",
-            300,
-            "inception_v4",
-            isp_settings={"task": "deblur_denoise"},
-            psf_size=(25, 25),
-            expected_params=42_652_171,
-            expected_macs=12_411_926_160,
-            paper="seed 000 Table 1, joint deblurring and denoising + Inception-v4 (per-image PSF input)",
+            ModelSpec(
+                300, "shrinkage_fields", "inception_v4", isp_settings={"task": "deblur_denoise"}, psf_size=(25, 25)
+            ),
+            42_652_171,
+            12_411_926_160,
+            "Diamond et al. 2017 Table 1, joint deblurring and denoising + Inception-v4 (per-image PSF input)",
         ),
         Preset(
             "liu_vgg16",
-            "liu",
-            224,
-            "VGG16",
-            num_classes=1000,
-            freeze="head",
-            expected_params=3_582_723,
-            expected_macs=91_896_491_008,
-            paper="seed 003, Liu et al. denoiser + frozen VGG-16 (joint loss lambda 0.25)",
+            ModelSpec(224, "liu", "VGG16", num_classes=1000, freeze="head"),
+            3_582_723,
+            91_896_491_008,
+            "Liu et al. 2018, denoiser + frozen VGG-16 (joint loss lambda 0.25)",
         ),
         Preset(
             "nidf",
-            "nidf",
-            256,
-            expected_params=3_851_334,
-            expected_macs=18_448_318_464,
-            paper="seed 004, NIDF denoiser + deblurrer cascade (no classifier)",
+            ModelSpec(256, "nidf"),
+            3_851_334,
+            18_448_318_464,
+            "Miao and Zhu (NIDF), denoiser + deblurrer cascade (no classifier)",
         ),
     )
 }
@@ -198,40 +160,21 @@ def get_preset(name):
 
 
 def build_preset(name, num_classes=None):
-    """The Keras model of a preset: the joint classifier, the ISP model alone, or the head alone on clean images.
-
-    num_classes overrides the preset's (e.g. 10 for Fashion-MNIST); the counts are for the preset's own.
-    """
-    preset = get_preset(name)
-    size = (preset.image_size, preset.image_size)
-    if preset.isp is None:
-        head = heads.build_head(
-            preset.head, (*size, 3), num_classes or preset.num_classes, bn_momentum=preset.head_bn_momentum
-        )
-        return clean_image_classifier(head, preset.head, size)
-    isp = build_isp(preset.isp, **preset.isp_settings)
-    if preset.head is None:
-        return isp_model(isp, size, preset.psf_size)
-    head = heads.build_head(
-        preset.head,
-        (*size, 3),
-        num_classes or preset.num_classes,
-        width=preset.head_width,
-        bn_momentum=preset.head_bn_momentum,
-    )
-    return joint_classifier(isp, head, preset.head, size, preset.psf_size, preset.freeze, name=preset.name)
+    """The Keras model of a preset (models/spec.build_model), named after it. num_classes overrides the preset's
+    (e.g. 10 for Fashion-MNIST); the counts are for the preset's own."""
+    return build_model(get_preset(name).spec.with_num_classes(num_classes), name=name)
 
 
 def count_preset(name):
     """Parameters and multiply-adds per part: {"isp": {...}, "head": {...}, "total": {...}} with keys
     "trainable", "non_trainable", "total" (parameters) and "multiply_adds"."""
-    preset = get_preset(name)
+    spec = get_preset(name).spec
     model = build_preset(name)
     parts = {}
-    if preset.isp is not None:
-        parts["isp"] = isp_model(model.get_layer("isp"), (preset.image_size,) * 2, preset.psf_size)
-    if preset.head is not None:
-        parts["head"] = model.get_layer(preset.head)
+    if spec.isp is not None:
+        parts["isp"] = IspModel(model.isp, (spec.image_size,) * 2, spec.psf_size)
+    if spec.head is not None:
+        parts["head"] = model.head
     parts["total"] = model
     result = {}
     for part, part_model in parts.items():

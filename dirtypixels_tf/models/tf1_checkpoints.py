@@ -28,13 +28,11 @@ Every model weight must come from the checkpoint and every checkpoint variable m
 
 import re
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from dirtypixels_tf.models import heads, presets
-from dirtypixels_tf.models.isp import build_isp, isp_model
-from dirtypixels_tf.models.joint import clean_image_classifier, joint_classifier
+from dirtypixels_tf.models.spec import ModelSpec, build_model
 
 RELEASE_IMAGE_SIZE = 128  # the release's --train_image_size
 INCEPTION_IMAGE_SIZE = 299
@@ -230,15 +228,10 @@ def assign(pairs, variables, kind, model_variables):
 # ---- builders -----------------------------------------------------------------------------------------------
 
 
-def _isp_only_model(isp, size):
-    standalone = isp_model(isp, (size, size))
-    return keras.Model(standalone.input, {"image": standalone.output}, name="anscombe_isp")
-
-
 def _size(preset, image_size, default):
-    if preset is not None and image_size is not None and image_size != preset.image_size:
-        raise CheckpointError(f"image_size {image_size} differs from preset {preset.name!r}'s {preset.image_size}")
-    return preset.image_size if preset is not None else (image_size or default)
+    if preset is not None and image_size is not None and image_size != preset.spec.image_size:
+        raise CheckpointError(f"image_size {image_size} differs from preset {preset.name!r}'s {preset.spec.image_size}")
+    return preset.spec.image_size if preset is not None else (image_size or default)
 
 
 def convert_checkpoint(path, preset=None, image_size=None):
@@ -247,7 +240,8 @@ def convert_checkpoint(path, preset=None, image_size=None):
     image_size: side of the RAW frames (or head images) when no preset is given (default 128; 299 for Inception-v4)."""
     variables = read_checkpoint(path)
     kind = checkpoint_kind(variables)
-    spec = presets.get_preset(preset) if preset is not None else None
+    named = presets.get_preset(preset) if preset is not None else None
+    spec = named.spec if named is not None else None
     settings = {}
     if kind in ("joint", "isp"):
         iterations = infer_iterations(variables)
@@ -264,37 +258,30 @@ def convert_checkpoint(path, preset=None, image_size=None):
     if kind == "inception_v4":
         settings["classes"] = infer_inception_classes(variables)
 
-    if kind == "joint":
-        size = _size(spec, image_size, RELEASE_IMAGE_SIZE)
-        if spec is not None:
-            if spec.isp != "anscombe" or spec.head != "mobilenet_v1":
-                raise CheckpointError(
-                    f"preset {preset!r} is not an Anscombe network + MobileNet-v1, as this checkpoint"
-                )
-            isp_settings = {**spec.isp_settings, "iterations": iterations}
-            isp = build_isp("anscombe", **isp_settings)
-            width, bn = spec.head_width, spec.head_bn_momentum
-        else:
-            isp, bn = build_isp("anscombe", iterations=iterations), heads.SLIM_BN_MOMENTUM
-        head = heads.build_head("mobilenet_v1", (size, size, 3), settings["classes"], width=width, bn_momentum=bn)
-        model = joint_classifier(isp, head, "mobilenet_v1", (size, size), name=preset or "joint_model")
-        pairs = _isp_pairs(isp) + _mobilenet_pairs(head)
-    elif kind == "isp":
-        size = _size(spec, image_size, RELEASE_IMAGE_SIZE)
+    default = INCEPTION_IMAGE_SIZE if kind == "inception_v4" else RELEASE_IMAGE_SIZE
+    size = _size(named, image_size, default)
+    if kind in ("joint", "isp"):
         if spec is not None and spec.isp != "anscombe":
             raise CheckpointError(f"preset {preset!r} has ISP {spec.isp!r}; this checkpoint holds an Anscombe network")
+        if kind == "joint" and spec is not None and spec.head != "mobilenet_v1":
+            raise CheckpointError(f"preset {preset!r} is not an Anscombe network + MobileNet-v1, as this checkpoint")
         isp_settings = {**(spec.isp_settings if spec else {}), "iterations": iterations}
-        isp = build_isp("anscombe", **isp_settings)
-        model = _isp_only_model(isp, size)
-        pairs = _isp_pairs(isp)
+        head = {"head": None}
+        if kind == "joint":
+            head = {"head": "mobilenet_v1", "num_classes": settings["classes"]}
+            head["head_width"] = spec.head_width if spec is not None else width
+            head["head_bn_momentum"] = spec.head_bn_momentum if spec is not None else heads.SLIM_BN_MOMENTUM
+        model = build_model(ModelSpec(size, "anscombe", isp_settings=isp_settings, **head), name=preset)
+        pairs = _isp_pairs(model.isp) + (_mobilenet_pairs(model.head) if kind == "joint" else [])
     else:
-        default = INCEPTION_IMAGE_SIZE if kind == "inception_v4" else RELEASE_IMAGE_SIZE
-        size = _size(spec, image_size, default)
         if spec is not None and spec.head != kind:
             raise CheckpointError(f"preset {preset!r} has head {spec.head!r}; this checkpoint holds {kind}")
-        options = {"width": settings["width"], "bn_momentum": heads.SLIM_BN_MOMENTUM} if kind == "mobilenet_v1" else {}
-        head = heads.build_head(kind, (size, size, 3), settings["classes"], **options)
-        model = clean_image_classifier(head, kind, (size, size))
-        pairs = _mobilenet_pairs(head) if kind == "mobilenet_v1" else _inception_pairs(head)
+        options = (
+            {"head_width": settings["width"], "head_bn_momentum": heads.SLIM_BN_MOMENTUM}
+            if kind == "mobilenet_v1"
+            else {}
+        )
+        model = build_model(ModelSpec(size, head=kind, num_classes=settings["classes"], **options))
+        pairs = _mobilenet_pairs(model.head) if kind == "mobilenet_v1" else _inception_pairs(model.head)
     copied = assign(pairs, variables, kind, model.weights)
     return model, {"kind": kind, "variables": len(variables), "copied": copied, "settings": settings}

@@ -142,7 +142,7 @@ class ImageSummaries(keras.callbacks.Callback):
             "raw_demosaicked": mosaic.demosaic_bilinear(tf.constant(self.features["raw"]), self.pattern),
             "clean": self.features["clean"],
         }
-        if isinstance(outputs, dict) and "image" in outputs:
+        if "image" in outputs:
             images["isp_output"] = outputs["image"]
         with self._writer.as_default(step=epoch + 1):
             for name, value in images.items():

@@ -456,7 +456,8 @@ def _positive(value, path, allow_zero=False):
 def validate(config):
     """Check the relations between settings; raises ConfigError naming the key. Returns the config."""
     from dirtypixels_tf.models import heads, isp, presets
-    from dirtypixels_tf.physics import noise
+    from dirtypixels_tf.physics import noise, optics
+    from dirtypixels_tf.training import losses
 
     model, data, opt, schedule, loss = config.model, config.data, config.optimizer, config.schedule, config.loss
     if model.preset is not None:
@@ -538,7 +539,10 @@ def validate(config):
     _require(
         0 < data.central_fraction <= 1, f"data.central_fraction: must be in (0, 1], received {data.central_fraction!r}"
     )
-    _check_psf_spec(data.psf)
+    try:
+        optics.check_psf_spec(data.psf)
+    except ValueError as error:
+        raise ConfigError(f"data.psf: {error}") from None
 
     rmsprop_only = {"rho": opt.rho, "tf1_rmsprop_init": opt.tf1_rmsprop_init}
     readers = {
@@ -577,21 +581,12 @@ def validate(config):
         for name in ("decay_rate", "decay_epochs", "staircase"):
             _require(getattr(schedule, name) is None, f"schedule.{name}: not read by a constant schedule; remove it")
 
-    outputs = spec["outputs"]
-    needs = {
-        "classification": {"logits"},
-        "l1": {"image"},
-        "mse": {"image"},
-        "psnr": {"image"},
-        "liu": {"image", "logits"},
-        "nidf_pretrain": {"denoised", "deblurred"},
-        "nidf": {"image", "denoised"},
-    }[loss.kind]
+    outputs = spec.outputs(loss.kind)
+    needs = set(losses.LOSS_OUTPUTS[loss.kind])
     _require(
         needs <= outputs,
         f"loss.kind: {loss.kind!r} needs model outputs {sorted(needs)}; this model has {sorted(outputs)}",
     )
-    _require(loss.kind != "nidf_pretrain" or spec["isp"] == "nidf", "loss.kind: 'nidf_pretrain' needs model.isp 'nidf'")
     if loss.kind in ("liu", "nidf"):
         _require(
             loss.weight is not None and loss.weight >= 0,
@@ -615,10 +610,8 @@ def validate(config):
         for name in ("iterations", "examples", "chunk_size"):
             _positive(getattr(config.lbfgs, name), f"lbfgs.{name}")
 
-    _require(config.stages.isp_weights is None or spec["isp"] is not None, "stages.isp_weights: this model has no ISP")
-    _require(
-        config.stages.head_weights is None or spec["head"] is not None, "stages.head_weights: this model has no head"
-    )
+    _require(config.stages.isp_weights is None or spec.isp is not None, "stages.isp_weights: this model has no ISP")
+    _require(config.stages.head_weights is None or spec.head is not None, "stages.head_weights: this model has no head")
     dist = config.distribution
     _require(
         dist.sync_batch_norm or dist.strategy != "multi_worker",
@@ -642,11 +635,11 @@ def validate(config):
             f"compare_isps: expected ISP names ({', '.join(isp.ISP_CLASSES)}), received {name!r}",
         )
     _require(
-        not config.compare_isps or (spec["head"] is not None and loss.kind in ("classification", "liu")),
+        not config.compare_isps or (spec.head is not None and loss.kind in ("classification", "liu")),
         "compare_isps: only for classifiers trained with loss 'classification' or 'liu'",
     )
     if config.pretrain:
-        _require(spec["isp"] is not None, "pretrain: this model has no ISP to pretrain")
+        _require(spec.isp is not None, "pretrain: this model has no ISP to pretrain")
         _require(
             config.stages.isp_weights is None,
             "stages.isp_weights: set together with pretrain (stage 1 provides the ISP weights); give one of them",
@@ -677,9 +670,9 @@ def pretrain_config(config):
     except ConfigError as error:
         raise ConfigError(f"pretrain.{error}") from None
     _require(
-        model_spec(stage1)["isp"] == model_spec(config)["isp"],
-        f"pretrain.model: stage 1 must train this model's ISP {model_spec(config)['isp']!r}; "
-        f"received {model_spec(stage1)['isp']!r}",
+        model_spec(stage1).isp == model_spec(config).isp,
+        f"pretrain.model: stage 1 must train this model's ISP {model_spec(config).isp!r}; "
+        f"received {model_spec(stage1).isp!r}",
     )
     return stage1
 
@@ -699,62 +692,23 @@ def require_complete(config):
     return config
 
 
-def _check_psf_spec(spec):
-    from dirtypixels_tf.physics import optics
-
-    if spec in optics.PSF_NAMES:
-        return
-    if spec.startswith("motion-"):
-        size = spec[len("motion-") :]
-        _require(
-            size.isdigit() and int(size) >= 1,
-            f"data.psf: 'motion-L' needs an integer half size L >= 1, received {spec!r}",
-        )
-        return
-    _require(
-        os.path.splitext(spec)[1].lower() in (".npy", ".npz", ".mat"),
-        f"data.psf: expected none, center, offaxis, periphery, motion-L or a .npy/.npz/.mat file, received {spec!r}",
-    )
-
-
 def model_spec(config):
-    """The resolved model settings: {"isp", "isp_settings", "head", "head_width", "image_size", "num_classes",
-    "psf_size", "freeze", "outputs"} from the preset or the explicit fields."""
+    """The models.ModelSpec of `config.model`: its preset's (num_classes may override it) or the explicit fields."""
     from dirtypixels_tf.models import presets
+    from dirtypixels_tf.models.spec import ModelSpec
 
     model = config.model
     if model.preset is not None:
-        preset = presets.get_preset(model.preset)
-        spec = {
-            "isp": preset.isp,
-            "isp_settings": dict(preset.isp_settings),
-            "head": preset.head,
-            "head_width": preset.head_width,
-            "image_size": preset.image_size,
-            "num_classes": model.num_classes or preset.num_classes,
-            "psf_size": preset.psf_size,
-            "freeze": preset.freeze,
-        }
-    else:
-        spec = {
-            "isp": model.isp,
-            "isp_settings": dict(model.isp_settings),
-            "head": model.head,
-            "head_width": model.head_width,
-            "image_size": model.image_size,
-            "num_classes": model.num_classes or 1000,
-            "psf_size": None,
-            "freeze": model.freeze,
-        }
-    outputs = set()
-    if spec["head"] is not None:
-        outputs.add("logits")
-    if spec["isp"] == "nidf":
-        outputs |= {"image", "denoised"} if config.loss.kind != "nidf_pretrain" else {"denoised", "deblurred"}
-    elif spec["isp"] is not None:
-        outputs.add("image")
-    spec["outputs"] = outputs
-    return spec
+        return presets.get_preset(model.preset).spec.with_num_classes(model.num_classes)
+    return ModelSpec(
+        model.image_size,
+        model.isp,
+        model.head,
+        num_classes=model.num_classes or 1000,
+        isp_settings=dict(model.isp_settings),
+        head_width=model.head_width,
+        freeze=model.freeze,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------

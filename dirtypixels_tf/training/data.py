@@ -25,7 +25,7 @@ from dirtypixels_tf.data import fashion_mnist, pipeline, sources
 from dirtypixels_tf.physics import optics
 from dirtypixels_tf.physics.sensor import SensorModel
 from dirtypixels_tf.training import config as config_lib
-from dirtypixels_tf.training.losses import IMAGE_KINDS, make_targets
+from dirtypixels_tf.training.losses import make_targets, needs_clean_image
 
 
 def epoch_seed(seed, epoch):
@@ -114,16 +114,14 @@ class ExperimentData:
         self.steps = config_lib.derive_steps(config, self.train_size)
         kind = config.loss.kind
         self.plan = _Plan(
-            include_clean=kind in IMAGE_KINDS
-            or kind in ("liu", "nidf", "nidf_pretrain")
-            or "clean" in self.input_names,
+            include_clean=needs_clean_image(kind) or "clean" in self.input_names,
             include_psf="psf" in self.input_names,
         )
-        if self.plan.include_psf and self.spec["psf_size"] is not None:
+        if self.plan.include_psf and self.spec.psf_size is not None:
             psf = pipeline.sensor_psf(self.sensor)
-            if tuple(psf.shape[:2]) != tuple(self.spec["psf_size"]):
+            if tuple(psf.shape[:2]) != tuple(self.spec.psf_size):
                 raise config_lib.ConfigError(
-                    f"data.psf: the model takes {self.spec['psf_size']} PSFs; data.psf {config.data.psf!r} is {psf.shape[:2]}"
+                    f"data.psf: the model takes {self.spec.psf_size} PSFs; data.psf {config.data.psf!r} is {psf.shape[:2]}"
                 )
         self._targets = make_targets(kind, self.input_names, self.sensor)
 
@@ -163,7 +161,7 @@ class ExperimentData:
             return pipeline.make_dataset(
                 self._train_source,
                 self.sensor,
-                self.spec["image_size"],
+                self.spec.image_size,
                 batch_size,
                 training=True,
                 seed=epoch_seed(self.config.seed, epoch),
@@ -189,7 +187,7 @@ class ExperimentData:
                 return pipeline.make_dataset_fn(
                     self._train_source,
                     self.sensor,
-                    self.spec["image_size"],
+                    self.spec.image_size,
                     data.batch_size,
                     training=True,
                     seed=epoch_seed(self.config.seed, epoch),
@@ -218,7 +216,7 @@ class ExperimentData:
         return pipeline.make_dataset(
             self._eval_source,
             self.sensor,
-            self.spec["image_size"],
+            self.spec.image_size,
             batch_size or self.config.data.batch_size,
             training=False,
             seed=self.config.seed + 1,
@@ -231,7 +229,7 @@ class ExperimentData:
         dataset = pipeline.make_dataset(
             source,
             self.sensor,
-            self.spec["image_size"],
+            self.spec.image_size,
             count,
             training=False,
             seed=self.config.seed + 2,

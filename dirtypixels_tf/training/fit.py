@@ -262,10 +262,10 @@ def comparison_config(config, isp_name):
     spec = config_lib.model_spec(config)
     model = config_lib.ModelConfig(
         isp=isp_name,
-        head=spec["head"],
-        head_width=spec["head_width"],
-        image_size=spec["image_size"],
-        num_classes=spec["num_classes"],
+        head=spec.head,
+        head_width=spec.head_width,
+        image_size=spec.image_size,
+        num_classes=spec.num_classes,
     )
     stages = dataclasses.replace(config.stages, isp_weights=None)
     return dataclasses.replace(
@@ -339,7 +339,7 @@ def _pretrain(config, run_dir, verbose, log):
         log(f"stage 1: already trained in {stage1_dir}")
         results = _trained_results(stage1, stage1_dir)
     else:
-        log(f"stage 1: the {config_lib.model_spec(stage1)['isp']!r} ISP trained with loss {stage1.loss.kind!r}")
+        log(f"stage 1: the {config_lib.model_spec(stage1).isp!r} ISP trained with loss {stage1.loss.kind!r}")
         results = run_experiment(stage1, stage1_dir, verbose, log)
     log("stage 2: from the stage-1 ISP")
     keras.utils.set_random_seed(config.seed)  # stage 2 starts from the same random state, resumed or not
@@ -360,7 +360,7 @@ def _trained_results(config, run_dir):
         results = {"chief": True}
         evaluation = data_lib.ExperimentData(config, models_lib.model_input_names(model)).eval_dataset()
         if evaluation is not None:
-            results["test"] = evaluate(model, evaluation, config_lib.model_spec(config)["num_classes"])
+            results["test"] = evaluate(model, evaluation, config_lib.model_spec(config).num_classes)
         _write_metrics(run_dir, results)
     results["model"] = model
     return results
@@ -402,7 +402,7 @@ def _train(config, run_dir, strategy, chief, verbose, log, params=None):
     shutil.rmtree(os.path.join(run_dir, callbacks_lib.BACKUP_DIR), ignore_errors=True)
     evaluation = data.eval_dataset()
     if evaluation is not None:
-        results["test"] = evaluate(model, evaluation, config_lib.model_spec(config)["num_classes"])
+        results["test"] = evaluate(model, evaluation, config_lib.model_spec(config).num_classes)
     _write_metrics(run_dir, results)
     results["model"] = model
     return results

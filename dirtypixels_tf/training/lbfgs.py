@@ -46,8 +46,7 @@ def lbfgs_pretrain(model, inputs, targets, iterations, chunk_size=50, output="im
     def chunk_value_and_gradients(chunk_inputs, chunk_targets):
         with tf.GradientTape() as tape:
             outputs = model(chunk_inputs, training=False)
-            image = outputs[output] if isinstance(outputs, dict) else outputs
-            value = -tf.reduce_sum(psnr_per_image(chunk_targets, image))
+            value = -tf.reduce_sum(psnr_per_image(chunk_targets, outputs[output]))
         return value, tape.gradient(value, variables)
 
     evaluations = [0]

@@ -23,6 +23,21 @@ import keras
 import tensorflow as tf
 
 IMAGE_KINDS = ("l1", "mse", "psnr")
+# The model outputs each objective reads; the targets come from the clean image for every output but "logits".
+LOSS_OUTPUTS = {
+    "classification": ("logits",),
+    "l1": ("image",),
+    "mse": ("image",),
+    "psnr": ("image",),
+    "liu": ("image", "logits"),
+    "nidf_pretrain": ("denoised", "deblurred"),
+    "nidf": ("image", "denoised"),
+}
+
+
+def needs_clean_image(kind):
+    """True when the targets of objective `kind` are computed from the clean image."""
+    return any(name != "logits" for name in LOSS_OUTPUTS[kind])
 
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")

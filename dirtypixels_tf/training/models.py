@@ -1,84 +1,34 @@
 """The Keras model of an experiment config, and stage-1 weights loaded into it by component.
 
-Models (inputs by name, outputs a dict):
-- ISP + head: models.joint.joint_classifier: {"raw", "alpha", "sigma"[, "psf"]} -> {"logits", "image"[, "denoised"]}.
-- ISP alone (reconstruction, stage 1): {"raw", "alpha", "sigma"} -> {"image"} ({"image", "denoised"} for NIDF),
-  with the ISP as the layer named "isp".
-- NIDF pretraining: {"raw", "alpha", "sigma", "blurred"} -> {"denoised": denoiser(demosaic(raw)), "deblurred":
-  deblurrer(blurred)}, built from the cascade's own sub-layers "demosaic", "denoiser" and "deblurrer".
-- Head alone on clean images (the head's stage 1): {"clean"} [B, H, W, 3] in [0, 1] -> {"logits"}, through the
-  same HeadPreprocessing layer as the joint model, the head as the layer named after it.
-
-Stage-1 weights are copied by component: the joint model's "isp" layer from the stage-1 model's "isp" layer (or,
-from a NIDF pretraining model, the cascade's "denoiser" and "deblurrer"), the head from the stage-1 model's layer
-named after the head (or a .weights.h5 of the head model). Nothing is matched by variable names.
+The model is models/spec.build_model of the config's ModelSpec (training/config.model_spec): a JointClassifier,
+an IspModel or a HeadClassifier (models/joint.py), or the ISP's own pretraining model when the loss is its
+pretraining loss (ModelSpec.pretrains, e.g. NIDF's "nidf_pretrain"). Stage-1 weights are copied by component:
+the ISP by its own `load_pretrained` (from the stage-1 model's "isp" layer, or what its pretraining model holds),
+the head from the stage-1 model's head (or a .weights.h5 of the head model). Nothing is matched by variable names.
 """
 
 import os
 
 import keras
 
-from dirtypixels_tf.models import heads
-from dirtypixels_tf.models.isp import build_isp, isp_model
-from dirtypixels_tf.models.joint import clean_image_classifier, joint_classifier
+from dirtypixels_tf.models.isp import build_isp, copy_weights
 from dirtypixels_tf.models.loading import MODEL_FILE
+from dirtypixels_tf.models.spec import build_model as build_spec_model
 from dirtypixels_tf.training import config as config_lib
-
-
-def _image_size(spec):
-    return (spec["image_size"], spec["image_size"])
-
-
-def _head_bn_momentum(config):
-    """The head's batch-norm momentum: the preset's (slim's 0.9997 for the release presets), else the head's default."""
-    from dirtypixels_tf.models import presets
-
-    return None if config.model.preset is None else presets.get_preset(config.model.preset).head_bn_momentum
 
 
 def build_model(config):
     """The uncompiled Keras model of an ExperimentConfig (see the module docstring)."""
     spec = config_lib.model_spec(config)
-    size = _image_size(spec)
-    head = None
-    if spec["head"] is not None:
-        head = heads.build_head(
-            spec["head"],
-            (*size, 3),
-            spec["num_classes"],
-            width=spec["head_width"],
-            bn_momentum=_head_bn_momentum(config),
-        )
-    if spec["isp"] is None:
-        return clean_image_classifier(head, spec["head"], size)
-    isp = build_isp(spec["isp"], **spec["isp_settings"])
-    if config.loss.kind == "nidf_pretrain":
-        return _nidf_pretraining_model(isp, size)
-    psf_size = spec["psf_size"]
-    if isp.takes_psf and psf_size is None:  # per-image PSF input of the data's PSF size
+    psf_size = None
+    if spec.psf_size is None and config.data.psf != "none":  # an ISP that takes PSFs gets the data's PSF size
         from dirtypixels_tf.training.data import load_psf
 
-        psf = load_psf(config.data.psf, config.seed)
-        if psf is None:
-            raise config_lib.ConfigError(f"data.psf: model.isp {spec['isp']!r} deblurs with a PSF; received 'none'")
-        psf_size = tuple(psf.shape[:2])
-    if head is not None:
-        return joint_classifier(isp, head, spec["head"], size, psf_size, spec["freeze"], name="joint_model")
-    standalone = isp_model(isp, size, psf_size)
-    outputs = standalone.output if isinstance(standalone.output, dict) else {"image": standalone.output}
-    return keras.Model(standalone.input, dict(outputs), name=f"{spec['isp']}_isp")
-
-
-def _nidf_pretraining_model(isp, size):
-    inputs = {
-        "raw": keras.Input((*size, 1), name="raw"),
-        "alpha": keras.Input((), name="alpha"),
-        "sigma": keras.Input((), name="sigma"),
-        "blurred": keras.Input((*size, 3), name="blurred"),
-    }
-    denoised = isp.denoiser(isp.demosaic(inputs["raw"]))
-    deblurred = isp.deblurrer(inputs["blurred"])
-    return keras.Model(inputs, {"denoised": denoised, "deblurred": deblurred}, name="nidf_pretraining")
+        psf_size = tuple(load_psf(config.data.psf, config.seed).shape[:2])
+    elif spec.psf_size is None and spec.isp is not None:
+        if build_isp(spec.isp, **spec.isp_settings).takes_psf:
+            raise config_lib.ConfigError(f"data.psf: model.isp {spec.isp!r} deblurs with a PSF; received 'none'")
+    return build_spec_model(spec, pretraining=spec.pretrains(config.loss.kind), psf_size=psf_size)
 
 
 def training_view(model, output_names):
@@ -103,14 +53,18 @@ def _load_stage_model(path, key):
     return keras.models.load_model(file, compile=False)
 
 
-def _copy_layer(source, target, what):
-    weights = source.get_weights()
-    if len(weights) != len(target.weights) or any(a.shape != tuple(b.shape) for a, b in zip(weights, target.weights)):
-        raise config_lib.ConfigError(
-            f"{what}: the stage-1 layer {source.name!r} has weights of shapes {[w.shape for w in weights]}, which "
-            f"do not fit this model's layer {target.name!r} ({[tuple(w.shape) for w in target.weights]})"
-        )
-    target.set_weights(weights)
+def _copy(source, target, key):
+    try:
+        copy_weights(source, target)
+    except ValueError as error:
+        raise config_lib.ConfigError(f"{key}: {error}") from None
+
+
+def _head_of(model, key, source):
+    head = getattr(model, "head", None)
+    if head is None:
+        raise config_lib.ConfigError(f"{key}: {source!r} holds no classifier head (model {model.name!r})")
+    return head
 
 
 def load_stage_weights(model, config):
@@ -118,33 +72,23 @@ def load_stage_weights(model, config):
     what was loaded (for the log)."""
     loaded = []
     stages = config.stages
-    spec = config_lib.model_spec(config)
     if stages.isp_weights is not None:
         stage = _load_stage_model(stages.isp_weights, "stages.isp_weights")
-        names = {layer.name for layer in stage.layers}
-        target = model.get_layer("isp")
-        if "isp" in names:
-            _copy_layer(stage.get_layer("isp"), target, "stages.isp_weights")
-        elif spec["isp"] == "nidf" and {"denoiser", "deblurrer"} <= names:
-            for part in ("denoiser", "deblurrer"):
-                _copy_layer(stage.get_layer(part), getattr(target, part), "stages.isp_weights")
-        else:
-            raise config_lib.ConfigError(f"stages.isp_weights: {stages.isp_weights!r} has no layer named 'isp'")
+        try:
+            model.isp.load_pretrained(stage)
+        except ValueError as error:
+            raise config_lib.ConfigError(f"stages.isp_weights: {stages.isp_weights!r}: {error}") from None
         loaded.append(f"isp <- {stages.isp_weights}")
     if stages.head_weights is not None:
-        head = model.get_layer(spec["head"])
+        head = _head_of(model, "stages.head_weights", "this model")
         if str(stages.head_weights).endswith(".weights.h5"):
             if not os.path.isfile(stages.head_weights):
                 raise config_lib.ConfigError(f"stages.head_weights: file not found: {stages.head_weights!r}")
             head.load_weights(stages.head_weights)
         else:
             stage = _load_stage_model(stages.head_weights, "stages.head_weights")
-            if spec["head"] not in {layer.name for layer in stage.layers}:
-                raise config_lib.ConfigError(
-                    f"stages.head_weights: {stages.head_weights!r} has no layer named {spec['head']!r}"
-                )
-            _copy_layer(stage.get_layer(spec["head"]), head, "stages.head_weights")
-        loaded.append(f"{spec['head']} <- {stages.head_weights}")
+            _copy(_head_of(stage, "stages.head_weights", stages.head_weights), head, "stages.head_weights")
+        loaded.append(f"{head.name} <- {stages.head_weights}")
     return loaded
 
 

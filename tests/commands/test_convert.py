@@ -20,7 +20,7 @@ from tiny_models import calibrate_batch_norm
 from dirtypixels_tf.cli import main
 from dirtypixels_tf.export.tflite import simulated_inputs
 from dirtypixels_tf.models import heads, isp, tf1_checkpoints
-from dirtypixels_tf.models.joint import joint_classifier
+from dirtypixels_tf.models.joint import JointClassifier
 from dirtypixels_tf.models.loading import load_model
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "release_reference"
@@ -63,7 +63,7 @@ def randomized_joint(iterations=2, seed=0):
     keras.utils.set_random_seed(seed)
     layer = isp.build_isp("anscombe", iterations=iterations)
     head = heads.build_head("mobilenet_v1", (SIZE, SIZE, 3), 11, width=0.25)
-    model = joint_classifier(layer, head, "mobilenet_v1", (SIZE, SIZE))
+    model = JointClassifier(layer, head, "mobilenet_v1", (SIZE, SIZE))
     rng = np.random.default_rng(seed)
     for variable in model.weights:
         if "bn" in variable.path or variable.path.endswith(("bias", "gamma", "beta")):

@@ -9,8 +9,9 @@ import skimage.data
 import skimage.io
 
 from dirtypixels_tf import cli
-from dirtypixels_tf.models import heads, joint
+from dirtypixels_tf.models import heads
 from dirtypixels_tf.models.isp import build_isp
+from dirtypixels_tf.models.joint import JointClassifier
 from dirtypixels_tf.training import config as config_lib
 
 SIZE = 32
@@ -35,7 +36,7 @@ def image_folder(tmp_path_factory):
 def model_file(tmp_path_factory):
     keras.utils.set_random_seed(1)
     head = heads.build_head("mobilenet_v1", (SIZE, SIZE, 3), 2, width=0.25)
-    model = joint.joint_classifier(build_isp("anscombe"), head, "mobilenet_v1", (SIZE, SIZE))
+    model = JointClassifier(build_isp("anscombe"), head, "mobilenet_v1", (SIZE, SIZE))
     path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
     model.save(path)
     return path

@@ -13,8 +13,9 @@ from skimage.util import img_as_float32
 
 from dirtypixels_tf.data import fashion_mnist, sources
 from dirtypixels_tf.evaluation import baselines, figures, grid
-from dirtypixels_tf.models import heads, joint
+from dirtypixels_tf.models import heads
 from dirtypixels_tf.models.isp import build_isp
+from dirtypixels_tf.models.joint import JointClassifier
 from dirtypixels_tf.physics import noise
 
 SIZE = 32
@@ -38,7 +39,7 @@ def constant_source(count=12):
 def tiny_model():
     keras.utils.set_random_seed(0)
     head = heads.build_head("mobilenet_v1", (SIZE, SIZE, 3), 10, width=0.25)
-    return joint.joint_classifier(build_isp("anscombe"), head, "mobilenet_v1", (SIZE, SIZE))
+    return JointClassifier(build_isp("anscombe"), head, "mobilenet_v1", (SIZE, SIZE))
 
 
 def test_parse_light_level():

@@ -6,14 +6,15 @@ import tensorflow as tf
 
 from dirtypixels_tf.export import export_tflite
 from dirtypixels_tf.export.tflite import simulated_inputs
-from dirtypixels_tf.models.isp import AnscombeNetwork, isp_model
+from dirtypixels_tf.models.isp import AnscombeNetwork
+from dirtypixels_tf.models.joint import IspModel
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 
 
 def test_packed_isp_exports_to_tflite_with_builtin_ops_and_the_same_image(tmp_path):
     isp = AnscombeNetwork(domain="packed", first_conv="plain", prior_width=8)
-    model = isp_model(isp, (32, 32))
+    model = IspModel(isp, (32, 32))
     rng = np.random.default_rng(0)
     for weight in model.weights:
         value = (

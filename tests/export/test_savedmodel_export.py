@@ -16,7 +16,8 @@ from tiny_models import CLASS_NAMES, SIZE
 from dirtypixels_tf import cli
 from dirtypixels_tf.export import export_savedmodel, make_example, read_export_metadata
 from dirtypixels_tf.export.tflite import simulated_inputs
-from dirtypixels_tf.models.isp import build_isp, isp_model
+from dirtypixels_tf.models.isp import build_isp
+from dirtypixels_tf.models.joint import IspModel
 from dirtypixels_tf.models.loading import load_model
 from dirtypixels_tf.physics import noise
 
@@ -186,7 +187,7 @@ def test_metadata_and_warmup_file(exported):
 
 
 def test_versions_count_up_and_never_overwrite(tmp_path):
-    model = isp_model(build_isp("bilinear"), (8, 8))
+    model = IspModel(build_isp("bilinear"), (8, 8))
     base = tmp_path / "bilinear"
     assert export_savedmodel(model, base).endswith(os.sep + "1")
     assert export_savedmodel(model, base).endswith(os.sep + "2")
@@ -208,7 +209,7 @@ def test_versions_count_up_and_never_overwrite(tmp_path):
 
 
 def test_a_crash_while_writing_leaves_no_version(tmp_path, monkeypatch):
-    model = isp_model(build_isp("bilinear"), (8, 8))
+    model = IspModel(build_isp("bilinear"), (8, 8))
     base = tmp_path / "crash"
     export_savedmodel(model, base)
     original = tf.saved_model.save
@@ -232,14 +233,14 @@ def test_a_killed_export_leaves_no_version(tmp_path):
     script = (
         "import os, time\n"
         "from dirtypixels_tf.export import export_savedmodel\n"
-        "from dirtypixels_tf.models.isp import build_isp, isp_model\n"
+        "from dirtypixels_tf.models.isp import build_isp\nfrom dirtypixels_tf.models.joint import IspModel\n"
         "rename = os.rename\n"
         "def slow_rename(source, target):\n"
         "    print('written', flush=True)\n"
         "    time.sleep(60)\n"
         "    rename(source, target)\n"
         "os.rename = slow_rename\n"
-        f"export_savedmodel(isp_model(build_isp('bilinear'), (8, 8)), {str(base)!r})\n"
+        f"export_savedmodel(IspModel(build_isp('bilinear'), (8, 8)), {str(base)!r})\n"
     )
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline().strip() == "written"

@@ -9,7 +9,7 @@ from tiny_models import SIZE, calibrate_batch_norm
 from dirtypixels_tf.export import export_savedmodel, export_tflite, tflite_parity
 from dirtypixels_tf.models.heads import build_head
 from dirtypixels_tf.models.isp import build_isp
-from dirtypixels_tf.models.joint import joint_classifier
+from dirtypixels_tf.models.joint import JointClassifier
 from dirtypixels_tf.physics.sensor import SensorModel
 
 # tf.lite.Interpreter warns that it moves to the ai_edge_litert package; TF 2.21 still ships it.
@@ -71,7 +71,7 @@ def test_dynamic_range_tflite_of_a_trained_model_keeps_its_decisions(tmp_path):
     of the SavedModel's decisions (AGREEMENT) on the task's fresh frames and on simulated_inputs."""
     keras.utils.set_random_seed(1)
     head = build_head("mobilenet_v1", (SIZE, SIZE, 3), 10, width=0.25)
-    model = joint_classifier(build_isp("anscombe"), head, "mobilenet_v1", (SIZE, SIZE))
+    model = JointClassifier(build_isp("anscombe"), head, "mobilenet_v1", (SIZE, SIZE))
     frames, labels = _synthetic_task(512, seed=0)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(keras.optimizers.Adam(3e-3), {"logits": loss, "image": None})

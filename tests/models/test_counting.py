@@ -4,6 +4,7 @@ import pytest
 
 from dirtypixels_tf.models import heads, isp
 from dirtypixels_tf.models.counting import count_multiply_adds, count_params
+from dirtypixels_tf.models.joint import IspModel
 
 
 def test_multiply_adds_closed_form_for_every_counted_op():
@@ -45,7 +46,7 @@ def test_mobilenet_v2_counts_follow_its_bottleneck_table():
 
 
 def test_chen_unet_counts_follow_its_layers():
-    model = isp.isp_model(isp.build_isp("chen_unet"), (128, 128))
+    model = IspModel(isp.build_isp("chen_unet"), (128, 128))
     assert count_params(model)["trainable"] == published.chen_unet() == 7_760_268
     assert count_multiply_adds(model) == published.chen_unet_multiply_adds(128)
 
@@ -64,7 +65,7 @@ def test_release_anscombe_network_multiply_adds_by_hand():
     level0 = 128**2 * 9 * (4 * 8 + 8 * 8 + 16 * 8 + 8 * 3)
     level1 = 64**2 * (9 * (8 * 16 + 16 * 16 + 32 * 16 + 16 * 16) + 4 * 16 * 8)
     level2 = 32**2 * (9 * (16 * 32 + 3 * 32 * 32) + 4 * 32 * 16)
-    model = isp.isp_model(isp.build_isp("anscombe"), (128, 128))
+    model = IspModel(isp.build_isp("anscombe"), (128, 128))
     assert count_multiply_adds(model) == level0 + level1 + level2 == published.release_anscombe_multiply_adds(128)
     assert count_params(model)["trainable"] == published.release_anscombe_network()
 

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from dirtypixels_tf.models import isp
+from dirtypixels_tf.models.joint import IspModel
 from dirtypixels_tf.physics import mosaic, optics
 from dirtypixels_tf.physics.sensor import SensorModel
 
@@ -41,11 +42,12 @@ def make_inputs(model, batch=2, seed=0):
 def build(config, psf_size=(5, 5)):
     name, settings = CONFIGS[config]
     layer = isp.build_isp(name, **settings)
-    return isp.isp_model(layer, (SIZE, SIZE), psf_size if layer.takes_psf else None)
+    return IspModel(layer, (SIZE, SIZE), psf_size if layer.takes_psf else None)
 
 
 def image_of(output):
-    return output["image"] if isinstance(output, dict) else output
+    assert set(output) >= {"image"}  # every ISP returns a dict with "image" (models/isp.Isp)
+    return output["image"]
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
@@ -57,7 +59,7 @@ def test_forward_training_step_save_load_and_xla(config, tmp_path):
     assert np.all(np.isfinite(output.numpy()))
 
     if model.trainable_weights:
-        target = {"image": clean, "denoised": clean} if isinstance(model.output, dict) else clean
+        target = {name: clean for name in model.output}
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mae")
         before = [w.numpy().copy() for w in model.trainable_weights]
         model.fit(features, target, epochs=1, batch_size=2, verbose=0)
@@ -79,15 +81,15 @@ def test_batch_of_mixed_noise_levels_equals_each_image_alone():
     assert len(np.unique(features["alpha"])) == 1  # 6lux is one light level: give each image its own below
     features["alpha"] = tf.constant([0.05, 0.1, 0.2])
     features["sigma"] = tf.constant([0.01, 0.1, 0.3])
-    batched = model(features).numpy()
+    batched = model(features)["image"].numpy()
     for i in range(3):
-        alone = model({k: v[i : i + 1] for k, v in features.items()}).numpy()
+        alone = model({k: v[i : i + 1] for k, v in features.items()})["image"].numpy()
         np.testing.assert_allclose(batched[i : i + 1], alone, atol=1e-5)
 
 
 def test_release_anscombe_network_layout():
     layer = isp.build_isp("anscombe")
-    isp.isp_model(layer, (128, 128))
+    IspModel(layer, (128, 128))
     scalars = {w.path: float(w.numpy()) for w in layer.weights if w.shape == ()}
     assert scalars == {"isp/lambda": 1.0, "isp/projection_0/beta": 2.0}  # the release's gauss_den/lambda, iter_0/beta
     assert float(layer.projections[0].gamma_value(layer.lam)) == pytest.approx(2.0)
@@ -99,11 +101,11 @@ def test_release_anscombe_network_layout():
 def test_release_scalars_compute_the_log_gamma_function_at_initialization():
     release = isp.build_isp("anscombe", iterations=2)
     log_gamma = isp.build_isp("anscombe", iterations=2, scalars="log_gamma")
-    model_a, model_b = isp.isp_model(release, (SIZE, SIZE)), isp.isp_model(log_gamma, (SIZE, SIZE))
+    model_a, model_b = IspModel(release, (SIZE, SIZE)), IspModel(log_gamma, (SIZE, SIZE))
     for a, b in zip(release.priors, log_gamma.priors):
         b.set_weights(a.get_weights())
     _, features = make_inputs(model_a)
-    np.testing.assert_allclose(model_a(features).numpy(), model_b(features).numpy(), atol=1e-6)
+    np.testing.assert_allclose(model_a(features)["image"].numpy(), model_b(features)["image"].numpy(), atol=1e-6)
     assert [float(p.beta.numpy()) for p in release.projections] == [2.0, 4.0]
     release.lam.assign(2.0)  # gamma = beta / lambda: doubling lambda halves every gamma
     assert [float(p.gamma_value(release.lam)) for p in release.projections] == [1.0, 2.0]
@@ -113,7 +115,7 @@ def test_release_normalization_runs_over_the_masked_three_channel_image():
     # The release takes min and max of the GAT of S^T y, zeros at the unmeasured colours included, so with every
     # measured pixel above 0 the offset is D(0) = 2 sqrt(3/8 + s^2), not the smallest measured value.
     layer = isp.build_isp("anscombe")
-    isp.isp_model(layer, (SIZE, SIZE))
+    IspModel(layer, (SIZE, SIZE))
     raw = tf.constant(np.random.default_rng(3).uniform(0.2, 0.8, (2, SIZE, SIZE, 1)), tf.float32)
     alpha, sigma = tf.constant([0.01, 0.02]), tf.constant([0.02, 0.05])
     x, y, scale, transformed = layer.transform(raw, alpha, sigma)
@@ -126,7 +128,7 @@ def test_release_normalization_runs_over_the_masked_three_channel_image():
     np.testing.assert_allclose(y.numpy()[..., 0], np.sum(x.numpy() * masks, axis=-1), atol=1e-6)
     # the paper's variant normalizes over the mosaic's pixels: its offset is the smallest measured D
     paper = isp.build_isp("anscombe", anscombe_input="mosaic")
-    isp.isp_model(paper, (SIZE, SIZE))
+    IspModel(paper, (SIZE, SIZE))
     np.testing.assert_allclose(paper.transform(raw, alpha, sigma)[3]["offset"].numpy(), d.min(axis=(1, 2)), rtol=1e-5)
 
 
@@ -134,7 +136,7 @@ def test_bilinear_isp_is_exact_on_constant_images():
     model = build("bilinear")
     images = np.full((1, SIZE, SIZE, 3), [0.2, 0.4, 0.6], np.float32)
     features = {"raw": mosaic.mosaic(images), "alpha": tf.ones([1]), "sigma": tf.ones([1])}
-    np.testing.assert_allclose(model(features).numpy(), images, atol=1e-6)
+    np.testing.assert_allclose(model(features)["image"].numpy(), images, atol=1e-6)
 
 
 def test_bad_input_is_named():
@@ -151,7 +153,7 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match=r"raw must have 1 channel\(s\)"):
         isp.build_isp("anscombe")(np.zeros((1, 8, 8, 3), np.float32), np.ones(1), np.ones(1))
     with pytest.raises(ValueError, match="psf_size must be given"):
-        isp.isp_model(isp.build_isp("shrinkage_fields", task="deblur_denoise"), (SIZE, SIZE))
+        IspModel(isp.build_isp("shrinkage_fields", task="deblur_denoise"), (SIZE, SIZE))
 
 
 # Functional references: what the Anscombe network computes, not only that it runs.
@@ -192,13 +194,13 @@ def test_release_network_with_identity_prior_is_the_mosaic_plus_the_inverse_bias
     # (D(0) - min D) k, the normalized GAT of 0. The algebraic inverse (D^2/4 - 1/8 - s^2) alpha maps the GAT of a
     # value y back to y + alpha / 4 (its 1/4 is the asymptotic bias correction), so the output is S^T y + alpha / 4.
     layer = isp.build_isp("anscombe")
-    model = isp.isp_model(layer, (SIZE, SIZE))
+    model = IspModel(layer, (SIZE, SIZE))
     _without_prior_residual(layer)
     clean = _scenes(SIZE)
     features = SensorModel(light_levels="6lux").simulate(clean, seed=[0, 1])
     raw, alpha = features["raw"].numpy(), features["alpha"].numpy()[:, None, None, None]
     expected = raw * mosaic.bayer_masks_numpy(SIZE, SIZE) + alpha / 4
-    np.testing.assert_allclose(model(features).numpy(), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model(features)["image"].numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_anscombe_network_at_initialization_and_high_light_is_within_half_a_db_of_bilinear():
@@ -211,11 +213,11 @@ def test_anscombe_network_at_initialization_and_high_light_is_within_half_a_db_o
     clean = _scenes()
     size = clean.shape[1:3]
     features = SensorModel(light_levels=HIGH_LIGHT).simulate(clean, seed=[0, 1])
-    bilinear = isp.isp_model(isp.build_isp("bilinear"), size)(features).numpy()
+    bilinear = IspModel(isp.build_isp("bilinear"), size)(features)["image"].numpy()
     layer = isp.build_isp("anscombe", initialization="bilinear", anscombe_input="mosaic")
-    model = isp.isp_model(layer, size)
+    model = IspModel(layer, size)
     _without_prior_residual(layer)
-    output = model(features).numpy()
+    output = model(features)["image"].numpy()
     print(
         f"PSNR bilinear {_psnr(bilinear, clean):.2f} dB, Anscombe network {_psnr(output, clean):.2f} dB, between them {_psnr(output, bilinear):.2f} dB"
     )
@@ -232,12 +234,12 @@ def test_anscombe_network_beats_bilinear_demosaicking_after_100_steps_on_a_fixed
     keras.utils.set_random_seed(0)
     clean = _scenes(SIZE)
     features = SensorModel(light_levels="6lux").simulate(clean, seed=[0, 1])
-    bilinear = _psnr(isp.isp_model(isp.build_isp("bilinear"), (SIZE, SIZE))(features).numpy(), clean)
-    model = isp.isp_model(isp.build_isp("anscombe"), (SIZE, SIZE))
-    before = _psnr(model(features).numpy(), clean)
+    bilinear = _psnr(IspModel(isp.build_isp("bilinear"), (SIZE, SIZE))(features)["image"].numpy(), clean)
+    model = IspModel(isp.build_isp("anscombe"), (SIZE, SIZE))
+    before = _psnr(model(features)["image"].numpy(), clean)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mae")
-    model.fit(features, clean, epochs=100, batch_size=len(clean), verbose=0)
-    after = _psnr(model(features).numpy(), clean)
+    model.fit(features, {"image": clean}, epochs=100, batch_size=len(clean), verbose=0)
+    after = _psnr(model(features)["image"].numpy(), clean)
     print(
         f"PSNR bilinear {bilinear:.2f} dB; Anscombe network at initialization {before:.2f} dB, after 100 steps {after:.2f} dB"
     )
@@ -304,7 +306,7 @@ def test_release_prior_equals_an_independent_numpy_forward_pass():
     # Guards against a wrong dilation, padding, pooling, transposed-convolution phase, batch-norm formula or skip
     # concatenation order in the prior of the released Anscombe network, and against the sign of the residual.
     layer = isp.build_isp("anscombe")
-    isp.isp_model(layer, (SIZE, SIZE))
+    IspModel(layer, (SIZE, SIZE))
     prior = layer.priors[0]
     rng = np.random.default_rng(5)
     for weight in prior.weights:  # random, non-trivial values everywhere, positive variances

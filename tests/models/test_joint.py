@@ -8,7 +8,7 @@ from tiny_models import calibrate_batch_norm
 
 from dirtypixels_tf.data import fashion_mnist
 from dirtypixels_tf.models import heads, isp
-from dirtypixels_tf.models.joint import joint_classifier
+from dirtypixels_tf.models.joint import IspModel, JointClassifier
 from dirtypixels_tf.physics.sensor import SensorModel
 
 SIZE = 32
@@ -16,7 +16,7 @@ SIZE = 32
 
 def small_joint(isp_name="anscombe", freeze=None, classes=10, **isp_settings):
     head = heads.build_head("mobilenet_v1", (SIZE, SIZE, 3), classes, width=0.25)
-    return joint_classifier(isp.build_isp(isp_name, **isp_settings), head, "mobilenet_v1", (SIZE, SIZE), freeze=freeze)
+    return JointClassifier(isp.build_isp(isp_name, **isp_settings), head, "mobilenet_v1", (SIZE, SIZE), freeze=freeze)
 
 
 def simulated_batch(count=8, seed=0, profile="3lux"):
@@ -58,7 +58,7 @@ def test_head_input_is_the_image_clipped_to_0_1_as_in_the_release():
     outputs = model(features)
     expected = head(np.clip(outputs["image"].numpy(), 0.0, 1.0) * 2.0 - 1.0)
     np.testing.assert_allclose(outputs["logits"].numpy(), expected.numpy(), rtol=1e-5, atol=1e-5)
-    unclipped = joint_classifier(isp.build_isp("anscombe"), head, "mobilenet_v1", (SIZE, SIZE), clip_image=False)
+    unclipped = JointClassifier(isp.build_isp("anscombe"), head, "mobilenet_v1", (SIZE, SIZE), clip_image=False)
     np.testing.assert_allclose(unclipped.get_layer("head_preprocessing")(tf.constant([[1.9]])).numpy(), [[2.8]])
 
 
@@ -132,18 +132,18 @@ def test_saves_and_loads_with_identical_outputs(tmp_path):
 
 
 def test_stage_one_weights_load_by_component():
-    stage_one = isp.isp_model(isp.build_isp("anscombe"), (SIZE, SIZE))
+    stage_one = IspModel(isp.build_isp("anscombe"), (SIZE, SIZE))
     for weight in stage_one.trainable_weights:
         weight.assign(weight + 0.01)
     model = small_joint()
     model.get_layer("isp").set_weights(stage_one.get_layer("isp").get_weights())
     features, _ = simulated_batch(2)
-    np.testing.assert_array_equal(model(features)["image"].numpy(), stage_one(features).numpy())
+    np.testing.assert_array_equal(model(features)["image"].numpy(), stage_one(features)["image"].numpy())
 
 
 def test_a_head_of_another_size_is_refused_with_the_size_it_expects():
     head = heads.build_head("mobilenet_v1", (64, 64, 3), 10, width=0.25)
     with pytest.raises(ValueError, match="do not fit head 'mobilenet_v1', which expects 64x64 images"):
-        joint_classifier(isp.build_isp("bilinear"), head, "mobilenet_v1", (SIZE, SIZE))
+        JointClassifier(isp.build_isp("bilinear"), head, "mobilenet_v1", (SIZE, SIZE))
     with pytest.raises(ValueError, match="freeze must be one of"):
-        joint_classifier(isp.build_isp("bilinear"), head, "mobilenet_v1", (64, 64), freeze="all")
+        JointClassifier(isp.build_isp("bilinear"), head, "mobilenet_v1", (64, 64), freeze="all")

@@ -51,7 +51,7 @@ def test_packed_network_runs_its_prior_on_the_packed_blocks_then_projects_on_the
     masks = mosaic.bayer_masks(16, 16, isp.pattern, tf.float32)
     projected = (mosaic.mosaic_adjoint(y, isp.pattern) + gamma * v) / (masks + gamma)
     expected = isp.inverse(projected, alpha, sigma, transformed["scale"], transformed["offset"])
-    np.testing.assert_allclose(isp(raw, alpha, sigma).numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(isp(raw, alpha, sigma)["image"].numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_packed_network_round_trips_through_keras_files(tmp_path):

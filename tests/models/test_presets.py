@@ -44,7 +44,9 @@ def _check_counts(name):
         assert counts["total"]["multiply_adds"] == macs
     preset = presets.get_preset(name)
     parts = [part for part in ("isp", "head") if part in counts]
-    assert parts == [part for part, given in (("isp", preset.isp), ("head", preset.head)) if given is not None]
+    assert parts == [
+        part for part, given in (("isp", preset.spec.isp), ("head", preset.spec.head)) if given is not None
+    ]
     assert sum(counts[part]["multiply_adds"] for part in parts) == counts["total"]["multiply_adds"]
     # the numbers a preset records for users are the closed forms too
     assert preset.expected_params == params and preset.expected_macs in (macs, counts["total"]["multiply_adds"])
@@ -66,7 +68,7 @@ def test_counts_against_the_papers():
 
 
 def test_liu_preset_freezes_its_head():
-    assert presets.get_preset("liu_vgg16").freeze == "head"
+    assert presets.get_preset("liu_vgg16").spec.freeze == "head"
 
 
 def test_unknown_preset_lists_the_valid_ones():
@@ -81,4 +83,4 @@ def test_release_presets_use_slim_batch_norm_decay_in_the_head():
     head = presets.build_preset("joint_mobilenet_v1_128", num_classes=10).get_layer("mobilenet_v1")
     momenta = {layer.momentum for layer in head.layers if hasattr(layer, "moving_mean")}
     assert momenta == {heads.SLIM_BN_MOMENTUM}
-    assert presets.get_preset("joint_mobilenet_v1_128").head_bn_momentum == 0.9997
+    assert presets.get_preset("joint_mobilenet_v1_128").spec.head_bn_momentum == 0.9997

@@ -23,7 +23,7 @@ def load(name, overrides=()):
 def model_key(config):
     spec = config_lib.model_spec(config)
     return (
-        repr({k: spec[k] for k in ("isp", "isp_settings", "head", "head_width", "image_size", "num_classes")})
+        repr({k: getattr(spec, k) for k in ("isp", "isp_settings", "head", "head_width", "image_size", "num_classes")})
         + config.loss.kind
         + config.data.psf
     )
@@ -31,7 +31,7 @@ def model_key(config):
 
 def is_big(config):
     spec = config_lib.model_spec(config)
-    return spec["head"] in BIG or spec["isp"] in BIG
+    return spec.head in BIG or spec.isp in BIG
 
 
 def test_every_recipe_of_the_papers_has_a_named_config():
@@ -88,7 +88,7 @@ def _check_builds(names):
     config = load(names[0])
     model = build_model(config)
     spec = config_lib.model_spec(config)
-    assert set(model.output) == spec["outputs"] - ({"image"} if spec["head"] and spec["isp"] is None else set())
+    assert set(model.output) == spec.outputs(config.loss.kind)
     if config.model.preset is not None:
         assert (
             sum(int(w.numpy().size) for w in model.trainable_weights)
