@@ -352,8 +352,8 @@ def export_savedmodel(model, base_path, version=None, sensor=noise.DEFAULT_PRESE
     """Write `model` as BASE/N, a SavedModel with the signatures of the module docstring; returns its path.
 
     Args:
-        model: a keras.Model with inputs {"raw", "alpha", "sigma"} (models/joint.py joint_classifier, or an ISP
-            model from models/isp.py isp_model); trained weights as they are (EMA weights folded in by training).
+        model: a keras.Model with inputs {"raw", "alpha", "sigma"} (models/joint.py JointClassifier, or an ISP
+            model, models/joint.py IspModel); trained weights as they are (EMA weights folded in by training).
         base_path: the model's base directory (created if missing); versions are integer subdirectories.
         version: the version number N, or None for one more than the highest present (1 for an empty base path).
         sensor: the sensor noise preset baked into "raw_uint16" (a noise.SENSOR_PRESETS name or a NoisePreset).

@@ -261,10 +261,10 @@ def convert_checkpoint(path, preset=None, image_size=None):
     default = INCEPTION_IMAGE_SIZE if kind == "inception_v4" else RELEASE_IMAGE_SIZE
     size = _size(named, image_size, default)
     if kind in ("joint", "isp"):
+        if kind == "joint" and spec is not None and (spec.isp != "anscombe" or spec.head != "mobilenet_v1"):
+            raise CheckpointError(f"preset {preset!r} is not an Anscombe network + MobileNet-v1, as this checkpoint")
         if spec is not None and spec.isp != "anscombe":
             raise CheckpointError(f"preset {preset!r} has ISP {spec.isp!r}; this checkpoint holds an Anscombe network")
-        if kind == "joint" and spec is not None and spec.head != "mobilenet_v1":
-            raise CheckpointError(f"preset {preset!r} is not an Anscombe network + MobileNet-v1, as this checkpoint")
         isp_settings = {**(spec.isp_settings if spec else {}), "iterations": iterations}
         head = {"head": None}
         if kind == "joint":

@@ -120,6 +120,6 @@ def precise_batch_norm(model, batches):
 
 def inference_copy(model):
     """An uncompiled copy of `model` (same config, same weights, no optimizer or loss state): what model.keras holds."""
-    copy = keras.Model.from_config(model.get_config())
+    copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())
     return copy

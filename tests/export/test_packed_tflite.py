@@ -29,5 +29,5 @@ def test_packed_isp_exports_to_tflite_with_builtin_ops_and_the_same_image(tmp_pa
     frames = simulated_inputs((32, 32), 3)
     for index in range(3):
         frame = {key: value[index : index + 1] for key, value in frames.items()}
-        expected = model(frame, training=False).numpy()
+        expected = model(frame, training=False)["image"].numpy()
         np.testing.assert_allclose(runner(**frame)["image"], expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

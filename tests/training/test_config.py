@@ -58,7 +58,7 @@ def test_named_config_loads_validates_and_round_trips(name, tmp_path):
 
 def test_release_recipe_numbers():
     config = load("release_joint_3lux.yaml")
-    assert config.model.preset == "joint_mobilenet_v1_128" and config_lib.model_spec(config)["num_classes"] == 1001
+    assert config.model.preset == "joint_mobilenet_v1_128" and config_lib.model_spec(config).num_classes == 1001
     opt = config.optimizer
     assert (opt.name, opt.learning_rate, opt.rho, opt.momentum, opt.epsilon) == ("rmsprop", 4.5e-4, 0.9, 0.9, 1.0)
     assert opt.tf1_rmsprop_init and opt.weight_decay == 4e-5 and config.data.batch_size == 1024
@@ -67,7 +67,7 @@ def test_release_recipe_numbers():
     with pytest.raises(config_lib.ConfigError, match="data.train_path: a required user setting"):
         config_lib.require_complete(config)
     liu = load("liu_joint_sigma30.yaml")
-    assert liu.loss.kind == "liu" and liu.loss.weight == 0.25 and config_lib.model_spec(liu)["freeze"] == "head"
+    assert liu.loss.kind == "liu" and liu.loss.weight == 0.25 and config_lib.model_spec(liu).freeze == "head"
     nidf = load("nidf_joint.yaml")
     assert nidf.loss.weight == 0.5 and nidf.optimizer.learning_rate == 1e-5 and nidf.data.batch_size == 16
     table2 = load("shrinkage2017_joint_6lux_periphery.yaml")
