@@ -52,8 +52,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from dirtypixels_tf.data import fashion_mnist, sources  # noqa: E402
-from dirtypixels_tf.evaluation import baselines, grid  # noqa: E402
+from dirtypixels_tf.data import source_spec, sources  # noqa: E402
+from dirtypixels_tf.evaluation import baselines, grid, predictors  # noqa: E402
 from dirtypixels_tf.physics import noise  # noqa: E402
 from dirtypixels_tf.training import config as config_lib  # noqa: E402
 from dirtypixels_tf.training import data as data_lib  # noqa: E402
@@ -184,11 +184,8 @@ def make_config(plan, setting, isp=None, isp_settings=None, head_weights=None, e
 
 def test_source(plan):
     """The held-out split as a dataset of (image, label)."""
-    if plan.source == "fashion-mnist":
-        return fashion_mnist.fashion_mnist_source("test")[0]
-    if plan.source == "folder":
-        return sources.folder_source(plan.eval_path)[0]
-    return sources.tfrecord_source(plan.eval_path)
+    path = None if plan.source == source_spec.FASHION_MNIST else plan.eval_path
+    return source_spec.open_source(plan.source, path, split="test")[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -305,13 +302,13 @@ class SharedIsp:
 
 
 def conventional_predictor(shared_isp, head_model, plan, description):
-    head = grid.head_function(head_model)
+    head = predictors.head_function(head_model)
 
     def predict(features, psf):
         images = shared_isp(features, psf)
         return {"logits": head(images), "image": images}
 
-    return grid.FunctionPredictor(predict, plan.image_size, description=description)
+    return predictors.FunctionPredictor(predict, plan.image_size, description=description)
 
 
 def evaluate_row(model, plan, setting, what):
