@@ -22,8 +22,8 @@ decayed x0.7 per epoch, batch 64, the same training stream of simulated RAW fram
      Anscombe network and the pretrained head (the release's stage 2, without its L1 stage 1 of the ISP).
 Every row is evaluated with evaluation.grid.evaluate on the held-out test split (Fashion-MNIST's 10,000 test
 images), example i simulated with the same seed in every row (same noise per example), centre crop as in training.
-The paper's numbers (seed 001 Table 1: ImageNet, 128x128, MobileNet-v1 1.0, Darktable as the conventional ISP) are
-printed beside ours for reference; they are not expected to match in level, only in ordering.
+The paper's numbers (Diamond et al. 2021 Table 1: ImageNet, 128x128, MobileNet-v1 1.0, Darktable as the
+conventional ISP) are printed beside ours for reference; they are not expected to match in level, only in ordering.
 
 Writes into --out (default runs/replicate_table, runs/replicate_table_quick with --quick): table.md, table.csv,
 results.json, and one run directory per trained model (pretrained_head/, <setting>/<row>/) holding
@@ -424,8 +424,8 @@ def markdown(results, seconds):
         f"{results['rows'][settings[0]]['scratch_raw']['examples'] if settings else '-'} (same noise per example in "
         f"every row). Cached ISP images for row 3: {cache}. Runtime: {seconds / 60:.1f} min.",
         "",
-        "Each cell: ours / paper (seed 001 Table 1, ImageNet 128x128, MobileNet-v1 1.0; its conventional rows are "
-        "Darktable's), accuracy in %.",
+        "Each cell: ours / paper (Diamond et al. 2021 Table 1, ImageNet 128x128, MobileNet-v1 1.0; its conventional "
+        "rows are Darktable's), accuracy in %.",
         "",
     ]
     header = ["Row", "Params (M)"] + [f"{s} {k}" for s in settings for k in ("top-1", "top-5")]

@@ -39,14 +39,13 @@ def _split_list(text, option):
 
 def _run_defaults(model_spec):
     """Defaults from the model's own records: a run directory's params.yaml (sensor, Bayer phase, centre crop,
-    label offset) or an exported SavedModel's assets.extra/dirtypixels.json (sensor preset); {} otherwise."""
+    label offset) or an exported SavedModel's metadata (export/layout.py: its sensor preset); {} otherwise."""
     from dirtypixels_tf.export import layout
     from dirtypixels_tf.physics import noise
+    from dirtypixels_tf.training import config as config_lib
 
-    params = os.path.join(model_spec, "params.yaml")
+    params = os.path.join(model_spec, config_lib.PARAMS_FILE)
     if os.path.isfile(params):
-        from dirtypixels_tf.training import config as config_lib
-
         data = config_lib.load_config(params).data
         return {
             "sensor": data.sensor,

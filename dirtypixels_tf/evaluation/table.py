@@ -64,7 +64,8 @@ class EvaluationTable:
         return buffer.getvalue()
 
     def to_markdown(self):
-        """One table per available metric in Diamond et al. 2017's Table 1 layout: rows = light levels, columns = PSFs."""
+        """One table per available metric in Diamond et al. 2017's Table 1 layout: rows = light levels, columns =
+        PSFs."""
         lines = [
             f"Model: {self.metadata.get('model', '?')}. Data: {self.metadata.get('data', '?')}, "
             f"{self.metadata.get('examples', '?')} examples per cell."

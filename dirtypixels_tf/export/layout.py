@@ -3,8 +3,8 @@
 A base path holds integer-named version directories (BASE/1, BASE/2, ...); a version is complete once its
 SavedModel graph file (SAVED_MODEL_FILE) is there. Other names (such as the hidden .tmp-N-xxxx directories of an
 export under way) are not versions. Beside the SavedModel, EXTRA_DIR holds TF Serving's warm-up requests
-(WARMUP_FILE) and this package's metadata (METADATA_FILE: JSON with the image size, classes and sensor). export/savedmodel.py writes versions; serving/repository.py and
-evaluation/predictors.py read them. No TensorFlow is imported here.
+(WARMUP_FILE) and this package's metadata (METADATA_FILE: JSON with the image size, classes and sensor).
+export/savedmodel.py writes versions; serving/repository.py and evaluation/predictors.py read them. No TensorFlow is imported here.
 """
 
 import json

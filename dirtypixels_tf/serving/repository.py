@@ -20,6 +20,7 @@ import grpc
 import tensorflow as tf
 
 from dirtypixels_tf.export import layout
+from dirtypixels_tf.physics.validation import check_int
 
 LOGGER = logging.getLogger("dirtypixels_tf.serving")
 INIT_OP_SIGNATURE = "__saved_model_init_op"
@@ -81,12 +82,6 @@ def _fingerprint(path):
     return tuple(sorted(entries))
 
 
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; received {value!r}")
-    return value
-
-
 class ModelRepository:
     """The loaded versions of model `name` under `base_path`.
 
@@ -102,12 +97,12 @@ class ModelRepository:
             raise ValueError(f"base path must be an existing directory of model versions; received {base_path!r}")
         self.name = name
         self.base_path = os.fspath(base_path)
-        self.num_versions = _check_positive_int(num_versions, "num_versions")
+        self.num_versions = check_int(num_versions, "num_versions")
         self.version_labels = {}
         for label, version in (version_labels or {}).items():
             if not isinstance(label, str) or not label or label.isdigit():
                 raise ValueError(f"version labels must be non-numeric strings; received {label!r}")
-            self.version_labels[label] = _check_positive_int(version, f"version of label {label!r}")
+            self.version_labels[label] = check_int(version, f"version of label {label!r}")
         self.warmup = warmup
         self._servables = {}  # version -> Servable
         self._states = {}  # version -> ("AVAILABLE" | "END", error message or "")
