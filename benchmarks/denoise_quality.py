@@ -1,5 +1,5 @@
-"""Low-light RAW reconstruction quality (seed 001 Table 3 at small scale): Anscombe network vs Chen U-Net vs GAT +
-BM3D / non-local means, PSNR and SSIM at 3 and 12 lux, measured in one run.
+"""Low-light RAW reconstruction quality (Diamond et al. 2021 Table 3 at small scale): Anscombe network vs Chen U-Net
+vs GAT + BM3D / non-local means, PSNR and SSIM at 3 and 12 lux, measured in one run.
 
     python benchmarks/denoise_quality.py [--steps 2000] [--batch 16] [--iterations 1]
 
@@ -11,8 +11,8 @@ release's Nexus_6P_rear preset, BGGR, no blur; training light levels are drawn l
 
 Training (the same for both networks, same budget): `--train-crops` random 64 x 64 crops (random flips) with their
 simulated RAW frames are made once and held in memory; Adam, learning rate 1e-3 with cosine decay to 0 over
-`--steps` steps of batch `--batch`, L1 loss between the network's output and the clean crop (seed 001 Sec. 5.3
-trains the Anscombe network for image quality with L1), keras Model.fit. Networks: models.isp.AnscombeNetwork
+`--steps` steps of batch `--batch`, L1 loss between the network's output and the clean crop (Diamond et al. 2021
+Sec. 5.3 trains the Anscombe network for image quality with L1), keras Model.fit. Networks: models.isp.AnscombeNetwork
 (release configuration, `--iterations` unrolled iterations) and models.isp.ChenUNet (Chen et al. 2018, 7.76 M
 parameters) applied fully convolutionally to the 128 x 128 test tiles.
 

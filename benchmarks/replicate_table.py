@@ -22,8 +22,8 @@ decayed x0.7 per epoch, batch 64, the same training stream of simulated RAW fram
      Anscombe network and the pretrained head (the release's stage 2, without its L1 stage 1 of the ISP).
 Every row is evaluated with evaluation.grid.evaluate on the held-out test split (Fashion-MNIST's 10,000 test
 images), example i simulated with the same seed in every row (same noise per example), centre crop as in training.
-The paper's numbers (seed 001 Table 1: ImageNet, 128x128, MobileNet-v1 1.0, Darktable as the conventional ISP) are
-printed beside ours for reference; they are not expected to match in level, only in ordering.
+The paper's numbers (Diamond et al. 2021 Table 1: ImageNet, 128x128, MobileNet-v1 1.0, Darktable as the
+conventional ISP) are printed beside ours for reference; they are not expected to match in level, only in ordering.
 
 Writes into --out (default runs/replicate_table, runs/replicate_table_quick with --quick): table.md, table.csv,
 results.json, and one run directory per trained model (pretrained_head/, <setting>/<row>/) holding
@@ -52,8 +52,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from dirtypixels_tf.data import fashion_mnist, sources  # noqa: E402
-from dirtypixels_tf.evaluation import baselines, grid  # noqa: E402
+from dirtypixels_tf.data import source_spec, sources  # noqa: E402
+from dirtypixels_tf.evaluation import baselines, grid, predictors  # noqa: E402
 from dirtypixels_tf.physics import noise  # noqa: E402
 from dirtypixels_tf.training import config as config_lib  # noqa: E402
 from dirtypixels_tf.training import data as data_lib  # noqa: E402
@@ -184,11 +184,8 @@ def make_config(plan, setting, isp=None, isp_settings=None, head_weights=None, e
 
 def test_source(plan):
     """The held-out split as a dataset of (image, label)."""
-    if plan.source == "fashion-mnist":
-        return fashion_mnist.fashion_mnist_source("test")[0]
-    if plan.source == "folder":
-        return sources.folder_source(plan.eval_path)[0]
-    return sources.tfrecord_source(plan.eval_path)
+    path = None if plan.source == source_spec.FASHION_MNIST else plan.eval_path
+    return source_spec.open_source(plan.source, path, split="test")[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -305,13 +302,13 @@ class SharedIsp:
 
 
 def conventional_predictor(shared_isp, head_model, plan, description):
-    head = grid.head_function(head_model)
+    head = predictors.head_function(head_model)
 
     def predict(features, psf):
         images = shared_isp(features, psf)
         return {"logits": head(images), "image": images}
 
-    return grid.FunctionPredictor(predict, plan.image_size, description=description)
+    return predictors.FunctionPredictor(predict, plan.image_size, description=description)
 
 
 def evaluate_row(model, plan, setting, what):
@@ -427,8 +424,8 @@ def markdown(results, seconds):
         f"{results['rows'][settings[0]]['scratch_raw']['examples'] if settings else '-'} (same noise per example in "
         f"every row). Cached ISP images for row 3: {cache}. Runtime: {seconds / 60:.1f} min.",
         "",
-        "Each cell: ours / paper (seed 001 Table 1, ImageNet 128x128, MobileNet-v1 1.0; its conventional rows are "
-        "Darktable's), accuracy in %.",
+        "Each cell: ours / paper (Diamond et al. 2021 Table 1, ImageNet 128x128, MobileNet-v1 1.0; its conventional "
+        "rows are Darktable's), accuracy in %.",
         "",
     ]
     header = ["Row", "Params (M)"] + [f"{s} {k}" for s in settings for k in ("top-1", "top-5")]

@@ -22,3 +22,9 @@ def require(module, purpose):
         raise ImportError(
             f"{purpose} needs the optional package {top!r}: pip install 'dirtypixels_tf[{EXTRAS[top]}]'"
         ) from None
+
+
+def pyplot():
+    """matplotlib.pyplot with the Agg backend (files only, no display)."""
+    require("matplotlib", "plotting").use("Agg")
+    return require("matplotlib.pyplot", "plotting")

@@ -1,6 +1,7 @@
 """The public API: every name each subpackage lists resolves, the command line's imports stay free of
 TensorFlow, missing optional packages name their extra, and the README's Python example runs as written."""
 
+import ast
 import importlib
 import io
 import os
@@ -60,3 +61,38 @@ def test_the_readme_python_example_runs_as_written():
         exec(compile(code, "README.md", "exec"), {})
     expected = re.search(r"# (\(2, 1001\) \(2, 128, 128, 3\))", code).group(1)
     assert printed.getvalue().strip() == expected
+
+
+def _package_imports():
+    """{module: the package modules it imports, at the top or inside a function} from the source."""
+    imports = {}
+    for path in (REPO_ROOT / "dirtypixels_tf").rglob("*.py"):
+        module = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts).removesuffix(".__init__")
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dirtypixels_tf"):
+                for alias in node.names:
+                    child = f"{node.module}.{alias.name}"
+                    is_module = (REPO_ROOT / (child.replace(".", "/") + ".py")).is_file()
+                    found.add(child if is_module else node.module)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.startswith("dirtypixels_tf"))
+        imports[module] = found - {module}
+    return imports
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    imports = _package_imports()
+    assert "dirtypixels_tf.evaluation.grid" in imports and "dirtypixels_tf.evaluation.axes" in imports
+    cycles = []
+    for start in imports:
+        stack, seen = list(imports[start]), set()
+        while stack:
+            module = stack.pop()
+            if module == start:
+                cycles.append(start)
+                break
+            if module not in seen:
+                seen.add(module)
+                stack.extend(imports.get(module, ()))
+    assert cycles == []

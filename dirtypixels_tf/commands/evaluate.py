@@ -10,10 +10,9 @@ centre crop and label offset), a .keras file, a SavedModel (version directory or
 was exported with is the default) or a model preset name (random weights, for smoke tests). Writes
 OUT/evaluation.{csv,md,json}, OUT/accuracy.png, OUT/examples.png and, per baseline, OUT/baseline-NAME/ (the
 conventional ISP followed by the model's own head; image quality only for a model without a separable head, such
-as a SavedModel). Details of every convention: dirtypixels_tf/evaluation/grid.py.
+as a SavedModel). Details of every convention: dirtypixels_tf/evaluation/ (axes.py, predictors.py, grid.py).
 """
 
-import json
 import os
 import sys
 
@@ -25,7 +24,8 @@ from dirtypixels_tf.commands.common import (
     positive_int,
     sensor_spec,
 )
-from dirtypixels_tf.commands.simulate import FASHION_MNIST, _open_source, check_data_source
+from dirtypixels_tf.commands.simulate import _open_source, check_data_source
+from dirtypixels_tf.data.source_spec import FASHION_MNIST
 
 DEFAULT_PROFILES = "3,6,12,24,48,96,none"
 
@@ -39,14 +39,13 @@ def _split_list(text, option):
 
 def _run_defaults(model_spec):
     """Defaults from the model's own records: a run directory's params.yaml (sensor, Bayer phase, centre crop,
-    label offset) or an exported SavedModel's assets.extra/dirtypixels.json (sensor preset); {} otherwise."""
-    from dirtypixels_tf.evaluation import grid
+    label offset) or an exported SavedModel's metadata (export/layout.py: its sensor preset); {} otherwise."""
+    from dirtypixels_tf.export import layout
     from dirtypixels_tf.physics import noise
+    from dirtypixels_tf.training import config as config_lib
 
-    params = os.path.join(model_spec, "params.yaml")
+    params = os.path.join(model_spec, config_lib.PARAMS_FILE)
     if os.path.isfile(params):
-        from dirtypixels_tf.training import config as config_lib
-
         data = config_lib.load_config(params).data
         return {
             "sensor": data.sensor,
@@ -54,48 +53,47 @@ def _run_defaults(model_spec):
             "central_fraction": data.central_fraction,
             "label_offset": data.label_offset,
         }
-    savedmodel = grid.find_savedmodel(model_spec)
-    metadata = os.path.join(savedmodel or "", "assets.extra", "dirtypixels.json")
-    if savedmodel is not None and os.path.isfile(metadata):
-        with open(metadata, encoding="utf-8") as file:
-            sensor = json.load(file).get("sensor", {}).get("name")
+    savedmodel = layout.find_savedmodel(model_spec)
+    metadata = None if savedmodel is None else layout.read_metadata(savedmodel)
+    if metadata is not None:
+        sensor = metadata.get("sensor", {}).get("name")
         return {"sensor": sensor} if sensor in noise.SENSOR_PRESETS else {}
     return {}
 
 
 def _open_data(spec, split, label_offset):
     """(dataset of (image, label), class names or None) for --data."""
-    dataset, classes, kind = _open_source(spec, split, label_offset)
+    dataset, classes, kind = _open_source(spec, split, label_offset, "--data")
     return dataset, classes, f"{spec} ({kind})"
 
 
 def _parse_grid(args):
-    from dirtypixels_tf.evaluation import grid
+    from dirtypixels_tf.evaluation import axes
 
     levels = _split_list(args.profiles, "--profiles")
     psfs = _split_list(args.psf, "--psf")
     for spec in levels:
         try:
-            grid.parse_light_level(spec)
+            axes.parse_light_level(spec)
         except ValueError as error:
             raise UsageError(f"--profiles: {error}") from None
     for spec in psfs:
         try:
-            grid.parse_psf(spec)
+            axes.parse_psf(spec, seed=args.seed)
         except ValueError as error:
             raise UsageError(f"--psf: {error}") from None
     return levels, psfs
 
 
 def _load(args, class_names):
-    from dirtypixels_tf.evaluation import grid
+    from dirtypixels_tf.evaluation import predictors
     from dirtypixels_tf.models import presets
 
     num_classes = args.num_classes
     if args.model in presets.PRESETS and num_classes is None and class_names is not None:
         num_classes = len(class_names)
     try:
-        predictor = grid.load_predictor(args.model, num_classes)
+        predictor = predictors.load_predictor(args.model, num_classes)
     except ValueError as error:
         raise UsageError(f"MODEL: {error}") from None
     if predictor.class_names is None:
@@ -114,7 +112,7 @@ def validate(args):
 def run(args):
     import tensorflow as tf
 
-    from dirtypixels_tf.evaluation import baselines, grid
+    from dirtypixels_tf.evaluation import baselines, grid, predictors
     from dirtypixels_tf.evaluation.figures import comparison_figure
 
     levels, psfs = _parse_grid(args)
@@ -158,12 +156,12 @@ def run(args):
         head = getattr(predictor, "model", None)
         if head is not None:
             try:
-                grid.head_function(head)
+                predictors.head_function(head)
             except ValueError:
                 head = None  # an ISP model without a classifier: the baselines get PSNR / SSIM only
         size = size or predictor.image_size
         for pipeline in pipelines:
-            baseline = grid.ConventionalIspPredictor(pipeline, head, size, predictor.class_names)
+            baseline = predictors.ConventionalIspPredictor(pipeline, head, size, predictor.class_names)
             baseline_table = grid.evaluate(baseline, source, **{**options, "image_size": size})
             print(baseline_table.to_markdown())
             paths = baseline_table.save(os.path.join(args.out, f"baseline-{pipeline.name}"))

@@ -3,8 +3,6 @@
 The record layout is in dirtypixels_tf/data/raw_records.py; read it back with dirtypixels_tf.data.read_raw_tfrecords.
 """
 
-import glob
-import os
 import sys
 
 from dirtypixels_tf.commands.common import (
@@ -16,37 +14,24 @@ from dirtypixels_tf.commands.common import (
     positive_int,
     sensor_spec,
 )
-
-FASHION_MNIST = "fashion-mnist"
+from dirtypixels_tf.data.source_spec import FASHION_MNIST, open_source, resolve_source
 
 
 def check_data_source(spec, name="SOURCE"):
-    """The data source of simulate and evaluate: 'fashion-mnist', or an existing folder, file or matching glob
-    (checked without TensorFlow); raises UsageError naming `name`."""
-    if spec != FASHION_MNIST and not (os.path.exists(spec) or (glob.has_magic(spec) and glob.glob(spec))):
-        raise UsageError(
-            f"{name} must be '{FASHION_MNIST}', a folder of class subfolders or TFRecord files; received {spec!r} "
-            "(not found)"
-        )
+    """The data source of simulate and evaluate (data.source_spec.resolve_source, no TensorFlow); returns (kind,
+    path) or raises UsageError naming `name`."""
+    try:
+        return resolve_source(spec, name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
-def _open_source(spec, split, label_offset):
-    """(dataset, class names or None, kind) for SOURCE: "fashion-mnist", an image folder or TFRecord files."""
-    from dirtypixels_tf.data import fashion_mnist, sources
-
-    if spec == FASHION_MNIST:
-        dataset, classes = fashion_mnist.fashion_mnist_source(split)
-        return dataset, classes, f"fashion-mnist/{split}"
-    has_subfolders = os.path.isdir(spec) and any(e.is_dir() and not e.name.startswith(".") for e in os.scandir(spec))
-    if has_subfolders:
-        dataset, classes = sources.folder_source(spec)
-        return dataset, classes, "image folder"
-    if os.path.exists(spec) or glob.has_magic(spec):
-        return sources.tfrecord_source(spec, label_offset=label_offset), None, "tfrecords"
-    raise UsageError(
-        f"SOURCE must be '{FASHION_MNIST}', a folder of class subfolders or TFRecord files; received {spec!r} "
-        "(not found)"
-    )
+def _open_source(spec, split, label_offset, name="SOURCE"):
+    """(dataset, class names or None, kind description) for a data source spec."""
+    kind, path = check_data_source(spec, name)
+    dataset, classes, _ = open_source(kind, path, split=split, label_offset=label_offset)
+    description = {FASHION_MNIST: f"{FASHION_MNIST}/{split}", "folder": "image folder"}.get(kind, kind)
+    return dataset, classes, description
 
 
 def validate(args):

@@ -46,7 +46,8 @@ REPORT_DIR = "report"
 def _report(config, run_dir):
     """The final report of a run with comparisons (module docstring); returns the figure's path, or None when the
     run has no comparison or no evaluation split (no report) or matplotlib is missing (the table only)."""
-    from dirtypixels_tf.evaluation import figures, grid
+    from dirtypixels_tf.evaluation import axes, figures, grid
+    from dirtypixels_tf.evaluation.predictors import head_function, load_predictor
     from dirtypixels_tf.training import config as config_lib
     from dirtypixels_tf.training import data as data_lib
 
@@ -54,7 +55,10 @@ def _report(config, run_dir):
     if not config.compare_isps or source is None:
         return None
     if config.data.psf.startswith("motion-"):
-        print(f"report: skipped (grid evaluation takes named or file PSFs; data.psf is {config.data.psf!r})")
+        print(
+            f"report: skipped (data.psf {config.data.psf!r} is a random PSF drawn with the training seed; the report's "
+            "cells are seeded seed + 1 and would draw another)"
+        )
         return None
     spec = config_lib.model_spec(config)
     runs = {f"joint ({spec.isp})": run_dir}
@@ -68,7 +72,7 @@ def _report(config, run_dir):
     out_dir = os.path.join(run_dir, REPORT_DIR)
     for name, path in runs.items():
         print(f"report: evaluating {name} at {', '.join(REPORT_LIGHT_LEVELS)} lux")
-        predictors[name] = grid.load_predictor(path)
+        predictors[name] = load_predictor(path)
         predictors[name].class_names = names
         tables[name] = grid.evaluate(
             predictors[name],
@@ -85,7 +89,7 @@ def _report(config, run_dir):
     header += [f"{n.split()[0]} PSNR" for n in tables] + [f"{n.split()[0]} Bayer" for n in tables]
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     for row in joint.rows:
-        label = "no noise" if row == grid.NO_NOISE else f"{row}"
+        label = "no noise" if row == axes.NO_NOISE else f"{row}"
         column = joint.columns[0]
         cells = [f"{100 * t.value(row, column, 'top1'):.1f} %" for t in tables.values()]
         cells += [f"{t.value(row, column, 'psnr'):.1f} dB" for t in tables.values()]
@@ -103,7 +107,7 @@ def _report(config, run_dir):
         print("report: no figure (it needs matplotlib: pip install 'dirtypixels_tf[plots]')")
         return None
     bilinear = next((predictors[n] for n in list(predictors)[1:]), None)
-    head = grid.head_function(bilinear.model) if bilinear is not None else None
+    head = head_function(bilinear.model) if bilinear is not None else None
     rows = []
     for level in REPORT_EXAMPLE_LEVELS:
         panels, _ = figures.comparison_panels(

@@ -13,6 +13,8 @@ _EXPORTS = {
     "tfrecord_source": "dirtypixels_tf.data.sources",
     "write_tfrecords": "dirtypixels_tf.data.sources",
     "read_idx": "dirtypixels_tf.data.sources",
+    "resolve_source": "dirtypixels_tf.data.source_spec",
+    "open_source": "dirtypixels_tf.data.source_spec",
     "make_dataset": "dirtypixels_tf.data.pipeline",
     "make_dataset_fn": "dirtypixels_tf.data.pipeline",
     "simulation_map": "dirtypixels_tf.data.pipeline",

@@ -35,7 +35,7 @@ import numpy as np
 
 from dirtypixels_tf.optional import require
 from dirtypixels_tf.physics.mosaic import RELEASE_PATTERN, check_pattern
-from dirtypixels_tf.physics.validation import check_mosaic_array
+from dirtypixels_tf.physics.validation import check_int, check_mosaic_array
 
 DNG_BITS = (12, 16)
 
@@ -204,10 +204,8 @@ def write_dng(
         raise ValueError(f"bits must be one of {DNG_BITS}; received {bits!r}")
     if white_level is None:
         white_level = 2**bits - 1
-    if isinstance(white_level, bool) or not isinstance(white_level, (int, np.integer)):
-        raise ValueError(f"white_level must be an integer; received {white_level!r}")
-    if isinstance(black_level, bool) or not isinstance(black_level, (int, np.integer)) or black_level < 0:
-        raise ValueError(f"black_level must be an integer >= 0; received {black_level!r}")
+    white_level = check_int(white_level, "white_level", None)
+    black_level = check_int(black_level, "black_level", 0)
     if not black_level < white_level <= 2**bits - 1:
         raise ValueError(
             f"white_level must satisfy black_level ({black_level}) < white_level <= {2**bits - 1} for {bits} bits; "

@@ -20,6 +20,8 @@ import struct
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.physics.validation import check_int
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 # ImageNet-style record keys (the layout of the original release and TF-slim's build_imagenet_data.py).
@@ -202,10 +204,7 @@ def tfrecord_source(path, label_offset=0, verify=False):
     non-TFRecord file raise ValueError naming the file); `verify=True` also reads every record now, so a corrupt
     file is named before training starts (otherwise TensorFlow raises DataLossError when it reaches it).
     """
-    if isinstance(label_offset, bool) or not isinstance(label_offset, (int, np.integer)):
-        raise ValueError(
-            f"label_offset must be an integer (1 for slim's 1001-class records); received {label_offset!r}"
-        )
+    label_offset = check_int(label_offset, "label_offset", None)
     files = check_record_files(expand_record_paths(path), (ENCODED_KEY, LABEL_KEY))
     if verify:
         verify_record_files(files)
@@ -249,9 +248,7 @@ def shard_paths(path, shards):
 
 
 def _check_shards(shards):
-    if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or shards < 1:
-        raise ValueError(f"shards must be an integer >= 1; received {shards!r}")
-    return int(shards)
+    return check_int(shards, "shards")
 
 
 def _as_uint8(image, index):

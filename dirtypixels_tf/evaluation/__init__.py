@@ -4,16 +4,17 @@
     table = evaluate("runs/joint", source, light_levels=("3", "6", "none"), psfs=("none", "periphery"))
     table.save("out/")
 
-See metrics.py (top-k, PSNR, SSIM), grid.py (evaluate, predictors, EvaluationTable), baselines.py (conventional
-ISPs) and figures.py (accuracy plot, example grids).
+See axes.py (light levels and PSFs), predictors.py (the models behind one call), grid.py (evaluate),
+table.py (EvaluationTable, its files and accuracy plot), metrics.py (top-k, PSNR, SSIM), baselines.py (conventional
+ISPs) and figures.py (example grids).
 """
 
 from dirtypixels_tf._lazy import lazy_exports
 
 _EXPORTS = {
     "evaluate": "dirtypixels_tf.evaluation.grid",
-    "EvaluationTable": "dirtypixels_tf.evaluation.grid",
-    "load_predictor": "dirtypixels_tf.evaluation.grid",
+    "EvaluationTable": "dirtypixels_tf.evaluation.table",
+    "load_predictor": "dirtypixels_tf.evaluation.predictors",
     "PIPELINES": "dirtypixels_tf.evaluation.baselines",
     "ConventionalIsp": "dirtypixels_tf.evaluation.baselines",
     "get_pipeline": "dirtypixels_tf.evaluation.baselines",

@@ -30,7 +30,7 @@ The output is clipped to [0, 1] (a displayable image). Simulated data (data.pipe
 as the linear scene and applies no colour response, so pipelines compared with those clean images use neither white
 balance nor gamma; "malvar_nlm_display" (gray world + sRGB) is for viewing real captures (data.camera_raw).
 
-Wrapping as "ISP + head" (evaluation/grid.py): `ConventionalIsp.process_batch` maps a batch of features to images
+Wrapping as "ISP + head" (evaluation/predictors.py): `ConventionalIsp.process_batch` maps a batch of features to images
 (it is what the grid evaluation calls, per batch, in Python). For training a head on a conventional ISP's output,
 `isp_dataset` maps a tf.data stream through tf.numpy_function (the pipeline runs on the CPU in the input pipeline,
 not differentiably); with an expensive denoiser (BM3D: seconds per image) `.cache(filename)` after it precomputes

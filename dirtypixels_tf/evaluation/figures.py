@@ -1,4 +1,5 @@
-"""Figures: accuracy against light level (one line per PSF), and example grids like seed 000 Fig. 8 / seed 001 Fig. 5.
+"""Figures: example grids like Diamond et al. 2017 Fig. 8 / Diamond et al. 2021 Fig. 5, and accuracy and PSNR against
+light level for several models above examples (the accuracy plot of one table is table.plot_accuracy).
 
 Matplotlib with the Agg backend (files only, no display). Images are shown as they are in [0, 1] (clipped), linear
 values without a tone curve, the same values the metrics see.
@@ -11,48 +12,13 @@ import numpy as np
 import tensorflow as tf
 
 from dirtypixels_tf.evaluation import metrics
+from dirtypixels_tf.evaluation.axes import NO_NOISE, parse_light_level, parse_psf
 from dirtypixels_tf.evaluation.baselines import ConventionalIsp
-from dirtypixels_tf.evaluation.grid import (
-    NO_NOISE,
-    ConventionalIspPredictor,
-    as_predictor,
-    cell_dataset,
-    parse_light_level,
-    parse_psf,
-)
-from dirtypixels_tf.optional import require
+from dirtypixels_tf.evaluation.grid import cell_dataset
+from dirtypixels_tf.evaluation.predictors import ConventionalIspPredictor, as_predictor
+from dirtypixels_tf.optional import pyplot
 from dirtypixels_tf.physics import mosaic, noise
 from dirtypixels_tf.physics.sensor import SensorModel
-
-
-def _pyplot():
-    require("matplotlib", "plotting").use("Agg")
-    return require("matplotlib.pyplot", "plotting")
-
-
-def plot_accuracy(table, path):
-    """Top-1 and top-5 accuracy (%) against the table's light levels (in row order), one line per PSF; PNG at
-    `path`. Returns path."""
-    plt = _pyplot()
-    metrics_shown = [m for m in ("top1", "top5") if m in table.available()]
-    figure, axes = plt.subplots(1, len(metrics_shown), figsize=(5.5 * len(metrics_shown), 4), squeeze=False)
-    positions = np.arange(len(table.rows))
-    labels = ["no noise" if row == NO_NOISE else row for row in table.rows]
-    for axis, metric in zip(axes[0], metrics_shown):
-        for column in table.columns:
-            values = [table.value(row, column, metric) for row in table.rows]
-            axis.plot(positions, [100 * v for v in values], marker="o", label=f"PSF {column}")
-        axis.set_xticks(positions, labels, rotation=30)
-        axis.set_xlabel("light level")
-        axis.set_ylabel(f"{'Top-1' if metric == 'top1' else 'Top-5'} accuracy (%)")
-        axis.set_ylim(0, 100)
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.suptitle(f"{table.metadata.get('model', '')} on {table.metadata.get('data', '')}", fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
 
 
 @dataclasses.dataclass
@@ -66,7 +32,7 @@ class Panel:
 
 def plot_panels(rows, path, title=""):
     """A grid of Panels (a list of rows, each a list of Panels) saved as PNG at `path`; returns path."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = max(len(row) for row in rows)
     figure, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 3.2 * len(rows)), squeeze=False)
     for axis in axes.flat:
@@ -119,7 +85,7 @@ def comparison_panels(
     predictor = as_predictor(model)
     size = image_size or predictor.image_size
     level = parse_light_level(light_level)
-    psf_label, psf_array = parse_psf(psf)
+    psf_label, psf_array = parse_psf(psf, seed=seed)
     light = (level.low, level.high) if level.noisy else (1.0, 1.0)
     simulated = SensorModel(preset=sensor, light_levels=light, pattern=pattern, psf=psf_array)
     dataset = cell_dataset(source.take(count), simulated, size, count, seed, central_fraction, not level.noisy)
@@ -160,7 +126,7 @@ def plot_light_comparison(tables, example_rows, path, title=""):
     """One PNG at `path`: top-1 accuracy (%) and the intermediate image's PSNR (dB) against light level, one line
     per model of `tables` ({name: EvaluationTable} over the same rows, first PSF column), above rows of example
     Panels (comparison_panels' rows, or [] for none). Returns path."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = max([2] + [len(row) for row in example_rows])
     figure = plt.figure(figsize=(2.4 * columns, 3.6 + 2.6 * len(example_rows)))
     grid = figure.add_gridspec(1 + len(example_rows), columns, height_ratios=[1.4] + [1.0] * len(example_rows))

@@ -25,6 +25,8 @@ Conventions:
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.physics.validation import check_int
+
 PSNR_MSE_FLOOR = 1e-10
 SSIM_FILTER_SIZE = 11
 SSIM_FILTER_SIGMA = 1.5
@@ -52,8 +54,7 @@ def _check_logits_labels(logits, labels):
 
 def top_k_correct(logits, labels, k):
     """Booleans [B]: is labels[i] among the k largest logits[i] (ties count as correct)? logits [B, C], labels [B]."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be an integer >= 1; received {k!r}")
+    k = check_int(k, "k")
     logits, labels = _check_logits_labels(logits, labels)
     true_logit = logits[np.arange(len(labels)), labels]
     greater = np.sum(logits > true_logit[:, np.newaxis], axis=1)

@@ -1,5 +1,5 @@
 """Export: SavedModels with RAW-input signatures for TF Serving, written atomically as numbered versions, and
-TFLite (see savedmodel.py and tflite.py)."""
+TFLite (see savedmodel.py, layout.py for the on-disk layout, and tflite.py)."""
 
 from dirtypixels_tf._lazy import lazy_exports
 
@@ -8,6 +8,7 @@ _EXPORTS = {
     "export_savedmodel": "dirtypixels_tf.export.savedmodel",
     "read_export_metadata": "dirtypixels_tf.export.savedmodel",
     "make_example": "dirtypixels_tf.export.savedmodel",
+    "find_savedmodel": "dirtypixels_tf.export.layout",
     "export_tflite": "dirtypixels_tf.export.tflite",
     "tflite_parity": "dirtypixels_tf.export.tflite",
 }

@@ -1,6 +1,6 @@
 """Generalized Anscombe transform (GAT) layers with the release's max-normalization and noise channel.
 
-Conventions decided here (seed 001 Eq. 10-11, Sec. 4.1; Makitalo and Foi 2013):
+Conventions decided here (Diamond et al. 2021 Eq. 10-11, Sec. 4.1; Makitalo and Foi 2013):
 - Input `y` is a [B, H, W, C] RAW image (mosaic [B, H, W, 1] or a masked 3-channel mosaic) in units of the
   [0, 1] pixel range, *before* clipping would matter: y = alpha * Poisson(x / alpha) + N(0, sigma^2).
 - `alpha` (Poisson scale) and `sigma` (Gaussian std) are scalars or [B], one per image. alpha must be > 0: the
@@ -86,7 +86,7 @@ def anscombe_forward(y, alpha, sigma):
 
 
 def anscombe_inverse_algebraic(d, alpha, sigma):
-    """Algebraic inverse (D^2 / 4 - 1/8 - s^2) * alpha, s = sigma / alpha (seed 001 Eq. 11)."""
+    """Algebraic inverse (D^2 / 4 - 1/8 - s^2) * alpha, s = sigma / alpha (Diamond et al. 2021 Eq. 11)."""
     d, alpha, sigma = _prepare(d, alpha, sigma, "d")
     s = sigma / alpha
     return (0.25 * tf.square(d) - 0.125 - tf.square(s)) * alpha

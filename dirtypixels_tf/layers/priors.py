@@ -8,7 +8,7 @@ Conventions decided here:
   at inference, where each image's output does not depend on the rest of the batch.
 - Layers follow the global dtype policy (mixed_float16 works: batch normalization keeps float32 statistics).
 
-ResidualUNetPrior (seed 001 Sec. 4.2; release configuration from the authors' TF1 code, reference_facts.md):
+ResidualUNetPrior (Diamond et al. 2021 Sec. 4.2; release configuration from the authors' TF1 code, reference_facts.md):
 - input [B, H, W, C_in]: the current estimate (its first `output_channels` channels, e.g. the Anscombe-domain,
   max-normalized 3-channel image in [0, 1]) followed by extra channels such as the noise channel (constant k, the
   noise std of the normalized image); output [B, H, W, output_channels].
@@ -32,7 +32,7 @@ ResidualUNetPrior (seed 001 Sec. 4.2; release configuration from the authors' TF
   convolution (the packed-Bayer prior of models/isp.py, which already runs at half resolution).
 - width: the top-level width c_0 when given (the packed prior's 8), instead of max(2 * C_in, min_channels).
 - Parameter count, release configuration (3-channel image + noise channel, levels 3, dilated): 47,659 trainable
-  plus 416 batch-norm moving statistics = 48,075 weights (seed 001 Table 1: about 0.05 M).
+  plus 416 batch-norm moving statistics = 48,075 weights (Diamond et al. 2021 Table 1: about 0.05 M).
 """
 
 import keras
@@ -324,7 +324,7 @@ class _LiuModule(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
 class LiuEncodingModule(_LiuModule):
-    """Feature encoding module of Liu et al. (seed 003 Sec. 2.1, Fig. 2b): [B, H, W, C] -> [B, H, W, filters].
+    """Feature encoding module of Liu et al. 2018 (Sec. 2.1, Fig. 2b): [B, H, W, C] -> [B, H, W, filters].
 
     conv 3x3 (128) then a residual block 1x1 (32), 3x3 (32), 1x1 (128) whose output is added to the first conv's;
     batch norm + ReLU after every convolution. Widths are settings with the paper's defaults.
@@ -347,7 +347,7 @@ class LiuEncodingModule(_LiuModule):
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
 class LiuDecodingModule(_LiuModule):
-    """Feature decoding module of Liu et al. (seed 003 Sec. 2.1, Fig. 2c): fuses two adjacent scales.
+    """Feature decoding module of Liu et al. 2018 (Sec. 2.1, Fig. 2c): fuses two adjacent scales.
 
     Call: layer(features, skip), both [B, H, W, *] at the same resolution (the coarser scale already upsampled);
     they are concatenated on channels (features first), then conv 3x3 (256) and the residual block 1x1 (64),
@@ -380,7 +380,7 @@ class LiuDecodingModule(_LiuModule):
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
 class NidfUNet(keras.layers.Layer):
-    """The U-shaped encoder-decoder of NIDF (seed 004 Sec. 2.1), used for both the denoiser and the deblurrer.
+    """The U-shaped encoder-decoder of NIDF (Miao and Zhu, Sec. 2.1), used for both the denoiser and the deblurrer.
 
     The paper only says "a U-shape encoder-decoder [Ronneberger et al. 2015]" shared by both networks; where it is
     silent this follows Ronneberger's U-Net, scaled down: `levels` resolutions (default 4); at level l two 3x3

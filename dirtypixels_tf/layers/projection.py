@@ -1,4 +1,4 @@
-"""Soft projection, the data step of the Anscombe network (seed 001 Sec. 4.1, Algorithm 1 line 5).
+"""Soft projection, the data step of the Anscombe network (Diamond et al. 2021 Sec. 4.1, Algorithm 1 line 5).
 
     Pi(v, gamma, A, y) = argmin_z 1/2 ||y - A z||^2 + gamma/2 ||v - z||^2 = (A^T A + gamma I)^-1 (A^T y + gamma v)
 
@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from dirtypixels_tf.physics.fourier import psf_to_otf
 from dirtypixels_tf.physics.mosaic import RELEASE_PATTERN, bayer_masks, check_pattern
-from dirtypixels_tf.physics.validation import check_image, check_positive_number
+from dirtypixels_tf.physics.validation import check_image, check_int, check_positive_number
 
 OPERATORS = ("mosaic", "blur", "mosaic_blur")
 DEFAULT_CG_ITERATIONS = 30
@@ -59,8 +59,7 @@ def release_gamma_inits(num_iterations, lambda_init=1.0, beta_init=2.0):
     The release learns one lambda (init 1.0) and one beta_k per iteration (init 2, 4, 8, ...); only the ratio
     gamma_k = beta_k / lambda enters the data step (same function at initialization whichever is learned).
     """
-    if not isinstance(num_iterations, int) or num_iterations < 1:
-        raise ValueError(f"num_iterations must be an integer >= 1; received {num_iterations!r}")
+    num_iterations = check_int(num_iterations, "num_iterations")
     lambda_init = check_positive_number(lambda_init, "lambda_init")
     beta_init = check_positive_number(beta_init, "beta_init")
     return [beta_init * 2.0**k / lambda_init for k in range(num_iterations)]
@@ -201,8 +200,7 @@ def conjugate_gradient(operator, rhs, initial, iterations, tolerance):
 def check_cg_settings(iterations, tolerance):
     """Validate CG settings: iterations an integer >= 1, tolerance >= MIN_CG_TOLERANCE (float32 cannot certify less;
     an image that never reaches its tolerance keeps iterating past convergence, where float32 CG drifts)."""
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(f"cg_iterations must be an integer >= 1; received {iterations!r}")
+    iterations = check_int(iterations, "cg_iterations")
     tolerance = check_positive_number(tolerance, "cg_tolerance")
     if tolerance < MIN_CG_TOLERANCE:
         raise ValueError(f"cg_tolerance must be >= {MIN_CG_TOLERANCE} (float32 arithmetic); received {tolerance!r}")

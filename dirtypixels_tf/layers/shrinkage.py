@@ -1,4 +1,5 @@
-"""Shrinkage fields: unrolled half-quadratic splitting (HQS) with learned filters and proximal operators (seed 000 Sec. 5).
+"""Shrinkage fields: unrolled half-quadratic splitting (HQS) with learned filters and proximal operators
+(Diamond et al. 2017 Sec. 5).
 
 HQS for  min_x lambda/2 ||A x - y||^2 + g(C x)  alternates, with beta_1 < beta_2 < ... (Algorithm 1):
     z_k = prox_{lambda g / beta_k}(C x_{k-1})                                (a learned proximal operator)
@@ -48,9 +49,8 @@ DENOMINATOR_FLOOR = 1e-6
 def dct_filter_bank(size=5, count=24):
     """The 2-D DCT-II basis of a size x size patch without its DC element, unit norm, by increasing frequency
     (u + v, then u): float32 [size, size, count]. All filters are zero-mean; 5x5 gives exactly 24."""
-    if not isinstance(size, int) or size < 2:
-        raise ValueError(f"filter_size must be an integer >= 2; received {size!r}")
-    if not isinstance(count, int) or not 1 <= count <= size * size - 1:
+    size = check_int(size, "filter_size", 2)
+    if check_int(count, "num_filters") > size * size - 1:
         raise ValueError(
             f"num_filters must be an integer in [1, {size * size - 1}] for {size}x{size} filters; received {count!r}"
         )
@@ -193,7 +193,8 @@ class RbfShrinkage(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
 class CnnProximal(keras.layers.Layer):
-    """CNN proximal operator of seed 000 Sec. 5.3: `num_layers` 1x1 convolutions, stride 1, ReLU between them.
+    """CNN proximal operator of Diamond et al. 2017 Sec. 5.3: `num_layers` 1x1 convolutions, stride 1, ReLU between
+    them.
 
     [N, H, W, F] -> [N, H, W, F]: the hidden layers have `hidden_units` channels (default 24) and ReLU; the last
     layer maps back to F channels with no activation (responses of zero-mean filters are signed). Separable and

@@ -90,7 +90,7 @@ from dirtypixels_tf.physics import noise as noise_lib
 from dirtypixels_tf.physics.mosaic import RELEASE_PATTERN, check_pattern
 from dirtypixels_tf.physics.noise import TUKEY_LAMBDA_RANGE, NoisePreset, NoiseTerms
 from dirtypixels_tf.physics.optics import normalize_psf
-from dirtypixels_tf.physics.validation import check_mosaic_array, check_positive_number
+from dirtypixels_tf.physics.validation import check_int, check_mosaic_array, check_positive_number
 
 METHODS = ("spatial", "temporal")
 PSF_PENALTIES = ("gradient", "identity")
@@ -253,7 +253,7 @@ def _check_frames(frames):
 
 
 def _check_block(block, shape):
-    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 2 or block % 2:
+    if check_int(block, "block", 2) % 2:
         raise ValueError(f"block must be an even integer >= 2 (Bayer-plane pixels); received {block!r}")
     if shape[0] // 2 < block or shape[1] // 2 < block:
         raise ValueError(
@@ -425,8 +425,7 @@ def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; received {method!r}")
-    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < MIN_BINS:
-        raise ValueError(f"bins must be an integer >= {MIN_BINS}; received {bins!r}")
+    bins = check_int(bins, "bins", MIN_BINS)
     if texture_tolerance is None:
         texture_tolerance = TEXTURE_TOLERANCE.get(method, 1.0)
     texture_tolerance = check_positive_number(texture_tolerance, "texture_tolerance", allow_zero=True)
@@ -893,7 +892,7 @@ def estimate_psf(sharp, blurred, size, regularization=1e-3, penalty="gradient", 
     if x.shape != y.shape:
         raise ValueError(f"sharp and blurred must have one shape; received {x.shape} and {y.shape}")
     height, width, channels = x.shape
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
+    if check_int(size, "size") % 2 == 0:
         raise ValueError(f"size must be an odd integer >= 1; received {size!r}")
     if size > min(height, width):
         raise ValueError(f"size must be <= the image's height and width ({height}x{width}); received {size}")

@@ -10,9 +10,9 @@ Conventions:
 - Gaussians are sampled at pixel centres (not integrated over the pixel): with enough support their second moment
   per axis is sigma^2.
 - Field position r of a pixel: its distance from the image centre divided by the half-diagonal, so r = 0 at the
-  centre pixel and r = 1 at the centres of the corner pixels. The seed-000 evaluation (Table 1) uses the PSFs at
-  r = 0.5 ("center"), 0.9 ("offaxis") and 1.0 ("periphery") of a Nexus 5 rear camera; that calibration was never
-  released, so `default_psf_grid` synthesizes a plausible stand-in and `PsfGrid.load` reads a calibrated one.
+  centre pixel and r = 1 at the centres of the corner pixels. The evaluation of Diamond et al. 2017 (Table 1) uses
+  the PSFs at r = 0.5 ("center"), 0.9 ("offaxis") and 1.0 ("periphery") of a Nexus 5 rear camera; that calibration
+  was never released, so `default_psf_grid` synthesizes a plausible stand-in and `PsfGrid.load` reads a calibrated one.
 """
 
 import dataclasses
@@ -25,7 +25,7 @@ import scipy.io
 import tensorflow as tf
 
 from dirtypixels_tf.physics.fourier import check_boundary, fft_convolve
-from dirtypixels_tf.physics.validation import check_image, check_positive_number
+from dirtypixels_tf.physics.validation import check_image, check_int, check_positive_number
 
 FIELD_POSITIONS = {"center": 0.5, "offaxis": 0.9, "periphery": 1.0}
 PSF_NAMES = ("none",) + tuple(FIELD_POSITIONS)
@@ -78,7 +78,7 @@ def normalize_psf(psf, name="psf"):
 
 
 def _check_odd_size(size, name="size"):
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
+    if check_int(size, name) % 2 == 0:
         raise ValueError(f"{name} must be an odd integer >= 1; received {size!r}")
     return int(size)
 
@@ -112,8 +112,7 @@ def gaussian_psf(size, sigma, channels=None):
     sigmas = [check_positive_number(s, "sigma") for s in sigmas]
     per_channel = np.ndim(sigma) == 1
     if channels is not None:
-        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
-            raise ValueError(f"channels must be a positive integer; received {channels!r}")
+        channels = check_int(channels, "channels")
         if per_channel and len(sigmas) != channels:
             raise ValueError(f"channels must equal len(sigma) = {len(sigmas)}; received {channels!r}")
         if not per_channel:
@@ -165,10 +164,8 @@ def motion_psf(half_size, seed, num_steps=64, shake=0.3, impulse_probability=0.0
     NIDF draws half sizes 3 <= l <= 24 (`NIDF_MOTION_HALF_SIZES`); any integer l >= 1 is accepted. `seed` is an
     integer >= 0 or a sequence of them (numpy.random.default_rng). Returns float32 [2l + 1, 2l + 1], sum 1.
     """
-    if isinstance(half_size, bool) or not isinstance(half_size, (int, np.integer)) or half_size < 1:
-        raise ValueError(f"half_size must be an integer >= 1 (NIDF uses 3 to 24); received {half_size!r}")
-    if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-        raise ValueError(f"num_steps must be an integer >= 1; received {num_steps!r}")
+    half_size = check_int(half_size, "half_size")
+    num_steps = check_int(num_steps, "num_steps")
     shake = check_positive_number(shake, "shake", allow_zero=True)
     impulse_probability = check_positive_number(impulse_probability, "impulse_probability", allow_zero=True)
     if impulse_probability > 1:
@@ -358,8 +355,9 @@ def _synthetic_grid(size, sigma_scale, positions):
 
 
 def get_psf(name, grid=None):
-    """The PSF of a seed-000 evaluation condition: "none" -> None (no blur); "center", "offaxis", "periphery" -> the
-    grid's PSF [kh, kw, C] at field position 0.5, 0.9, 1.0 (`grid` defaults to `default_psf_grid()`)."""
+    """The PSF of an evaluation condition of Diamond et al. 2017: "none" -> None (no blur); "center", "offaxis",
+    "periphery" -> the grid's PSF [kh, kw, C] at field position 0.5, 0.9, 1.0 (`grid` defaults to
+    `default_psf_grid()`)."""
     if name not in PSF_NAMES:
         raise ValueError(f"name must be one of {', '.join(PSF_NAMES)}; received {name!r}")
     if name == "none":
@@ -440,9 +438,8 @@ def spatially_varying_blur(images, grid, boundary="reflect", num_rings=None):
         raise ValueError(f"grid must be a PsfGrid; received {type(grid).__name__}")
     if num_rings is None:
         rings = sorted(set(grid.positions) | {0.0, 1.0})
-    elif isinstance(num_rings, bool) or not isinstance(num_rings, (int, np.integer)) or num_rings < 2:
-        raise ValueError(f"num_rings must be None or an integer >= 2; received {num_rings!r}")
     else:
+        num_rings = check_int(num_rings, "num_rings", 2)
         rings = np.linspace(0.0, 1.0, int(num_rings)).tolist()
     height, width = images.shape[1], images.shape[2]
     if height is None or width is None:

@@ -38,8 +38,12 @@ def check_positive_number(value, name, allow_zero=False):
 
 
 def check_int(value, name, minimum=1):
-    """Return int(value) if it is an integer (Python or NumPy, not a bool) >= minimum, else raise ValueError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    """Return int(value) if it is an integer (Python or NumPy, not a bool) >= minimum (None: any integer), else raise
+    ValueError naming `name` and the received value."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        bound = "" if minimum is None else f" >= {minimum}"
+        raise ValueError(f"{name} must be an integer{bound}; received {value!r}")
+    if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; received {value!r}")
     return int(value)
 

@@ -40,12 +40,12 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
 )
 
+from dirtypixels_tf.export import layout
 from dirtypixels_tf.serving.repository import ServingError
 
 LOGGER = logging.getLogger("dirtypixels_tf.serving")
 CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
 DEFAULT_SIGNATURE = "serving_default"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -346,7 +346,7 @@ class PredictionCore:
 
     def warmup(self, servable):
         """Replay the version's TF Serving warm-up records (assets.extra/tf_serving_warmup_requests), if any."""
-        path = os.path.join(servable.path, WARMUP_FILE)
+        path = os.path.join(servable.path, layout.EXTRA_DIR, layout.WARMUP_FILE)
         if not os.path.isfile(path):
             return
         for record in tf.data.TFRecordDataset(path):

@@ -1,6 +1,7 @@
 """The versions of one model on disk, loaded and kept current the way TF Serving's file-system source does it.
 
-A base path holds integer-named version directories (BASE/1, BASE/2, ...), each a SavedModel. Every poll the
+A base path holds integer-named version directories (BASE/1, BASE/2, ...), each a SavedModel (the layout:
+export/layout.py). Every poll the
 repository lists them, keeps the `num_versions` highest that hold a saved_model.pb (TF Serving's default policy is
 the latest one), loads the new ones and unloads the others. Names that are not integers (such as the .tmp-N-xxxx
 directories of an export under way) are ignored; so is a version directory without saved_model.pb yet (a copy in
@@ -13,14 +14,15 @@ Version labels map a label to a version number (TF Serving's `version_labels` in
 import dataclasses
 import logging
 import os
-import re
 import threading
 
 import grpc
 import tensorflow as tf
 
+from dirtypixels_tf.export import layout
+from dirtypixels_tf.physics.validation import check_int
+
 LOGGER = logging.getLogger("dirtypixels_tf.serving")
-_VERSION_NAME = re.compile(r"^[0-9]+$")
 INIT_OP_SIGNATURE = "__saved_model_init_op"
 
 
@@ -53,7 +55,7 @@ def _signature_defs(path):
     from tensorflow.core.protobuf import saved_model_pb2
 
     saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as file:
+    with open(os.path.join(path, layout.SAVED_MODEL_FILE), "rb") as file:
         saved_model.ParseFromString(file.read())
     meta_graph = next(m for m in saved_model.meta_graphs if "serve" in m.meta_info_def.tags)
     return dict(meta_graph.signature_def)
@@ -80,12 +82,6 @@ def _fingerprint(path):
     return tuple(sorted(entries))
 
 
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; received {value!r}")
-    return value
-
-
 class ModelRepository:
     """The loaded versions of model `name` under `base_path`.
 
@@ -101,12 +97,12 @@ class ModelRepository:
             raise ValueError(f"base path must be an existing directory of model versions; received {base_path!r}")
         self.name = name
         self.base_path = os.fspath(base_path)
-        self.num_versions = _check_positive_int(num_versions, "num_versions")
+        self.num_versions = check_int(num_versions, "num_versions")
         self.version_labels = {}
         for label, version in (version_labels or {}).items():
             if not isinstance(label, str) or not label or label.isdigit():
                 raise ValueError(f"version labels must be non-numeric strings; received {label!r}")
-            self.version_labels[label] = _check_positive_int(version, f"version of label {label!r}")
+            self.version_labels[label] = check_int(version, f"version of label {label!r}")
         self.warmup = warmup
         self._servables = {}  # version -> Servable
         self._states = {}  # version -> ("AVAILABLE" | "END", error message or "")
@@ -115,21 +111,13 @@ class ModelRepository:
         self._stop = threading.Event()
         self._thread = None
 
-    def _on_disk(self):
-        versions = []
-        for entry in os.scandir(self.base_path):
-            if entry.is_dir() and _VERSION_NAME.match(entry.name):
-                if os.path.isfile(os.path.join(entry.path, "saved_model.pb")):
-                    versions.append(int(entry.name))
-        return sorted(versions)
-
     def refresh(self):
         """One poll: load the wanted versions not loaded yet, then unload the others. Returns (loaded, unloaded).
 
         A version unloaded earlier is loaded again when it is wanted again (e.g. the newer one was deleted: a
         rollback); one that failed to load is tried again when its files have changed since.
         """
-        wanted = self._on_disk()[-self.num_versions :]
+        wanted = layout.saved_versions(self.base_path)[-self.num_versions :]
         loaded = []
         for version in wanted:
             if version in self._servables:

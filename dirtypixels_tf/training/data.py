@@ -21,7 +21,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from dirtypixels_tf.data import fashion_mnist, pipeline, sources
+from dirtypixels_tf.data import pipeline, source_spec
 from dirtypixels_tf.physics import optics
 from dirtypixels_tf.physics.sensor import SensorModel
 from dirtypixels_tf.training import config as config_lib
@@ -34,12 +34,8 @@ def epoch_seed(seed, epoch):
 
 
 def load_psf(spec, seed=0):
-    """The PSF of a data.psf setting: None, a named seed-000 PSF, a random-walk PSF "motion-L" or a file."""
-    if spec in optics.PSF_NAMES:
-        return optics.get_psf(spec)
-    if spec.startswith("motion-"):
-        return optics.motion_psf(int(spec[len("motion-") :]), seed)
-    return optics.load_psf(spec)
+    """The PSF of a data.psf setting (optics.resolve_psf: "motion-L" is drawn with the experiment's seed)."""
+    return optics.resolve_psf(spec, seed)
 
 
 def make_sensor(config):
@@ -58,32 +54,23 @@ def make_sensor(config):
 def class_names(config):
     """The class names of the training data, index = label: Fashion-MNIST's, an image folder's subfolder names,
     or None for TFRecords (which carry numbers only)."""
-    data = config.data
-    if data.source == "fashion-mnist":
-        return list(fashion_mnist.FASHION_MNIST_CLASSES)
-    if data.source == "folder":
-        return sources.list_image_folder(data.train_path)[2]
-    return None
+    return source_spec.class_names(config.data.source, config.data.train_path)
 
 
 def _open(config, split):
     """(dataset of (image, label), size or None) of the training or evaluation split (None if there is none)."""
     data = config.data
     limit = data.train_examples if split == "train" else data.eval_examples
-    if data.source == "fashion-mnist":
-        images, labels = fashion_mnist.load_fashion_mnist("train" if split == "train" else "test")
-        count = len(labels) if limit is None else min(limit, len(labels))
-        return sources.array_source(images[:count], labels[:count]), count
-    path = data.train_path if split == "train" else data.eval_path
-    if path is None:
-        return None, None
-    if data.source == "folder":
-        dataset, _ = sources.folder_source(path)
-        available = len(sources.list_image_folder(path)[0])
-        count = available if limit is None else min(limit, available)
-        return dataset.take(count), count
-    dataset = sources.tfrecord_source(path, label_offset=data.label_offset)
-    return (dataset if limit is None else dataset.take(limit)), limit
+    if data.source == source_spec.FASHION_MNIST:
+        path = None
+    else:
+        path = data.train_path if split == "train" else data.eval_path
+        if path is None:
+            return None, None
+    dataset, _, count = source_spec.open_source(
+        data.source, path, split="train" if split == "train" else "test", label_offset=data.label_offset, limit=limit
+    )
+    return dataset, count
 
 
 def eval_source(config):

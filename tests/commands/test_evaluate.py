@@ -99,7 +99,10 @@ def test_run_directory_settings_become_the_defaults(tmp_path, image_folder, mode
     ("argv", "message"),
     [
         (["--profiles", "3,dusk"], "--profiles: light level must be a profile .*; received 'dusk'"),
-        (["--psf", "none,blurry"], "--psf: psf must be one of none, center, offaxis, periphery .*; received 'blurry'"),
+        (
+            ["--psf", "none,blurry"],
+            "--psf: psf must be none, center, offaxis, periphery, motion-L .*; received 'blurry'",
+        ),
         (["--size", "64"], "image_size 64x64 does not fit .*tiny.keras, which takes 32x32 RAW frames"),
         (["--baseline", "darktable"], "--baseline: pipeline must be one of bilinear, .*; received 'darktable'"),
         (["--sensor", "Nexus_9"], "--sensor: must be one of .*; received 'Nexus_9'"),

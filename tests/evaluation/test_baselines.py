@@ -15,7 +15,7 @@ import tensorflow as tf
 from skimage.util import img_as_float32
 
 from dirtypixels_tf.data import fashion_mnist, sources
-from dirtypixels_tf.evaluation import baselines, grid, metrics
+from dirtypixels_tf.evaluation import axes, baselines, grid, metrics
 from dirtypixels_tf.physics import mosaic, noise, optics
 from dirtypixels_tf.physics.sensor import SensorModel
 
@@ -103,7 +103,7 @@ def _frames(source, lux):
     else:
         tiles = [img_as_float32(skimage.data.chelsea())[:128, :128], img_as_float32(skimage.data.coffee())[:128, :128]]
         dataset, size = sources.array_source(np.stack(tiles), np.zeros(2, np.int64)), 128
-    level = grid.parse_light_level(lux)
+    level = axes.parse_light_level(lux)
     sensor = SensorModel(light_levels=(level.low, level.high) if level.noisy else (1.0, 1.0))
     features, _ = next(iter(grid.cell_dataset(dataset, sensor, size, 16, 0, 1.0, not level.noisy)))
     return [features[key].numpy() for key in ("raw", "alpha", "sigma", "clean")]

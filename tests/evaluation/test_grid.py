@@ -12,7 +12,8 @@ import tensorflow as tf
 from skimage.util import img_as_float32
 
 from dirtypixels_tf.data import fashion_mnist, sources
-from dirtypixels_tf.evaluation import baselines, figures, grid
+from dirtypixels_tf.evaluation import axes, baselines, figures, grid, predictors
+from dirtypixels_tf.evaluation.table import METRICS
 from dirtypixels_tf.models import heads
 from dirtypixels_tf.models.isp import build_isp
 from dirtypixels_tf.models.joint import JointClassifier
@@ -42,28 +43,6 @@ def tiny_model():
     return JointClassifier(build_isp("anscombe"), head, "mobilenet_v1", (SIZE, SIZE))
 
 
-def test_parse_light_level():
-    assert grid.parse_light_level("3lux") == grid.LightLevel("3lux", 0.0015, 0.0015)
-    assert grid.parse_light_level("12") == grid.LightLevel("12 lux", 0.006, 0.006)
-    assert grid.parse_light_level("12lux") == grid.parse_light_level(12)
-    assert grid.parse_light_level("0.5").low == pytest.approx(0.00025)
-    assert grid.parse_light_level("none") == grid.LightLevel("none", None, None)
-    assert grid.parse_light_level("2to20lux").lux == pytest.approx(2000 * np.sqrt(0.001 * 0.01))
-    for bad in ("bright", "-3", "0", "3 candela", ""):
-        with pytest.raises(ValueError, match="light level must be a profile .* or 'none'; received"):
-            grid.parse_light_level(bad)
-
-
-def test_parse_psf(tmp_path):
-    assert grid.parse_psf("none") == ("none", None)
-    label, psf = grid.parse_psf("periphery")
-    assert label == "periphery" and psf.shape == (25, 25, 3)
-    np.save(tmp_path / "psf.npy", psf)
-    np.testing.assert_allclose(grid.parse_psf(str(tmp_path / "psf.npy"))[1], psf, rtol=1e-6)
-    with pytest.raises(ValueError, match="psf must be one of none, center, offaxis, periphery .*; received 'blurry'"):
-        grid.parse_psf("blurry")
-
-
 def test_evaluation_is_repeatable_bit_for_bit(tiny_model):
     options = {"light_levels": ("3", "2to20lux", "none"), "psfs": ("none", "offaxis"), "batch_size": 5}
     first = grid.evaluate(tiny_model, photo_source(), progress=False, **options)
@@ -72,7 +51,7 @@ def test_evaluation_is_repeatable_bit_for_bit(tiny_model):
     assert first.to_csv() == second.to_csv()
     cell = first.cells[("3 lux", "none")]
     assert cell["examples"] == 12
-    assert all(cell[m] is not None for m in grid.METRICS)
+    assert all(cell[m] is not None for m in METRICS)
     # The grid really changes the input: more light, better intermediate images.
     assert first.value("none", "none", "psnr") > first.value("3 lux", "none", "psnr")
 
@@ -85,10 +64,10 @@ def test_noise_parameters_reach_the_model():
         return {"image": None, "logits": None}
 
     table = grid.evaluate(
-        grid.FunctionPredictor(record, SIZE), photo_source(4), light_levels=("12", "none"), progress=False
+        predictors.FunctionPredictor(record, SIZE), photo_source(4), light_levels=("12", "none"), progress=False
     )
     alpha_12, sigma_12 = noise.get_preset("Nexus_6P_rear").at_light_level(0.006)
-    assert sorted(seen) == pytest.approx(sorted([alpha_12, grid.NO_NOISE_ALPHA]), rel=1e-6)
+    assert sorted(seen) == pytest.approx(sorted([alpha_12, axes.NO_NOISE_ALPHA]), rel=1e-6)
     assert seen[min(seen)] == [0.0]  # no noise: sigma 0
     assert table.value("12 lux", "none", "top1") is None and table.value("12 lux", "none", "psnr") is None
     assert table.available() == []
@@ -98,7 +77,7 @@ def test_noise_parameters_reach_the_model():
 def test_no_noise_row_is_the_exact_clean_mosaic():
     # Bilinear demosaicking of a flat field's noise-free mosaic gives the field back: PSNR at the 100 dB cap,
     # with and without blur (the reflect boundary keeps a flat field flat); noise at 3 lux costs more than 80 dB.
-    bilinear = grid.ConventionalIspPredictor(baselines.get_pipeline("bilinear"))
+    bilinear = predictors.ConventionalIspPredictor(baselines.get_pipeline("bilinear"))
     table = grid.evaluate(
         bilinear, constant_source(), ("none", "3"), ("none", "periphery"), image_size=SIZE, progress=False
     )
@@ -119,20 +98,20 @@ def test_accuracy_counts_every_example_across_partial_batches():
         return {"logits": -logits + np.arange(10) * 1e-3}  # the true class is ranked last
 
     kwargs = {"light_levels": ("none", "96"), "batch_size": 5, "progress": False}
-    right = grid.evaluate(grid.FunctionPredictor(oracle, SIZE), constant_source(), **kwargs)
+    right = grid.evaluate(predictors.FunctionPredictor(oracle, SIZE), constant_source(), **kwargs)
     assert [right.cells[c]["top1"] for c in right.cells] == [1.0, 1.0]
     assert {right.cells[c]["examples"] for c in right.cells} == {12}
-    wrong_table = grid.evaluate(grid.FunctionPredictor(wrong, SIZE), constant_source(), **kwargs)
+    wrong_table = grid.evaluate(predictors.FunctionPredictor(wrong, SIZE), constant_source(), **kwargs)
     assert wrong_table.value("none", "none", "top1") == 0.0 and wrong_table.value("none", "none", "top5") == 0.0
 
 
 def test_head_function_reproduces_the_joint_models_logits(tiny_model):
     raw = tf.random.stateless_uniform([2, SIZE, SIZE, 1], [0, 1])
     outputs = tiny_model({"raw": raw, "alpha": tf.fill([2], 0.1), "sigma": tf.fill([2], 0.2)}, training=False)
-    logits = grid.head_function(tiny_model)(outputs["image"].numpy())
+    logits = predictors.head_function(tiny_model)(outputs["image"].numpy())
     np.testing.assert_allclose(logits, outputs["logits"].numpy(), atol=1e-5)
     with pytest.raises(ValueError, match="has no classifier head"):
-        grid.head_function(keras.Model(tiny_model.input, tiny_model.output["image"]))
+        predictors.head_function(keras.Model(tiny_model.input, tiny_model.output["image"]))
 
 
 def test_savedmodel_predictor_matches_the_keras_model(tmp_path, tiny_model):
@@ -141,7 +120,7 @@ def test_savedmodel_predictor_matches_the_keras_model(tmp_path, tiny_model):
     base = tmp_path / "models" / "tiny"
     export_savedmodel(tiny_model, str(base), class_names=[f"class {i}" for i in range(10)])
     shutil.copytree(base / "1", base / "2")  # a TF Serving base path: the highest version is used
-    predictor = grid.load_predictor(str(base))
+    predictor = predictors.load_predictor(str(base))
     assert predictor.image_size == (SIZE, SIZE) and predictor.description.endswith(os.path.join("tiny", "2"))
     assert predictor.class_names[:2] == ["class 0", "class 1"]
     options = {"light_levels": ("6",), "psfs": ("none",), "progress": False}
@@ -161,7 +140,9 @@ def test_bad_input_is_named(tiny_model):
         grid.evaluate(tiny_model, source, image_size=64, progress=False)
     with pytest.raises(ValueError, match="light level must be a profile"):
         grid.evaluate(tiny_model, source, light_levels=("3", "dusk"), progress=False)
-    with pytest.raises(ValueError, match="psf must be one of"):
+    with pytest.raises(
+        ValueError, match="psf must be none, center, offaxis, periphery, motion-L .*; received 'blurry'"
+    ):
         grid.evaluate(tiny_model, source, psfs=("blurry",), progress=False)
     with pytest.raises(ValueError, match=r"light_levels must not repeat an entry; received \['12 lux'\]"):
         grid.evaluate(tiny_model, source, light_levels=("12", "12lux"), progress=False)
@@ -169,9 +150,9 @@ def test_bad_input_is_named(tiny_model):
         grid.evaluate(lambda features, psf: {}, source, progress=False)
     with pytest.raises(ValueError, match="model must take the inputs raw, alpha and sigma"):
         features = keras.Input((4,))
-        grid.KerasPredictor(keras.Model(features, keras.layers.Dense(2)(features)))
+        predictors.KerasPredictor(keras.Model(features, keras.layers.Dense(2)(features)))
     with pytest.raises(ValueError, match="model must be a run directory with model.keras, a .keras file"):
-        grid.load_predictor("no_such_model")
+        predictors.load_predictor("no_such_model")
 
 
 def test_table_files(tmp_path, tiny_model):
@@ -220,7 +201,7 @@ def test_seed_000_grid_on_fashion_mnist_orders_the_conditions():
     # quality rises with light in every column, and falls from no blur to the periphery PSF without noise.
     dataset, _ = fashion_mnist.fashion_mnist_source("test")  # the real data set, or the tests' stand-in
     table = grid.evaluate(
-        grid.ConventionalIspPredictor(baselines.get_pipeline("malvar_nlm")),
+        predictors.ConventionalIspPredictor(baselines.get_pipeline("malvar_nlm")),
         dataset,
         psfs=("none", "center", "offaxis", "periphery"),
         image_size=SIZE,
@@ -248,10 +229,10 @@ def test_models_with_a_psf_input_get_the_cells_psf_padded_to_their_size():
     centre = keras.layers.Lambda(lambda p: p[:, 15, 15, 1])(inputs["psf"])
     total = keras.layers.Lambda(lambda p: keras.ops.sum(p[..., 1], axis=(1, 2)))(inputs["psf"])
     logits = keras.layers.Lambda(lambda t: keras.ops.stack(t, axis=1))([centre, total])
-    predictor = grid.KerasPredictor(keras.Model(inputs, {"logits": logits}))
+    predictor = predictors.KerasPredictor(keras.Model(inputs, {"logits": logits}))
     seen = {}
     for label in ("none", "periphery"):
-        psf = grid.parse_psf(label)[1]
+        psf = axes.parse_psf(label)[1]
         seen[label] = predictor(
             {
                 "raw": np.zeros((2, SIZE, SIZE, 1), np.float32),
@@ -261,7 +242,7 @@ def test_models_with_a_psf_input_get_the_cells_psf_padded_to_their_size():
             psf,
         )["logits"]
     np.testing.assert_allclose(seen["none"], [[1.0, 1.0]] * 2)
-    periphery = grid.parse_psf("periphery")[1]
+    periphery = axes.parse_psf("periphery")[1]
     np.testing.assert_allclose(seen["periphery"][0], [periphery[12, 12, 1], 1.0], rtol=1e-5)
     with pytest.raises(ValueError, match="the model takes PSFs of size 31x31; received a 41x41 PSF"):
         predictor(

@@ -7,7 +7,7 @@ from dirtypixels_tf.layers.priors import LiuDecodingModule, LiuEncodingModule, N
 
 RNG = np.random.default_rng(0)
 
-# Counted by building ResidualUNetPrior() on a 3-channel image + noise channel (seed 001 Table 1: ~0.05 M).
+# Counted by building ResidualUNetPrior() on a 3-channel image + noise channel (Diamond et al. 2021 Table 1: ~0.05 M).
 RELEASE_TRAINABLE = 47_659
 RELEASE_BN_STATISTICS = 416
 
