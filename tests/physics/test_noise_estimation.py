@@ -212,22 +212,34 @@ def test_frame_without_metadata_too_small():
         noise_estimation.estimate_frame_noise(np.full((30, 30), 0.5, np.float32))
 
 
-def test_temporal_method_on_a_natural_scene(astronaut_mosaic):
-    """Two frames of the astronaut (a sensor drawn at random, ISO 1600): alpha unbiased to within 2 % on average
-    over three seeds. sigma runs low (measured -3 to -6 % at ISO 200 to 6400 with the Nexus 6P rear sensor): dark
-    blocks that mix black and near-black pixels pass the texture test yet carry less variance than the clipped
-    model at their mean."""
-    rng = np.random.default_rng([2026, 9])
-    preset = noise.NoisePreset(float(rng.uniform(1e-4, 4e-4)), float(rng.uniform(3e-4, 1.5e-3)))
-    alpha, sigma = preset.at_iso(1600)
+@pytest.mark.parametrize("iso", [200, 1600, 6400])
+def test_temporal_method_on_a_natural_scene_is_unbiased(astronaut_mosaic, iso):
+    """Two frames of the astronaut (Nexus_6P_rear; seeds apart from the benchmark's): alpha and sigma within 2 % on
+    average over three seeds. sigma used to run 4 to 5 % low: in black blocks the noise of the block mean reaches
+    below E[y](0), where the model stayed flat at f(0) (see `expected_variance_at_mean`). Heavier noise is less
+    exact: a sensor drawn at random with up to twice the Nexus's noise, at ISO 6400, gave alpha -2.5 % and sigma
+    -1.8 %."""
+    alpha, sigma = NEXUS.at_iso(iso)
     errors = []
     for seed in range(3):
-        frames = [capture(astronaut_mosaic, alpha, sigma, [seed, k]) for k in range(2)]
+        frames = [capture(astronaut_mosaic, alpha, sigma, [100 + seed * 10 + k, iso]) for k in range(2)]
         fit = noise_estimation.estimate_noise(frames, method="temporal")
         errors.append((fit.alpha / alpha - 1, fit.sigma / sigma - 1))
     mean_alpha, mean_sigma = np.mean(errors, axis=0)
     assert abs(mean_alpha) < 0.02
-    assert abs(mean_sigma) < 0.1
+    assert abs(mean_sigma) < 0.02
+
+
+def test_black_blocks_expected_variance_is_unbiased():
+    """Blocks of a black frame (x = 0: every block mean sits at E[y](0) but for its noise): the model's variance at
+    the measured block means, averaged over 4096 blocks, matches their measured variance within 1 % (standard
+    error 0.4 %); with the model flat below E[y](0) it came out 2.5 % high."""
+    alpha, sigma = NEXUS.at_iso(800)
+    frames = np.stack([capture(np.zeros((512, 512), np.float32), alpha, sigma, [5, k]) for k in range(2)])
+    planes = [noise_estimation._planes(frame, 8) for frame in (frames.mean(axis=0), frames.var(axis=0, ddof=1))]
+    means, variances = (noise_estimation._block_mean(plane, 8).ravel() for plane in planes)
+    expected = noise_estimation.expected_variance_at_mean(means, alpha, sigma, mean_samples=128)
+    assert expected.mean() == pytest.approx(variances.mean(), rel=0.01)
 
 
 def test_read_noise_of_a_natural_scene_at_low_iso_does_not_collapse():
