@@ -15,7 +15,7 @@ import numpy as np
 import skimage.data
 import tensorflow as tf
 
-from dirtypixels_tf.physics import calibration, mosaic, noise
+from dirtypixels_tf.physics import mosaic, noise, noise_estimation
 
 
 def capture(clean, alpha, sigma, seed):
@@ -45,7 +45,7 @@ def main(argv=None):
             errors = []
             for seed in range(args.seeds):
                 captures = [capture(clean, alpha, sigma, [seed * 10 + k, iso]) for k in range(frames)]
-                fit = calibration.estimate_noise(captures, method=method)
+                fit = noise_estimation.estimate_noise(captures, method=method)
                 errors.append((fit.alpha / alpha - 1, fit.sigma / sigma - 1))
             errors = np.array(errors)
             print(f"{method:<10}{'ISO ' + str(iso):>9}{summary(errors[:, 0]):>34}{summary(errors[:, 1]):>30}")
@@ -54,7 +54,7 @@ def main(argv=None):
         alpha, sigma = noise.noise_at_lux(lux, preset)
         errors = []
         for seed in range(args.seeds):
-            fit = calibration.estimate_frame_noise(capture(clean, alpha, sigma, [seed, lux]))
+            fit = noise_estimation.estimate_frame_noise(capture(clean, alpha, sigma, [seed, lux]))
             mid = np.sqrt((fit.alpha * 0.5 + fit.sigma**2) / (alpha * 0.5 + sigma**2)) - 1
             errors.append((fit.alpha / alpha - 1, fit.sigma / sigma - 1, mid))
         errors = np.array(errors)

@@ -4,8 +4,8 @@
         [--dark DARK...] [--pattern P]
     dirtypixels calibrate psf SHARP BLURRED --size K --out psf.npy [--regularization 1e-3]
 
-The methods and the sensor.yaml format are in dirtypixels_tf/physics/calibration.py; RAW reading (and the Bayer
-phase crop) in dirtypixels_tf/data/camera_raw.py.
+The methods are in dirtypixels_tf/physics/noise_estimation.py, dark_noise.py and psf_estimation.py, the sensor.yaml
+format in sensor_files.py; RAW reading (and the Bayer phase crop) in dirtypixels_tf/data/camera_raw.py.
 """
 
 import dataclasses
@@ -89,7 +89,7 @@ def _load_dark(path, pattern):
 def run_noise(args):
     from tqdm import tqdm
 
-    from dirtypixels_tf.physics import calibration
+    from dirtypixels_tf.physics import dark_noise, noise_estimation, sensor_files
 
     captures, names, shape, patterns = {}, {}, None, {}
     for path in tqdm(args.frames, desc="reading frames", unit="frame", disable=args.quiet, file=sys.stderr):
@@ -120,10 +120,10 @@ def run_noise(args):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result, fits = calibration.calibrate_sensor(
+            result, fits = noise_estimation.calibrate_sensor(
                 captures, pattern=pattern, method=args.method, block=args.block, source=source
             )
-    except calibration.CalibrationError as error:
+    except noise_estimation.CalibrationError as error:
         files = ", ".join(repr(name) for name in names[error.iso])
         raise UsageError(f"FRAMES at ISO {error.iso:g} ({files}): {error}") from None
     for warning in caught:
@@ -132,11 +132,11 @@ def run_noise(args):
     if args.dark:
         darks = [_load_dark(path, args.pattern) for path in args.dark]
         try:
-            dark = calibration.estimate_dark_noise(darks)
+            dark = dark_noise.estimate_dark_noise(darks)
         except ValueError as error:
             raise UsageError(f"--dark ({', '.join(map(repr, args.dark))}): {error}") from None
         result = dataclasses.replace(result, terms=dark.terms)
-    calibration.save_sensor_preset(args.out, result)
+    sensor_files.save_sensor_preset(args.out, result)
     print(f"{'ISO':>8}{'frames':>8}{'alpha':>14}{'sigma':>14}{'blocks used':>20}")
     for iso, fit in fits.items():
         print(
@@ -154,12 +154,12 @@ def run_noise(args):
     print(f"wrote {args.out}: poisson {result.preset.poisson:.6g}, gauss {result.preset.gauss:.6g} at ISO 100")
     if args.plot:
         try:
-            calibration.plot_noise_fits({f"ISO {iso:g}": fit for iso, fit in fits.items()}, args.plot)
+            noise_estimation.plot_noise_fits({f"ISO {iso:g}": fit for iso, fit in fits.items()}, args.plot)
             print(f"wrote {args.plot}")
             if dark is not None:
                 stem, extension = os.path.splitext(args.plot)
                 dark_plot = f"{stem}_dark{extension or '.png'}"
-                calibration.plot_dark_fit(dark, dark_plot)
+                dark_noise.plot_dark_fit(dark, dark_plot)
                 print(f"wrote {dark_plot}")
         except ImportError as error:
             raise UsageError(str(error)) from None
@@ -203,10 +203,10 @@ def _load_image(path, name):
 def run_psf(args):
     import numpy as np
 
-    from dirtypixels_tf.physics import calibration
+    from dirtypixels_tf.physics.psf_estimation import estimate_psf
 
     sharp, blurred = _load_image(args.sharp, "SHARP"), _load_image(args.blurred, "BLURRED")
-    psf = calibration.estimate_psf(
+    psf = estimate_psf(
         sharp,
         blurred,
         args.size,
@@ -240,7 +240,7 @@ def register(commands):
         help="fit alpha and sigma per ISO and write a sensor.yaml",
         description="Fit the clipped Poisson-Gaussian noise to RAW captures (flat fields or gray charts at several "
         "exposures work best; natural scenes work less well), one fit per ISO, then the linear ISO model, and "
-        "write the sensor preset YAML (load it with dirtypixels_tf.physics.calibration.load_sensor_preset).",
+        "write the sensor preset YAML (load it with dirtypixels_tf.physics.load_sensor_preset).",
     )
     noise.add_argument("frames", nargs="+", metavar="FRAMES", help="camera RAW files (DNG, CR2, ...) or .npy mosaics")
     noise.add_argument("--out", required=True, help="the sensor preset YAML to write")

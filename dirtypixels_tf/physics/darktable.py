@@ -23,7 +23,7 @@ lookup of its profiled-denoise modules):
 
 Caveat: darktable measures noise inside its own pipeline, after white balance. For the Canon EOS 30D at ISO 640
 the ratios of its per-channel `a` (R/G 2.17, B/G 1.47) equal the camera's white-balance multipliers (2.17, 1.45),
-and the Poisson scale measured on that camera's real RAW frame (physics/calibration.py, the CR2 that
+and the Poisson scale measured on that camera's real RAW frame (physics/noise_estimation.py, the CR2 that
 rawtran-doc ships) is 8.7 times darktable's green `a`, with a read noise darktable puts at or below zero. Treat
 these profiles as a plausible range of real cameras' noise, not as a calibration of their RAW data; calibrate
 from captures (`dirtypixels calibrate noise`) where the RAW noise itself matters.

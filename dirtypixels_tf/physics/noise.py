@@ -140,7 +140,8 @@ def _per_image(value, images):
 
 # Expected photon count x / alpha under which the Poisson draw is exact. At 20 the moment-matched normal above it
 # biased the clipped variance near saturation by 3 % (x = 0.98, alpha = 0.012: 82 counts; tests/physics/
-# test_calibration.py, test_clipped_moments_match_the_simulated_sensor): the skewness that clipping exposes matters.
+# test_noise_estimation.py, test_clipped_moments_match_the_simulated_sensor): the skewness that clipping exposes
+# matters.
 POISSON_EXACT_BELOW = 1000.0
 
 

@@ -26,7 +26,7 @@ from dirtypixels_tf.physics.validation import check_finite, check_image, check_p
 
 def resolve_sensor(spec):
     """The noise and Bayer phase of a sensor named by `spec`: a preset name (noise.SENSOR_PRESETS) or the path of
-    a calibrated sensor.yaml (physics/calibration.py; a name that ends in .yaml/.yml or names a file). Returns
+    a calibrated sensor.yaml (physics/sensor_files.py; a name that ends in .yaml/.yml or names a file). Returns
     (NoisePreset, pattern); the pattern is None for a built-in preset (which has none). The one place that parses
     a sensor spec: commands and configs call it (`resolve_sensor_terms` adds the sensor.yaml's extended terms)."""
     return resolve_sensor_terms(spec)[:2]
@@ -43,7 +43,7 @@ def resolve_sensor_terms(spec):
     if spec in noise.SENSOR_PRESETS:
         return noise.get_preset(spec), None, noise.NoiseTerms()
     if spec.endswith((".yaml", ".yml")) or os.path.isfile(spec):
-        from dirtypixels_tf.physics.calibration import load_sensor_preset
+        from dirtypixels_tf.physics.sensor_files import load_sensor_preset
 
         calibration = load_sensor_preset(spec)
         return calibration.preset, calibration.pattern, calibration.terms
@@ -135,8 +135,8 @@ class SensorModel:
 
     @classmethod
     def from_preset_file(cls, path, **kwargs):
-        """A sensor with the noise and Bayer phase of a calibrated sensor.yaml (physics/calibration.py)."""
-        from dirtypixels_tf.physics.calibration import load_sensor_preset
+        """A sensor with the noise and Bayer phase of a calibrated sensor.yaml (physics/sensor_files.py)."""
+        from dirtypixels_tf.physics.sensor_files import load_sensor_preset
 
         calibration = load_sensor_preset(path)
         kwargs.setdefault("pattern", calibration.pattern)

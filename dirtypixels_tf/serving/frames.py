@@ -3,7 +3,7 @@
 - .npy, floating: a RAW mosaic [H, W] or [H, W, 1] in [0, 1] at the model's size, sent to "serving_default" with
   its noise: alpha and sigma given, or those of a fixed light profile (3lux, 6lux) for the sensor (a preset name
   or a sensor.yaml), or, with neither, alpha and sigma estimated from the frame itself
-  (physics.calibration.estimate_frame_noise; the frame's description says so).
+  (physics.noise_estimation.estimate_frame_noise; the frame's description says so).
 - .npy, integer: sensor values [H, W] or [H, W, 1] at the model's size, sent as uint16 to "raw_uint16" with the
   black level, white level and ISO given.
 - ordinary images (PNG, JPEG, ...): a clean scene. Its central 87.5 % is resized to the model's size (as the
@@ -51,9 +51,9 @@ def central_crop(values, image_size):
 
 
 def _estimated_noise(mosaic, path):
-    """(alpha, sigma, description) estimated from the frame itself (physics.calibration.estimate_frame_noise), for
+    """(alpha, sigma, description) estimated from the frame itself (physics.noise_estimation.estimate_frame_noise), for
     frames that come with neither a light profile nor an ISO."""
-    from dirtypixels_tf.physics.calibration import estimate_frame_noise
+    from dirtypixels_tf.physics.noise_estimation import estimate_frame_noise
 
     try:
         fit = estimate_frame_noise(np.clip(mosaic, 0.0, 1.0))

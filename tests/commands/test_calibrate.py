@@ -11,7 +11,7 @@ from PIL import Image
 
 from dirtypixels_tf import cli
 from dirtypixels_tf.data.camera_raw import read_raw, write_dng
-from dirtypixels_tf.physics import calibration, noise, optics
+from dirtypixels_tf.physics import noise, optics, psf_estimation, sensor_files
 from dirtypixels_tf.physics.sensor import SensorModel
 
 NEXUS = noise.get_preset("Nexus_6P_rear")
@@ -51,7 +51,7 @@ def test_noise_from_dng_frames_with_iso_metadata(tmp_path, capsys):
     assert cli.main(argv + ["--quiet"]) == 0
     printed = capsys.readouterr().out
     assert f"wrote {out}" in printed and f"wrote {plot}" in printed
-    loaded = calibration.load_sensor_preset(out)
+    loaded = sensor_files.load_sensor_preset(out)
     assert [row[0] for row in loaded.iso_table] == [800.0, 3200.0]
     assert loaded.preset.poisson == pytest.approx(NEXUS.poisson, rel=0.05)
     assert loaded.preset.gauss == pytest.approx(NEXUS.gauss, rel=0.05)
@@ -67,7 +67,7 @@ def test_noise_from_npy_frames_needs_iso(tmp_path, capsys):
     error = run_with_error(["calibrate", "noise", str(path), "--out", str(out)], capsys)
     assert "--iso is required for .npy frames" in error and not out.exists()
     assert cli.main(["calibrate", "noise", str(path), "--out", str(out), "--iso", "1600", "--quiet"]) == 0
-    loaded = calibration.load_sensor_preset(out)
+    loaded = sensor_files.load_sensor_preset(out)
     alpha, sigma = loaded.preset.at_iso(1600)
     assert alpha == pytest.approx(NEXUS.at_iso(1600)[0], rel=0.05)
     assert sigma == pytest.approx(NEXUS.at_iso(1600)[1], rel=0.05)
@@ -121,7 +121,7 @@ def test_psf_from_npy_png_and_tiff(tmp_path, capsys, pair):
         assert f"wrote {out}: PSF 11x11x3, sum 1 per channel" in capsys.readouterr().out
         estimate = np.load(out)
         assert estimate.shape == (11, 11, 3)
-        assert calibration.psf_correlation(estimate, np.stack([psf] * 3, axis=-1)) >= 0.9
+        assert psf_estimation.psf_correlation(estimate, np.stack([psf] * 3, axis=-1)) >= 0.9
 
 
 def test_psf_bad_input_exits_2(tmp_path, capsys, pair):
@@ -182,14 +182,14 @@ def test_noise_on_the_real_cr2_records_its_cfa_and_says_it_extrapolates(tmp_path
     assert cli.main(["calibrate", "noise", str(REAL_CR2), "--out", str(out), "--quiet"]) == 0
     captured = capsys.readouterr()
     assert "captures at one ISO (640) only: the preset extrapolates to every other ISO" in captured.err
-    loaded = calibration.load_sensor_preset(out)
+    loaded = sensor_files.load_sensor_preset(out)
     assert loaded.pattern == read_raw(REAL_CR2).source_pattern == "RGGB"
     assert "[one ISO: other ISOs extrapolated]" in loaded.source
     alpha, sigma = loaded.preset.at_iso(640)
     assert 2e-5 < alpha < 1e-3 and 1e-4 < sigma < 2e-3
     forced = tmp_path / "bggr.yaml"
     assert cli.main(["calibrate", "noise", str(REAL_CR2), "--out", str(forced), "--pattern", "BGGR", "--quiet"]) == 0
-    assert calibration.load_sensor_preset(forced).pattern == "BGGR"
+    assert sensor_files.load_sensor_preset(forced).pattern == "BGGR"
 
 
 def test_noise_with_dark_frames_writes_the_extended_terms(tmp_path, capsys):
@@ -209,7 +209,7 @@ def test_noise_with_dark_frames_writes_the_extended_terms(tmp_path, capsys):
     assert cli.main(argv + ["--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "dark frames (3): read noise" in printed and f"wrote {tmp_path / 'noise_dark.png'}" in printed
-    loaded = calibration.load_sensor_preset(out)
+    loaded = sensor_files.load_sensor_preset(out)
     assert loaded.terms.tukey_lambda == pytest.approx(lam, rel=0.1)
     assert loaded.terms.row_noise == pytest.approx(row, rel=0.1)
     assert loaded.terms.bit_depth == 14
@@ -236,7 +236,7 @@ def test_dark_frames_from_camera_raw_files(tmp_path, capsys):
     out = tmp_path / "sensor.yaml"
     argv = ["calibrate", "noise", str(flat), "--iso", "800", "--dark", *paths, "--out", str(out), "--quiet"]
     assert cli.main(argv) == 0
-    loaded = calibration.load_sensor_preset(out)
+    loaded = sensor_files.load_sensor_preset(out)
     assert loaded.terms.tukey_lambda == pytest.approx(lam, rel=0.1)
     assert loaded.terms.row_noise == pytest.approx(0.3, rel=0.1)
     assert loaded.terms.bit_depth == 16
