@@ -54,7 +54,7 @@ def _run_defaults(model_spec):
             "label_offset": data.label_offset,
         }
     savedmodel = layout.find_savedmodel(model_spec)
-    metadata = None if savedmodel is None else layout.read_metadata(savedmodel)
+    metadata = None if savedmodel is None else layout.read_export_metadata(savedmodel)
     if metadata is not None:
         sensor = metadata.get("sensor", {}).get("name")
         return {"sensor": sensor} if sensor in noise.SENSOR_PRESETS else {}

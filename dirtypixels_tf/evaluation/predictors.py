@@ -86,7 +86,6 @@ class KerasPredictor(Predictor):
             padded = _pad_psf(psf, self.psf_size)
             inputs["psf"] = tf.constant(np.broadcast_to(padded, (len(features["raw"]), *padded.shape)))
         outputs = self._predict(inputs)
-        outputs = outputs if isinstance(outputs, dict) else {"image": outputs}
         return {"logits": _numpy(outputs.get("logits")), "image": _numpy(outputs.get("image"))}
 
 
@@ -112,7 +111,7 @@ class SavedModelPredictor(Predictor):
             )
         shape = tuple(specs["raw"].shape)
         self.image_size = None if None in shape[1:3] else tuple(int(v) for v in shape[1:3])
-        metadata = layout.read_metadata(directory)
+        metadata = layout.read_export_metadata(directory)
         if metadata is not None:
             self.metadata = metadata
             self.class_names = metadata.get("class_names")
@@ -128,21 +127,15 @@ class SavedModelPredictor(Predictor):
 
 
 def head_function(model):
-    """images [B, H, W, 3] in [0, 1] -> logits, through the classifier head of `model`: a joint model
-    (models/joint.py: its "head_preprocessing" layer and the head after it) or a head-alone model with the single
-    input "clean" (training/models.py). Raises ValueError for a model without a head."""
-    inputs = model.input if isinstance(model.input, dict) else {}
-    if set(inputs) == {"clean"}:
-        predict = tf.function(lambda images: model({"clean": images}, training=False)["logits"], reduce_retracing=True)
-        return lambda images: predict(tf.constant(images, tf.float32)).numpy()
-    names = [layer.name for layer in model.layers]
-    if "head_preprocessing" not in names:
-        raise ValueError(f"model {model.name!r} has no classifier head (no 'head_preprocessing' layer); layers {names}")
-    skip = {"head_preprocessing", "isp", *inputs}
-    heads = [layer for layer in model.layers if layer.name not in skip and not layer.name.startswith("input")]
-    if len(heads) != 1:
-        raise ValueError(f"model {model.name!r}: expected one head layer after head_preprocessing; found {heads}")
-    preprocess, head = model.get_layer("head_preprocessing"), heads[0]
+    """images [B, H, W, 3] in [0, 1] -> logits, through the classifier head of `model` (a JointClassifier or a
+    HeadClassifier, models/joint.py: its `head_preprocessing` and `head`). Raises ValueError for a model without a
+    head."""
+    head, preprocess = getattr(model, "head", None), getattr(model, "head_preprocessing", None)
+    if head is None or preprocess is None:
+        raise ValueError(
+            f"model {model.name!r} has no classifier head (a JointClassifier or HeadClassifier has one); received a "
+            f"{type(model).__name__}"
+        )
     predict = tf.function(lambda images: head(preprocess(images), training=False), reduce_retracing=True)
     return lambda images: predict(tf.constant(images, tf.float32)).numpy()
 

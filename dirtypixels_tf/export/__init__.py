@@ -6,7 +6,7 @@ from dirtypixels_tf._lazy import lazy_exports
 _EXPORTS = {
     "SIGNATURES": "dirtypixels_tf.export.savedmodel",
     "export_savedmodel": "dirtypixels_tf.export.savedmodel",
-    "read_export_metadata": "dirtypixels_tf.export.savedmodel",
+    "read_export_metadata": "dirtypixels_tf.export.layout",
     "make_example": "dirtypixels_tf.export.savedmodel",
     "find_savedmodel": "dirtypixels_tf.export.layout",
     "export_tflite": "dirtypixels_tf.export.tflite",

@@ -49,7 +49,7 @@ def find_savedmodel(path):
     return os.path.join(path, str(versions[-1])) if versions else None
 
 
-def read_metadata(version_dir):
+def read_export_metadata(version_dir):
     """The metadata dict of an exported version (EXTRA_DIR/METADATA_FILE), or None if it has none."""
     path = os.path.join(version_dir, EXTRA_DIR, METADATA_FILE)
     if not os.path.isfile(path):

@@ -36,7 +36,6 @@ import datetime
 import errno
 import json
 import os
-import re
 import shutil
 import tempfile
 
@@ -44,14 +43,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.export.layout import EXTRA_DIR, METADATA_FILE, WARMUP_FILE, is_version_name
 from dirtypixels_tf.physics import noise
 
 SIGNATURES = ("serving_default", "raw_uint16", "classify", "isp")
 CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
-EXTRA_DIR = "assets.extra"
-METADATA_FILE = "dirtypixels.json"
-WARMUP_FILE = "tf_serving_warmup_requests"
-_VERSION_NAME = re.compile(r"^[0-9]+$")
 # Noise levels beyond 1000 x full scale carry no signal and overflow the Anscombe transform in float32 (sigma = 1e30
 # gave NaN logits): the signatures refuse them. The release's presets reach alpha 10 and sigma 22 (Pixel at 3 lux).
 MAX_NOISE = 1000.0
@@ -247,7 +243,7 @@ class _Signatures:
 
 
 def _next_version(base_path):
-    numbers = [int(name) for name in os.listdir(base_path) if _VERSION_NAME.match(name)]
+    numbers = [int(name) for name in os.listdir(base_path) if is_version_name(name)]
     return max(numbers, default=0) + 1
 
 
@@ -437,9 +433,3 @@ def _publish(temporary, base_path, version, pick_next):
                     f"export); pick another or leave version=None"
                 ) from None
             version = _next_version(base_path)
-
-
-def read_export_metadata(version_dir):
-    """The assets.extra/dirtypixels.json of an exported version (a dict)."""
-    with open(os.path.join(version_dir, EXTRA_DIR, METADATA_FILE), encoding="utf-8") as file:
-        return json.load(file)

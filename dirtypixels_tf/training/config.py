@@ -76,7 +76,7 @@ class DataConfig:
         is required (1,281,167 for ImageNet's training set).
     profile: a light-level profile name (3lux, 6lux, 2to20lux, 2to200lux) or [low, high] light levels (lux / 2000),
         drawn log-uniformly per image; sensor: a noise preset (physics/noise.py) or a calibrated sensor.yaml path; pattern: the Bayer phase;
-    psf: "none", "center", "offaxis", "periphery" (seed 000's PSFs), "motion-L" (a random-walk PSF of side 2L + 1
+    psf: "none", "center", "offaxis", "periphery" (Diamond et al. 2017's PSFs), "motion-L" (a random-walk PSF of side 2L + 1
         drawn with the experiment's seed, NIDF's blur) or a .npy/.npz/.mat file; one PSF for the whole dataset.
     batch_size: the GLOBAL batch, split evenly between the replicas; epochs; steps_per_epoch: None = dataset size //
         batch_size; validation_steps: batches of the evaluation split run at the end of each epoch (None = none).
@@ -177,7 +177,7 @@ class StagesConfig:
 
 @dataclasses.dataclass
 class LbfgsConfig:
-    """L-BFGS pretraining (trainer "lbfgs", seed 000 Sec. 6): `iterations` of scipy's L-BFGS-B on minus the mean PSNR
+    """L-BFGS pretraining (trainer "lbfgs", Diamond et al. 2017 Sec. 6): `iterations` of scipy's L-BFGS-B on minus the mean PSNR
     of the first `examples` training examples (simulated once, fixed), evaluated in chunks of `chunk_size`."""
 
     iterations: int = 400
@@ -454,12 +454,22 @@ def _positive(value, path, allow_zero=False):
 
 
 def validate(config):
-    """Check the relations between settings; raises ConfigError naming the key. Returns the config."""
-    from dirtypixels_tf.models import heads, isp, presets
-    from dirtypixels_tf.physics import noise, optics
-    from dirtypixels_tf.training import losses
+    """Check the relations between settings, section by section; raises ConfigError naming the key. Returns the
+    config."""
+    _validate_model(config)
+    spec = model_spec(config)
+    _validate_data(config)
+    _validate_optimizer(config)
+    _validate_loss(config, spec)
+    _validate_run(config, spec)
+    return config
 
-    model, data, opt, schedule, loss = config.model, config.data, config.optimizer, config.schedule, config.loss
+
+def _validate_model(config):
+    """The model section: a preset or an ISP and/or a head, and their sizes."""
+    from dirtypixels_tf.models import heads, isp, presets
+
+    model = config.model
     if model.preset is not None:
         _require(
             model.preset in presets.PRESETS,
@@ -495,8 +505,13 @@ def validate(config):
         )
     _positive(model.num_classes, "model.num_classes")
     _positive(model.head_width, "model.head_width")
-    spec = model_spec(config)
 
+
+def _validate_data(config):
+    """The data section: sources and their paths, counts, light profile, sensor, augmentation, PSF."""
+    from dirtypixels_tf.physics import noise, optics
+
+    data = config.data
     if data.source in ("folder", "tfrecords"):
         _require(data.train_path is not None, f"data.train_path: required for source {data.source!r}")
     else:
@@ -544,6 +559,10 @@ def validate(config):
     except ValueError as error:
         raise ConfigError(f"data.psf: {error}") from None
 
+
+def _validate_optimizer(config):
+    """The optimizer and its schedule: no setting the chosen ones do not read."""
+    opt, schedule = config.optimizer, config.schedule
     rmsprop_only = {"rho": opt.rho, "tf1_rmsprop_init": opt.tf1_rmsprop_init}
     readers = {
         "rho": ("rmsprop",),
@@ -581,6 +600,12 @@ def validate(config):
         for name in ("decay_rate", "decay_epochs", "staircase"):
             _require(getattr(schedule, name) is None, f"schedule.{name}: not read by a constant schedule; remove it")
 
+
+def _validate_loss(config, spec):
+    """The objective: the outputs it reads, its weight and label smoothing, the trainer it goes with."""
+    from dirtypixels_tf.training import losses
+
+    loss = config.loss
     outputs = spec.outputs(loss.kind)
     needs = set(losses.LOSS_OUTPUTS[loss.kind])
     _require(
@@ -610,6 +635,12 @@ def validate(config):
         for name in ("iterations", "examples", "chunk_size"):
             _positive(getattr(config.lbfgs, name), f"lbfgs.{name}")
 
+
+def _validate_run(config, spec):
+    """Stage weights, distribution, checkpoints, seed, comparisons and the stage-1 settings."""
+    from dirtypixels_tf.models import isp
+
+    loss = config.loss
     _require(config.stages.isp_weights is None or spec.isp is not None, "stages.isp_weights: this model has no ISP")
     _require(config.stages.head_weights is None or spec.head is not None, "stages.head_weights: this model has no head")
     dist = config.distribution
@@ -645,7 +676,6 @@ def validate(config):
             "stages.isp_weights: set together with pretrain (stage 1 provides the ISP weights); give one of them",
         )
         pretrain_config(config)
-    return config
 
 
 PRETRAIN_DIR = "stage1"

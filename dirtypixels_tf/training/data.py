@@ -33,11 +33,6 @@ def epoch_seed(seed, epoch):
     return seed * 1_000_003 + epoch
 
 
-def load_psf(spec, seed=0):
-    """The PSF of a data.psf setting (optics.resolve_psf: "motion-L" is drawn with the experiment's seed)."""
-    return optics.resolve_psf(spec, seed)
-
-
 def make_sensor(config):
     """The SensorModel of config.data (preset, light levels, Bayer phase, PSF, unprocessing)."""
     data = config.data
@@ -46,7 +41,7 @@ def make_sensor(config):
         preset=data.sensor,
         light_levels=profile,
         pattern=data.pattern,
-        psf=load_psf(data.psf, config.seed),
+        psf=optics.resolve_psf(data.psf, config.seed),  # "motion-L" drawn with the experiment's seed
         unprocess=data.unprocess or None,
     )
 

@@ -14,6 +14,7 @@ import keras
 from dirtypixels_tf.models.isp import build_isp, copy_weights
 from dirtypixels_tf.models.loading import MODEL_FILE
 from dirtypixels_tf.models.spec import build_model as build_spec_model
+from dirtypixels_tf.physics import optics
 from dirtypixels_tf.training import config as config_lib
 
 
@@ -22,9 +23,7 @@ def build_model(config):
     spec = config_lib.model_spec(config)
     psf_size = None
     if spec.psf_size is None and config.data.psf != "none":  # an ISP that takes PSFs gets the data's PSF size
-        from dirtypixels_tf.training.data import load_psf
-
-        psf_size = tuple(load_psf(config.data.psf, config.seed).shape[:2])
+        psf_size = tuple(optics.resolve_psf(config.data.psf, config.seed).shape[:2])
     elif spec.psf_size is None and spec.isp is not None:
         if build_isp(spec.isp, **spec.isp_settings).takes_psf:
             raise config_lib.ConfigError(f"data.psf: model.isp {spec.isp!r} deblurs with a PSF; received 'none'")

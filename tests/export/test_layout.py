@@ -29,7 +29,7 @@ def test_versions_are_integer_names_holding_a_savedmodel(tmp_path):
 
 def test_metadata_is_read_from_the_extra_assets(tmp_path):
     _version(tmp_path, "1")
-    assert layout.read_metadata(tmp_path / "1") is None
+    assert layout.read_export_metadata(tmp_path / "1") is None
     (tmp_path / "1" / layout.EXTRA_DIR).mkdir()
     (tmp_path / "1" / layout.EXTRA_DIR / layout.METADATA_FILE).write_text(json.dumps({"class_names": ["a", "b"]}))
-    assert layout.read_metadata(tmp_path / "1") == {"class_names": ["a", "b"]}
+    assert layout.read_export_metadata(tmp_path / "1") == {"class_names": ["a", "b"]}
