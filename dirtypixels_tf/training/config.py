@@ -85,6 +85,9 @@ class DataConfig:
     label_offset: subtracted from TFRecord labels (1 for slim's 1001-class records with a 1000-class head).
     unprocess: map the clean sRGB images to linear camera RAW before the mosaic (Brooks et al. 2019's randomized
         inverse camera pipeline, physics/unprocess.py); false (default) keeps the release's mask-only path.
+    simulate_on_device: the training stream carries clean images and per-example seeds, and the sensor runs inside
+        the training step on each replica (training/data.py), giving the same frames bit for bit; false (default):
+        tf.data simulates them on the host.
     """
 
     source: Literal["fashion-mnist", "folder", "tfrecords"] = "fashion-mnist"
@@ -106,6 +109,7 @@ class DataConfig:
     flip: bool = True
     central_fraction: float = 0.875
     unprocess: bool = False
+    simulate_on_device: bool = False
 
 
 @dataclasses.dataclass

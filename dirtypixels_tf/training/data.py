@@ -14,10 +14,17 @@ Conventions:
   each input pipeline keeps every num_input_pipelines-th example and batches with the per-replica size).
 - The evaluation split (Fashion-MNIST's test split, or data.eval_path) is simulated with the evaluation
   preprocessing (centre crop) and seed `seed + 1`, one pass, the same noisy set on every run.
+- data.simulate_on_device: the training stream stops before the sensor (pipeline.make_dataset(...,
+  simulate_on_device=True)): its inputs are {"clean", "sensor_seed"} plus the model's inputs that are not simulated
+  ("psf"; NIDF pretraining's "blurred"), its targets as usual (the clean image is in the batch). fit.py trains
+  `simulating_view(model, sensor)`, which runs the sensor on them inside the training step, on each replica's
+  share of the batch, with the same per-example seeds: the same frames bit for bit. The evaluation split, L-BFGS's
+  training set and precise-BN batches stay simulated by tf.data (`train_dataset(..., on_device=False)`).
 """
 
 import dataclasses
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -73,6 +80,40 @@ def eval_source(config):
     return _open(config, "eval")[0]
 
 
+SIMULATED_INPUTS = ("raw", "alpha", "sigma")  # what the sensor gives the model
+
+
+class SimulatingModel(keras.Model):
+    """A functional model over the layers of another (same variables, same weight-file layout) whose call first runs
+    `sensor` on batches of {"clean", "sensor_seed", ...} (pipeline.simulate_batch: "raw", "alpha", "sigma" per
+    example with its own seed), then the graph: the simulation happens inside the training step, on each replica
+    under tf.distribute. Batches that already hold the frames ("raw") go straight to the graph. The step is not
+    XLA-compiled: StatelessRandomPoisson has no XLA kernel. A training-time view only, never saved."""
+
+    def __init__(self, inputs, outputs, sensor, **kwargs):
+        super().__init__(inputs, outputs, **kwargs)
+        self.sensor = sensor
+        self.input_spec = None  # the batches' keys differ from the graph's inputs; the graph checks what it receives
+        self.supports_jit = False
+
+    def call(self, inputs, training=None, mask=None):
+        if "raw" not in inputs:
+            # Integer seeds are a no-op cast; under a strategy, Keras builds the model from a batch averaged over the
+            # replicas (Trainer._symbolic_build), whose seeds come out float64.
+            seeds = tf.cast(inputs["sensor_seed"], tf.int64)
+            features = pipeline.simulate_batch(self.sensor, {**inputs, "sensor_seed": seeds})
+            inputs = {name: features[name] for name in self.input}
+        return super().call(inputs, training=training, mask=mask)
+
+
+def simulating_view(model, sensor):
+    """`model` (a functional model with a dict of inputs among which "raw", "alpha", "sigma") fed by the
+    simulate_on_device stream: a SimulatingModel over its inputs, outputs and layers."""
+    if not isinstance(model.input, dict) or not set(SIMULATED_INPUTS) <= set(model.input):
+        raise ValueError(f"model must take {list(SIMULATED_INPUTS)} by name; it takes {model.input}")
+    return SimulatingModel(model.input, model.output, sensor, name=f"{model.name}_simulating")
+
+
 @dataclasses.dataclass
 class _Plan:
     include_clean: bool
@@ -105,18 +146,30 @@ class ExperimentData:
                 raise config_lib.ConfigError(
                     f"data.psf: the model takes {self.spec.psf_size} PSFs; data.psf {config.data.psf!r} is {psf.shape[:2]}"
                 )
+        self.on_device = config.data.simulate_on_device
+        if self.on_device and not set(SIMULATED_INPUTS) <= set(self.input_names):
+            raise config_lib.ConfigError(
+                f"data.simulate_on_device: the model takes {list(self.input_names)}, no RAW frames to simulate"
+            )
         self._targets = make_targets(kind, self.input_names, self.sensor)
+        device_names = ("clean", "sensor_seed") + tuple(n for n in self.input_names if n not in SIMULATED_INPUTS)
+        self._device_targets = make_targets(kind, device_names, self.sensor)
 
-    def _map_options(self, training, include_clean=None):
+    def _map_options(self, training, include_clean=None, on_device=False):
         data = self.config.data
         options = {
             "include_clean": self.plan.include_clean if include_clean is None else include_clean,
             "include_psf": self.plan.include_psf,
             "central_fraction": data.central_fraction,
+            "simulate_on_device": on_device,
         }
         if training:
             options.update(crop_area=tuple(data.crop_area), flip=data.flip)
         return options
+
+    def training_model(self, model):
+        """The model fit trains: `model` itself, or with data.simulate_on_device its simulating_view."""
+        return simulating_view(model, self.sensor) if self.on_device else model
 
     def _epoch(self, make, epoch, skip):
         def build(_):
@@ -127,16 +180,17 @@ class ExperimentData:
         # iterating it again (Keras reads one batch before training under a strategy) gives the same batches.
         return tf.data.Dataset.range(1).flat_map(build)
 
-    def _stream(self, make, start_epoch, start_batch, end_epoch):
+    def _stream(self, make, start_epoch, start_batch, end_epoch, on_device):
         end_epoch = self.config.data.epochs if end_epoch is None else end_epoch
         if not 0 <= start_epoch < end_epoch:
             raise ValueError(f"start_epoch must be in [0, {end_epoch}); received {start_epoch}")
         dataset = self._epoch(make, start_epoch, start_batch)
         for epoch in range(start_epoch + 1, end_epoch):
             dataset = dataset.concatenate(self._epoch(make, epoch, 0))
-        return dataset.map(self._targets, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        targets = self._device_targets if on_device else self._targets
+        return dataset.map(targets, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-    def _make_epoch(self, batch_size):
+    def _make_epoch(self, batch_size, on_device):
         data = self.config.data
 
         def make(epoch):
@@ -150,18 +204,22 @@ class ExperimentData:
                 epochs=1,
                 shuffle_buffer=data.shuffle_buffer,
                 drop_remainder=True,
-                **self._map_options(True),
+                **self._map_options(True, on_device=on_device),
             )
 
         return make
 
-    def train_dataset(self, start_epoch=0, start_batch=0, end_epoch=None):
+    def train_dataset(self, start_epoch=0, start_batch=0, end_epoch=None, on_device=None):
         """Batches of (inputs, targets) from (start_epoch, start_batch) to the end of epoch end_epoch - 1 (default:
-        the last epoch), global batch size."""
-        return self._stream(self._make_epoch(self.config.data.batch_size), start_epoch, start_batch, end_epoch)
+        the last epoch), global batch size. `on_device` (default data.simulate_on_device): inputs for the
+        training_model's on-device simulation instead of the simulated frames."""
+        on_device = self.on_device if on_device is None else on_device
+        make = self._make_epoch(self.config.data.batch_size, on_device)
+        return self._stream(make, start_epoch, start_batch, end_epoch, on_device)
 
     def train_dataset_fn(self, start_epoch=0, start_batch=0, end_epoch=None):
-        """The same stream as a dataset_fn(input_context) for strategy.distribute_datasets_from_function."""
+        """The same stream (data.simulate_on_device decides its form) as a dataset_fn(input_context) for
+        strategy.distribute_datasets_from_function."""
         data = self.config.data
 
         def dataset_fn(context):
@@ -176,10 +234,10 @@ class ExperimentData:
                     epochs=1,
                     shuffle_buffer=data.shuffle_buffer,
                     drop_remainder=True,
-                    **self._map_options(True),
+                    **self._map_options(True, on_device=self.on_device),
                 )(context)
 
-            return self._stream(make, start_epoch, start_batch, end_epoch)
+            return self._stream(make, start_epoch, start_batch, end_epoch, self.on_device)
 
         return dataset_fn
 

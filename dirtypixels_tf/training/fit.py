@@ -9,6 +9,7 @@
    batch norm if asked, the optimizer and schedule (steps derived once, config.derive_steps), compile;
 4. training: model.fit on the per-epoch stream (data.py) with the callbacks (callbacks.py) under the default and
    mirrored strategies; under multi_worker the loop of loop.py (Keras' fit fails there, keras-team/keras#20585).
+   With data.simulate_on_device the model trained is data.simulating_view, which simulates the frames in the step.
    A backup in RUN_DIR/backup is resumed exactly: a mid-epoch backup at (epoch e, batch b) first runs the rest of
    epoch e (one fit call of steps_per_epoch - b steps), then the remaining epochs;
    trainer "lbfgs": L-BFGS for average PSNR on a fixed training set (lbfgs.py) instead;
@@ -147,7 +148,7 @@ def _fit(config, run_dir, model, data, strategy, chief, verbose, log):
     losses, weights = losses_lib.build_losses(config.loss)
     with strategy.scope():
         optimizer = optimizers.build_optimizer(config.optimizer, config.schedule, steps)
-        full_model, model = model, models_lib.training_view(model, losses)
+        full_model, model = model, data.training_model(models_lib.training_view(model, losses))
         model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=losses_lib.build_metrics(losses))
     wants_images = chief and config.checkpoint.image_summaries_every and "raw" in data.input_names
     summary = data.summary_batch()[0] if wants_images else None
@@ -232,7 +233,7 @@ def _lbfgs(config, model, data, verbose, log):
     if count > data.train_size:
         raise config_lib.ConfigError(f"lbfgs.examples: {count} is more than the {data.train_size} training examples")
     collected_inputs, collected_targets, total = [], [], 0
-    for inputs, targets in data.train_dataset(0, 0, 1):
+    for inputs, targets in data.train_dataset(0, 0, 1, on_device=False):
         collected_inputs.append({k: np.asarray(v) for k, v in inputs.items()})
         collected_targets.append(np.asarray(targets["image"]))
         total += len(collected_targets[-1])
@@ -391,7 +392,7 @@ def _train(config, run_dir, strategy, chief, verbose, log, params=None):
     else:
         _fit(config, run_dir, model, data, strategy, chief, verbose, log)
     if config.precise_bn_batches:
-        stream = data.train_dataset(0, 0, 1).take(config.precise_bn_batches).map(lambda inputs, targets: inputs)
+        stream = data.train_dataset(0, 0, 1, on_device=False).take(config.precise_bn_batches).map(lambda inputs, targets: inputs)
         used = models_lib.precise_batch_norm(model, stream)
         log(f"batch-norm statistics re-estimated over {used} training batches")
     results["train_seconds"] = time.perf_counter() - start
