@@ -37,7 +37,7 @@ def main(argv=None):
         args.seeds = 1
     image = skimage.data.astronaut().astype(np.float32)[np.newaxis] / 255.0
     clean = mosaic.mosaic(image).numpy()[0, ..., 0]
-    preset = noise.get_preset("Nexus_6P_rear")
+    preset = noise.get_noise_preset("Nexus_6P_rear")
     print(f"{'method':<10}{'setting':>9}{'alpha error (mean [min, max])':>34}{'sigma error':>30}")
     for method, frames in (("spatial", 1), ("temporal", 2)):
         for iso in (200, 800, 3200, 6400):

@@ -65,7 +65,7 @@ def main():
     if args.quick:
         args.requests, args.clients, args.batch, args.batches_per_client = 8, 2, 4, 1
 
-    size = get_preset(args.preset).image_size
+    size = get_preset(args.preset).spec.image_size
     model = build_preset(args.preset)
     with tempfile.TemporaryDirectory() as base:
         version = export_savedmodel(model, os.path.join(base, "bench"))

@@ -112,7 +112,7 @@ def main():
     if args.quick:
         args.clients, args.stalled, args.seconds = 4, 2, 3.0
 
-    size = get_preset(args.preset).image_size
+    size = get_preset(args.preset).spec.image_size
     model = build_preset(args.preset)
     frames = simulated_inputs((size, size), 8, profile="3lux", seed=0)
     with tempfile.TemporaryDirectory() as base:

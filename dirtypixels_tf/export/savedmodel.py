@@ -88,7 +88,7 @@ def _check_sensor(sensor):
     if isinstance(sensor, noise.NoisePreset):
         return "custom", sensor
     if isinstance(sensor, str):
-        return sensor, noise.get_preset(sensor)
+        return sensor, noise.get_noise_preset(sensor)
     raise ValueError(f"sensor must be a sensor preset name or a NoisePreset; received {sensor!r}")
 
 

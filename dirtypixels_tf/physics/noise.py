@@ -62,7 +62,7 @@ class NoisePreset:
         return self.poisson / light_level, self.gauss / light_level
 
 
-def get_preset(name):
+def get_noise_preset(name):
     """The NoisePreset called `name` (case-sensitive, as in the release), or a ValueError listing the valid ones."""
     if name not in SENSOR_PRESETS:
         raise ValueError(f"preset must be one of {', '.join(SENSOR_PRESETS)}; received {name!r}")
@@ -85,7 +85,7 @@ def light_level_to_iso(light_level):
 
 def noise_at_lux(lux, preset=DEFAULT_PRESET):
     """(alpha, sigma) at `lux` for a preset name or NoisePreset; 3 lux on Nexus_6P_rear -> (0.1248, 0.3155)."""
-    preset = get_preset(preset) if isinstance(preset, str) else preset
+    preset = get_noise_preset(preset) if isinstance(preset, str) else preset
     return preset.at_light_level(lux_to_light_level(lux))
 
 
@@ -95,7 +95,7 @@ def light_level_for_noise(preset=DEFAULT_PRESET, noise_std=None, intensity=0.5):
     Solves noise_std^2 = alpha * intensity + sigma^2 with alpha = poisson / L and sigma = gauss / L for L.
     Returns the light level; multiply by 2000 for lux.
     """
-    preset = get_preset(preset) if isinstance(preset, str) else preset
+    preset = get_noise_preset(preset) if isinstance(preset, str) else preset
     std = check_positive_number(noise_std, "noise_std")
     intensity = check_positive_number(intensity, "intensity", allow_zero=True)
     p, g = preset.poisson * intensity, preset.gauss

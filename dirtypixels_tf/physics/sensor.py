@@ -41,7 +41,7 @@ def resolve_sensor_terms(spec):
         raise ValueError(f"sensor must be a preset name or a sensor.yaml path; received {spec!r}")
     spec = os.fspath(spec)
     if spec in noise.SENSOR_PRESETS:
-        return noise.get_preset(spec), None, noise.NoiseTerms()
+        return noise.get_noise_preset(spec), None, noise.NoiseTerms()
     if spec.endswith((".yaml", ".yml")) or os.path.isfile(spec):
         from dirtypixels_tf.physics.sensor_files import load_sensor_preset
 

@@ -14,7 +14,7 @@ from dirtypixels_tf.data.camera_raw import read_raw, write_dng
 from dirtypixels_tf.physics import noise, optics, psf_estimation, sensor_files
 from dirtypixels_tf.physics.sensor import SensorModel
 
-NEXUS = noise.get_preset("Nexus_6P_rear")
+NEXUS = noise.get_noise_preset("Nexus_6P_rear")
 REAL_CR2 = pathlib.Path(__file__).parents[2] / ".cache/rawtran/usr/share/doc/rawtran/IMG_5952.CR2"
 needs_cr2 = pytest.mark.skipif(
     not REAL_CR2.is_file(),

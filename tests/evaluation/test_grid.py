@@ -66,7 +66,7 @@ def test_noise_parameters_reach_the_model():
     table = grid.evaluate(
         predictors.FunctionPredictor(record, SIZE), photo_source(4), light_levels=("12", "none"), progress=False
     )
-    alpha_12, sigma_12 = noise.get_preset("Nexus_6P_rear").at_light_level(0.006)
+    alpha_12, sigma_12 = noise.get_noise_preset("Nexus_6P_rear").at_light_level(0.006)
     assert sorted(seen) == pytest.approx(sorted([alpha_12, axes.NO_NOISE_ALPHA]), rel=1e-6)
     assert seen[min(seen)] == [0.0]  # no noise: sigma 0
     assert table.value("12 lux", "none", "top1") is None and table.value("12 lux", "none", "psnr") is None

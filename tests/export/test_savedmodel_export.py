@@ -62,8 +62,8 @@ def test_raw_uint16_applies_levels_and_the_sensor_preset_at_iso(tiny_model, sign
         iso=tf.constant(iso, tf.float32),
     )
     normalized = np.clip((raw - black[:, None, None, None]) / (white - black)[:, None, None, None], 0, 1)
-    alpha, sigma = noise.get_preset("Nexus_6P_rear").at_iso(iso[0])
-    alpha_1, sigma_1 = noise.get_preset("Nexus_6P_rear").at_iso(iso[1])
+    alpha, sigma = noise.get_noise_preset("Nexus_6P_rear").at_iso(iso[0])
+    alpha_1, sigma_1 = noise.get_noise_preset("Nexus_6P_rear").at_iso(iso[1])
     expected = tiny_model(
         {
             "raw": normalized.astype(np.float32),

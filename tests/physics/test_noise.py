@@ -60,7 +60,7 @@ def test_lux_mapping_matches_the_release():
     assert noise.light_level_to_iso(0.0015) == pytest.approx(66666.67, rel=1e-6)
     alpha, sigma = noise.noise_at_lux(3, "Nexus_6P_rear")
     assert alpha == pytest.approx(0.1248, abs=1e-4) and sigma == pytest.approx(0.3155, abs=1e-4)
-    preset = noise.get_preset("Nexus_6P_rear")
+    preset = noise.get_noise_preset("Nexus_6P_rear")
     assert preset.at_iso(800) == pytest.approx((0.00018724 * 8, 0.0004733 * 8))
     assert preset.at_iso(noise.light_level_to_iso(0.0015)) == pytest.approx((alpha, sigma))
 
@@ -69,7 +69,7 @@ def test_lux_mapping_matches_the_release():
 @pytest.mark.parametrize("intensity", [0.1, 0.5])
 def test_light_level_for_noise_inverts_the_noise_model(preset, intensity):
     level = noise.light_level_for_noise(preset, noise_std=0.2, intensity=intensity)
-    alpha, sigma = noise.get_preset(preset).at_light_level(level)
+    alpha, sigma = noise.get_noise_preset(preset).at_light_level(level)
     assert np.sqrt(alpha * intensity + sigma**2) == pytest.approx(0.2, rel=1e-9)
 
 
@@ -85,7 +85,7 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="lux must be finite and > 0; received 0"):
         noise.noise_at_lux(0)
     with pytest.raises(ValueError, match="preset must be one of .*received 'Nexus7'"):
-        noise.get_preset("Nexus7")
+        noise.get_noise_preset("Nexus7")
     with pytest.raises(ValueError, match="profile must be one of .*received '1lux'"):
         noise.get_light_profile("1lux")
     with pytest.raises(ValueError, match="noise_std must be finite and > 0; received nan"):

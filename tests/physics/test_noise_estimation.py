@@ -29,7 +29,7 @@ needs_cr2 = pytest.mark.skipif(
     not REAL_CR2.is_file(),
     reason=f"the real Canon CR2 is absent: {REAL_CR2} (apt-get download rawtran-doc; dpkg -x into .cache/rawtran)",
 )
-NEXUS = noise.get_preset("Nexus_6P_rear")
+NEXUS = noise.get_noise_preset("Nexus_6P_rear")
 CHART_LEVELS = np.concatenate([np.geomspace(0.002, 0.9, 14), [1.0, 1.05]])  # the last two saturate
 
 
