@@ -54,6 +54,7 @@ def image_of(output):
 def test_forward_training_step_save_load_and_xla(config, tmp_path):
     model = build(config)
     clean, features = make_inputs(model)
+    assert set(model(features)) == set(model.isp.output_names)  # the Isp contract: a dict of its output_names
     output = image_of(model(features))
     assert output.shape == (2, SIZE, SIZE, 3)
     assert np.all(np.isfinite(output.numpy()))

@@ -8,7 +8,7 @@ from tiny_models import calibrate_batch_norm
 
 from dirtypixels_tf.data import fashion_mnist
 from dirtypixels_tf.models import heads, isp
-from dirtypixels_tf.models.joint import IspModel, JointClassifier
+from dirtypixels_tf.models.joint import HeadClassifier, IspModel, JointClassifier
 from dirtypixels_tf.physics.sensor import SensorModel
 
 SIZE = 32
@@ -123,12 +123,32 @@ def test_joint_model_overfits_a_handful_of_3_lux_images():
 
 
 def test_saves_and_loads_with_identical_outputs(tmp_path):
-    model = small_joint()
+    model = small_joint(freeze="head")
     features, _ = simulated_batch(2)
     model.save(tmp_path / "joint.keras")
     restored = keras.models.load_model(tmp_path / "joint.keras")
     for key in ("logits", "image"):
         np.testing.assert_array_equal(restored(features)[key].numpy(), model(features)[key].numpy())
+    # The components survive the file: the same class, the ISP and head as attributes, the same settings.
+    assert type(restored) is JointClassifier and isinstance(restored.isp, isp.AnscombeNetwork)
+    assert restored.head.name == "mobilenet_v1" and not restored.head.trainable and restored.isp.trainable
+    assert (restored.image_size, restored.freeze, restored.clip_image) == ((SIZE, SIZE), "head", True)
+    grey = tf.fill([1, SIZE, SIZE, 3], 0.5)
+    np.testing.assert_array_equal(restored.head(grey).numpy(), model.head(grey).numpy())
+
+
+def test_components_are_attributes_not_layer_names(tmp_path):
+    model = small_joint()
+    assert model.isp is model.get_layer("isp") and model.head is model.get_layer("mobilenet_v1")
+    assert model.head_preprocessing is model.get_layer("head_preprocessing")
+    head_alone = HeadClassifier(model.head, "mobilenet_v1", (SIZE, SIZE), name="head_alone")
+    isp_alone = IspModel(model.isp, (SIZE, SIZE))
+    for component, path in ((head_alone, tmp_path / "head.keras"), (isp_alone, tmp_path / "isp.keras")):
+        component.save(path)
+        restored = keras.models.load_model(path)
+        assert type(restored) is type(component) and restored.name == component.name
+    assert keras.models.load_model(tmp_path / "head.keras").head.name == "mobilenet_v1"
+    assert isinstance(keras.models.load_model(tmp_path / "isp.keras").isp, isp.AnscombeNetwork)
 
 
 def test_stage_one_weights_load_by_component():
