@@ -2,15 +2,12 @@
 training sees bit for bit the frames of the tf.data path (same losses and weights), on one device and mirrored."""
 
 import csv
-import json
-import signal
-import time
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from training_jobs import run_jobs, tiny
+from training_jobs import kill_inside_epoch, run_jobs, tiny
 
 from dirtypixels_tf.physics.sensor import SensorModel
 from dirtypixels_tf.training import config as config_lib
@@ -156,23 +153,8 @@ def test_on_device_run_killed_mid_epoch_resumes_to_the_host_runs_weights(tmp_pat
     )
     interrupted = tmp_path / "interrupted"
     process = run_jobs([{"config": device_config, "run_dir": str(interrupted), "out": None}], tmp_path, wait=False)
-    metadata = interrupted / "backup" / "training_metadata.json"
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                state = json.loads(metadata.read_text()) if metadata.is_file() else None
-            except ValueError:  # replaced while read
-                state = None
-            if state and state["epoch"] == 1 and state["batch"] > 0:
-                process.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.005)
-    finally:
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, process.stdout.read()[-3000:]
-    state = json.loads(metadata.read_text())
-    assert state["epoch"] == 1 and 0 < state["batch"] < 8, state
+    state = kill_inside_epoch(process, interrupted, epoch=1, seconds=240)
+    assert 0 < state["batch"] < 8, state
 
     reference = tmp_path / "reference"
     jobs = [

@@ -1,13 +1,9 @@
 """Exact resume: a run killed mid-epoch (SIGKILL) resumes from its backup and ends with the weights of an
 uninterrupted run."""
 
-import json
-import signal
-import time
-
 import keras
 import numpy as np
-from training_jobs import run_jobs, tiny
+from training_jobs import kill_inside_epoch, run_jobs, tiny
 
 import dirtypixels_tf.models.isp  # noqa: F401  (registers the ISP layers for loading)
 import dirtypixels_tf.models.joint  # noqa: F401
@@ -22,26 +18,9 @@ def test_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path, fas
     reference = tmp_path / "reference"
     interrupted = tmp_path / "interrupted"
     process = run_jobs([{"config": config, "run_dir": str(interrupted), "out": None}], tmp_path, wait=False)
-    metadata = interrupted / "backup" / "training_metadata.json"
-    deadline = time.monotonic() + 180
-    state = None
-    try:
-        while time.monotonic() < deadline and process.poll() is None:
-            if metadata.is_file():
-                try:
-                    state = json.loads(metadata.read_text())
-                except ValueError:  # replaced while read
-                    state = None
-                if state and state["epoch"] == 1 and state["batch"] > 0:
-                    process.send_signal(signal.SIGKILL)
-                    break
-            time.sleep(0.005)
-    finally:
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, process.stdout.read()[-3000:]
+    state = kill_inside_epoch(process, interrupted, epoch=1, seconds=180)
     assert not (interrupted / "model.keras").exists()
-    state = json.loads(metadata.read_text())
-    assert state["epoch"] == 1 and 0 < state["batch"] < 8, state
+    assert 0 < state["batch"] < 8, state
 
     # The resumed run, then the uninterrupted reference, in one fresh process.
     jobs = [{"config": config, "run_dir": str(run), "out": None} for run in (interrupted, reference)]

@@ -4,8 +4,10 @@ Fashion-MNIST images) and a runner for experiments in a fresh Python process."""
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 WORKER = os.path.join(os.path.dirname(__file__), "run_worker.py")
 
@@ -54,3 +56,26 @@ def run_jobs(jobs, tmp_path, env=None, timeout=240, wait=True):
     result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
+
+
+def kill_inside_epoch(process, run_dir, epoch=1, seconds=180):
+    """SIGKILL `process` (a run_jobs(wait=False) training run) once its backup (run_dir/backup) is inside epoch
+    `epoch` (0-based) past its first batch; returns the backup's state {"epoch", "batch", ...} after the kill."""
+    metadata = os.path.join(run_dir, "backup", "training_metadata.json")
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with open(metadata, encoding="utf-8") as stream:
+                    state = json.load(stream)
+            except (OSError, ValueError):  # not written yet, or replaced while read
+                state = None
+            if state and state["epoch"] == epoch and state["batch"] > 0:
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, process.stdout.read()[-3000:]
+    with open(metadata, encoding="utf-8") as stream:
+        return json.load(stream)
