@@ -8,6 +8,10 @@ joint / head, at batch 1 and 32, in TensorFlow (tf.function, inference mode; --x
 same MobileNet-v1, since a TFLite export takes RAW input). Targets: release joint / head <= 1.6 at batch 1 and
 <= 1.7 at batch 32; packed joint / head <= 1.2 at both. The multiply-add ratios are 1.62 and 1.18.
 
+Each model is also timed as its batch-norm-folded inference copy (export/fold.py; suffix "+f": fold "all", the
+head and the ISP's prior; "release+fh": the head only, which keeps the release-parity bound), and a summary prints
+release joint / head with both folded and both unfolded, and folded / unfolded per model.
+
 --profile times the release ISP's parts (GAT and max-normalization of S^T y, the prior, its dilated first
 convolution alone, the soft projection, the inverse GAT) against the head, interleaved, at batch 1 and 32.
 
@@ -24,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from dirtypixels_tf.export.fold import fold_batch_norm  # noqa: E402
 from dirtypixels_tf.export.tflite import export_tflite, simulated_inputs  # noqa: E402
 from dirtypixels_tf.layers.anscombe import append_noise_channel  # noqa: E402
 from dirtypixels_tf.models import presets  # noqa: E402
@@ -45,16 +50,41 @@ def interleaved_medians(calls, repeats, warmup=3):
     return {name: float(np.median(values)) for name, values in times.items()}
 
 
-def tensorflow_calls(models, head, features, images, batch, xla):
+def tensorflow_calls(models, heads, features, images, batch, xla):
+    """models: {name: joint model}; heads: {name: MobileNet-v1 alone} (fed [-1, 1] images)."""
     batch_features = {key: tf.constant(value[:batch]) for key, value in features.items()}
     scaled = tf.constant(images[:batch] * 2 - 1)  # MobileNet's input range, as the joint model feeds it
     calls = {}
     for name, model in models.items():
         function = tf.function(lambda f, model=model: model(f, training=False)["logits"], jit_compile=xla)
         calls[name] = lambda function=function: function(batch_features)
-    head_function = tf.function(lambda x: head(x, training=False), jit_compile=xla)
-    calls["head"] = lambda: head_function(scaled)
+    for name, head in heads.items():
+        head_function = tf.function(lambda x, head=head: head(x, training=False), jit_compile=xla)
+        calls[name] = lambda head_function=head_function: head_function(scaled)
     return calls
+
+
+def with_folded(models):
+    """models plus their folded inference copies: name+f (fold "all") and release+fh (the head only)."""
+    folded = {f"{name}+f": fold_batch_norm(model, "all") for name, model in models.items()}
+    if "release" in models:
+        folded["release+fh"] = fold_batch_norm(models["release"], "head")
+    return {**models, **folded}
+
+
+def print_summary(medians, batch):
+    """release joint / head both unfolded and both folded; folded / unfolded per model."""
+    print(
+        f"batch {batch}: release / head {medians['release'] / medians['head']:.2f} unfolded, "
+        f"{medians['release+f'] / medians['head+f']:.2f} folded (release+fh / head+f "
+        f"{medians['release+fh'] / medians['head+f']:.2f}); folded / unfolded: "
+        + ", ".join(
+            f"{name} {medians[name + '+f'] / medians[name]:.2f}"
+            for name in medians
+            if "+" not in name and name + "+f" in medians
+        )
+        + f", release+fh {medians['release+fh'] / medians['release']:.2f}"
+    )
 
 
 def tflite_calls(features, directory):
@@ -97,9 +127,9 @@ def profile_calls(joint, head, features, images, batch):
 def print_table(title, medians, batch):
     head = medians["head"]
     print(f"\n{title}")
-    print(f"{'model':>8} {'ms':>9} {'/ head':>7} {'frames/s':>9}")
+    print(f"{'model':>11} {'ms':>9} {'/ head':>7} {'frames/s':>9}")
     for name, seconds in medians.items():
-        print(f"{name:>8} {seconds * 1e3:>9.2f} {seconds / head:>7.2f} {batch / seconds:>9.1f}")
+        print(f"{name:>11} {seconds * 1e3:>9.2f} {seconds / head:>7.2f} {batch / seconds:>9.1f}")
 
 
 def main():
@@ -114,14 +144,22 @@ def main():
         args.repeats = 2
 
     models = {name: presets.build_preset(preset) for name, preset in JOINTS.items()}
-    head = models["release"].get_layer("mobilenet_v1")
+    head = models["release"].head
+    joints = with_folded(models)
+    heads = {"head": head, "head+f": fold_batch_norm(head)}
     features = simulated_inputs((128, 128), 32)
     images = np.random.default_rng(0).random((32, 128, 128, 3)).astype(np.float32)
     print(f"load average before: {os.getloadavg()}")
+    summaries = []
     for xla in (False, True) if args.xla else (False,):
         for batch in (1, 32):
-            medians = interleaved_medians(tensorflow_calls(models, head, features, images, batch, xla), args.repeats)
+            calls = tensorflow_calls(joints, heads, features, images, batch, xla)
+            medians = interleaved_medians(calls, args.repeats)
             print_table(f"TensorFlow, batch {batch}, XLA {xla}", medians, batch)
+            summaries.append((medians, batch))
+    print("\nsummary (TensorFlow, XLA off)")
+    for medians, batch in summaries[:2]:
+        print_summary(medians, batch)
     if args.profile:
         for batch in (1, 32):
             medians = interleaved_medians(profile_calls(models["release"], head, features, images, batch), args.repeats)

@@ -43,6 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.export import fold
 from dirtypixels_tf.export.layout import EXTRA_DIR, METADATA_FILE, WARMUP_FILE, is_version_name
 from dirtypixels_tf.physics import noise
 
@@ -344,7 +345,9 @@ def _write_warmup(export_dir, image_size, signatures):
             writer.write(log.SerializeToString())
 
 
-def export_savedmodel(model, base_path, version=None, sensor=noise.DEFAULT_PRESET, top_k=5, class_names=None):
+def export_savedmodel(
+    model, base_path, version=None, sensor=noise.DEFAULT_PRESET, top_k=5, class_names=None, fold_batch_norm=None
+):
     """Write `model` as BASE/N, a SavedModel with the signatures of the module docstring; returns its path.
 
     Args:
@@ -355,8 +358,13 @@ def export_savedmodel(model, base_path, version=None, sensor=noise.DEFAULT_PRESE
         sensor: the sensor noise preset baked into "raw_uint16" (a noise.SENSOR_PRESETS name or a NoisePreset).
         top_k: how many classes the top-k outputs hold (at most the number of classes).
         class_names: one name per logit (default "0", "1", ...).
+        fold_batch_norm: None (default) exports the model's own layers; "head" or "all" exports the inference copy
+            of export/fold.py with those batch norms folded into the convolutions before them (the same outputs up
+            to float32 round-off, no batch-norm ops in the graph, faster; see fold.py for its release parity).
     """
     image_size, classifies = _check_model(model)
+    if fold_batch_norm is not None and fold_batch_norm not in fold.FOLD_PARTS:
+        raise ValueError(f"fold_batch_norm must be None or one of {fold.FOLD_PARTS}; received {fold_batch_norm!r}")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer; received {top_k!r}")
     sensor_name, preset = _check_sensor(sensor)
@@ -370,6 +378,8 @@ def export_savedmodel(model, base_path, version=None, sensor=noise.DEFAULT_PRESE
     if os.path.exists(final):
         raise ValueError(f"version {version} already exists in {base_path!r}; pick another or leave version=None")
 
+    if fold_batch_norm is not None:
+        model = fold.fold_batch_norm(model, fold_batch_norm)
     functions = _Signatures(model, image_size, classifies, preset, top_k, names)
     signatures = SIGNATURES if classifies else ("serving_default", "raw_uint16", "isp")
     temporary = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base_path)
@@ -391,6 +401,7 @@ def export_savedmodel(model, base_path, version=None, sensor=noise.DEFAULT_PRESE
             "top_k": min(top_k, num_classes) if classifies else 0,
             "sensor": {"name": sensor_name, "poisson": preset.poisson, "gauss": preset.gauss},
             "signatures": list(signatures),
+            "batch_norm_folded": fold_batch_norm,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,

@@ -120,8 +120,9 @@ class _ConvNormAct(keras.layers.Layer):
             return tf.nn.relu(x) if self.relu else x
         # Inference: one Conv2D (a dilated one too: no SpaceToBatchND / BatchToSpaceND), then the batch norm as one
         # per-channel affine map (x - mean) * g + beta, g = gamma / sqrt(variance + epsilon), in the release's order.
-        # Folding g into the kernel would save that pass but moves the image by ~1e-6, which MobileNet amplifies
-        # past the release-parity tolerance (tests/commands/test_convert.py).
+        # export/fold.py removes that pass from inference copies (fold_batch_norm below), folding g into the kernel
+        # in float64; folding it in float32 moves the image by ~1e-6, which MobileNet amplifies past the
+        # release-parity tolerance (tests/commands/test_convert.py).
         x = tf.nn.conv2d(
             x, tf.cast(self.conv.kernel, x.dtype), self.conv.strides, "SAME", dilations=self.conv.dilation_rate
         )
@@ -137,6 +138,31 @@ class _ConvNormAct(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return self.conv.compute_output_shape(input_shape)
+
+    def fold_batch_norm(self, kernel, bias):
+        """Inference copies only (export/fold.py computes `kernel` and `bias`): replace the convolution and its
+        batch norm by one convolution with that kernel and bias. The unit then no longer matches its config (a
+        .keras file of it does not load back) and training mode runs the same fixed affine map."""
+        if self.bn is None:
+            raise ValueError(f"unit {self.name!r} has no batch norm to fold")
+        conv = keras.layers.Conv2D(
+            self.filters,
+            self.conv.kernel_size,
+            strides=self.conv.strides,
+            dilation_rate=self.conv.dilation_rate,
+            padding="same",
+            dtype=self.dtype_policy,
+            name="conv",
+        )
+        conv.build((None, None, None, self.conv.kernel.shape[2]))
+        conv.set_weights([kernel, bias])
+        self._tracker.unlock()  # a built layer refuses new sub-layers otherwise
+        try:
+            for old in (self.conv, self.bn):  # their variables leave the layer's weights
+                self._tracker.untrack(old)
+            self.conv, self.bn = conv, None
+        finally:
+            self._tracker.lock()
 
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
