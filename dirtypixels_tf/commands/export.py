@@ -69,11 +69,12 @@ def run(args):
         model = load_model(args.source, args.num_classes)
         progress.update()
         progress.set_description("writing the SavedModel")
-        path = export_savedmodel(model, args.out, args.version, sensor, args.top_k, class_names)
+        fold = None if args.fold_batch_norm == "none" else args.fold_batch_norm
+        path = export_savedmodel(model, args.out, args.version, sensor, args.top_k, class_names, fold_batch_norm=fold)
         progress.update()
         if args.tflite:
             progress.set_description("converting to TFLite")
-            info = export_tflite(model, args.tflite, args.quantize)
+            info = export_tflite(model, args.tflite, args.quantize, fold_batch_norm=fold)
             progress.update()
             progress.set_description("TFLite parity check")
             parity = tflite_parity(args.tflite, path, count=args.parity_frames)
@@ -121,6 +122,14 @@ def register(commands):
         help="sensor noise preset or calibrated sensor.yaml baked into raw_uint16",
     )
     export.add_argument("--top-k", type=positive_int, default=5, help="classes in the top-k outputs (5)")
+    export.add_argument(
+        "--fold-batch-norm",
+        choices=("head", "all", "none"),
+        default="head",
+        help="fold batch norms into the convolutions before them in the exported graphs: the head's (default; "
+        "within the release parity bound), also the ISP prior's (all; faster, 1.1e-4 of the logits' scale from the "
+        "release's own outputs), or none",
+    )
     export.add_argument("--tflite", default=None, metavar="PATH.tflite", help="also write a TFLite model")
     export.add_argument("--quantize", default=None, choices=("dynamic",), help="TFLite dynamic-range quantization")
     export.add_argument("--parity-frames", type=positive_int, default=16, help="frames of the TFLite parity check")

@@ -346,7 +346,7 @@ def _write_warmup(export_dir, image_size, signatures):
 
 
 def export_savedmodel(
-    model, base_path, version=None, sensor=noise.DEFAULT_PRESET, top_k=5, class_names=None, fold_batch_norm=None
+    model, base_path, version=None, sensor=noise.DEFAULT_PRESET, top_k=5, class_names=None, fold_batch_norm="head"
 ):
     """Write `model` as BASE/N, a SavedModel with the signatures of the module docstring; returns its path.
 

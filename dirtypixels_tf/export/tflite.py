@@ -54,7 +54,7 @@ def _convert(savedmodel_dir, quantize, select_tf_ops):
     return converter.convert()
 
 
-def export_tflite(model, path, quantize=None, fold_batch_norm=None):
+def export_tflite(model, path, quantize=None, fold_batch_norm="head"):
     """Convert `model` (inputs {"raw", "alpha", "sigma"}) to a .tflite file at `path`.
 
     fold_batch_norm: None (default: the model's own layers), "head" or "all" (convert the inference copy of

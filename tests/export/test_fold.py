@@ -170,7 +170,7 @@ def _op_types(export_dir):
 
 @pytest.mark.usefixtures("exact_graphs")
 def test_folded_export_has_no_batch_norm_ops_and_serves_the_folded_model(tiny_model, exported, tmp_path):
-    plain = exported[1]  # the default export: unfolded
+    plain = exported[1]  # exported with fold_batch_norm=None (tests/tiny_models.py)
     folded = export_savedmodel(tiny_model, tmp_path / "tiny", fold_batch_norm="all")
     plain_ops, folded_ops = _op_types(plain), _op_types(folded)
     assert plain_ops.get("Rsqrt", 0) >= 27  # the check sees the unfolded batch norms (27 in the head, more in the ISP)
@@ -189,6 +189,22 @@ def test_folded_export_has_no_batch_norm_ops_and_serves_the_folded_model(tiny_mo
     np.testing.assert_array_equal(served.argmax(-1), expected.argmax(-1))
     image = tf.saved_model.load(folded).signatures["isp"](**frames)["image"].numpy()
     assert _scale_error(image, tiny_model(frames)["image"].numpy()) < 1e-5  # measured 1e-6
+
+
+@pytest.mark.usefixtures("exact_graphs")
+def test_the_default_export_folds_the_heads_batch_norms(tiny_model, exported, tmp_path):
+    default = export_savedmodel(tiny_model, tmp_path / "default")
+    from dirtypixels_tf.export import read_export_metadata
+
+    assert read_export_metadata(default)["batch_norm_folded"] == "head"
+    plain_rsqrt, default_rsqrt = _op_types(exported[1]).get("Rsqrt", 0), _op_types(default).get("Rsqrt", 0)
+    assert plain_rsqrt - default_rsqrt >= 27  # the head's 27 batch norms are gone; the ISP prior keeps its own
+    frames = simulated_inputs((SIZE, SIZE), 6, profile="2to20lux", seed=4)
+    served = tf.saved_model.load(default).signatures["serving_default"](**frames)["logits"].numpy()
+    np.testing.assert_allclose(served, fold_batch_norm(tiny_model, "head")(frames)["logits"].numpy(), atol=1e-5)
+    expected = tiny_model(frames)["logits"].numpy()
+    assert _scale_error(served, expected) < 1e-4  # round-off of the float64 fold (measured 5.8e-5 absolute)
+    np.testing.assert_array_equal(served.argmax(-1), expected.argmax(-1))
 
 
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
