@@ -475,6 +475,20 @@ def isp_settings(plan, row):
     return {**settings, "base_filters": plan.chen_filters} if isp == "chen_unet" else dict(settings)
 
 
+def ordering_text(cells, setting):
+    """Our and the paper's top-1 ranking of the rows at `setting`, and which of the paper's pairwise orderings hold."""
+    rows = [row for row in ROWS if row in cells and setting in PAPER[row]]
+    number = {row: str(ROWS.index(row) + 1) for row in rows}
+    ours = sorted(rows, key=lambda row: -cells[row]["top1"])
+    paper = sorted(rows, key=lambda row: -PAPER[row][setting][0])
+    pairs = [(a, b) for i, a in enumerate(paper) for b in paper[i + 1 :]]
+    broken = [f"{number[a]} > {number[b]}" for a, b in pairs if cells[a]["top1"] <= cells[b]["top1"]]
+    return (
+        f"ours {' > '.join(number[r] for r in ours)}, paper {' > '.join(number[r] for r in paper)}; "
+        f"{len(pairs) - len(broken)} of {len(pairs)} pairs hold" + (f" (not: {', '.join(broken)})" if broken else "")
+    )
+
+
 def _percent(value):
     return "-" if value is None else f"{100 * value:.2f}"
 
@@ -526,6 +540,13 @@ def markdown(results, seconds):
     for row in ROWS:
         cells = [_db(results["rows"][s].get(row, {}).get("psnr")) for s in settings]
         lines.append(f"| {ROW_TITLES[row]} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Orderings by top-1 (rows by number, best first; a pair holds when ours orders it as the paper does):",
+        "",
+    ]
+    for setting in settings:
+        lines.append(f"- {setting}: {ordering_text(results['rows'][setting], setting)}")
     clean = results["pretraining"].get("clean_test") or {}
     if clean:
         lines += [
