@@ -123,9 +123,9 @@ def train(isp, inputs, clean, steps, batch, seed):
     keras.utils.set_random_seed(seed)
     model = IspModel(isp, (CROP, CROP))
     schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, decay_steps=steps)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mean_absolute_error")
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss={"image": "mean_absolute_error"})
     dataset = (
-        tf.data.Dataset.from_tensor_slices((inputs, clean))
+        tf.data.Dataset.from_tensor_slices((inputs, {"image": clean}))
         .shuffle(len(clean), seed=seed, reshuffle_each_iteration=True)
         .repeat()
         .batch(batch, drop_remainder=True)
@@ -140,7 +140,7 @@ def train(isp, inputs, clean, steps, batch, seed):
 def network_output(isp, measured):
     """The trained ISP layer applied to the 128 x 128 test tiles (a model of that size sharing its weights)."""
     model = IspModel(isp, (TILE, TILE))
-    return model.predict({k: measured[k] for k in ("raw", "alpha", "sigma")}, batch_size=6, verbose=0)
+    return model.predict({k: measured[k] for k in ("raw", "alpha", "sigma")}, batch_size=6, verbose=0)["image"]
 
 
 def score(images, clean):
