@@ -23,25 +23,21 @@ denoiser with std 1 on the four Bayer planes, the unbiased inverse GAT, then Mal
 (evaluation/metrics.py); outputs clipped to [0, 1]. Prints the table and the Anscombe network's margin over the
 best conventional baseline and over the U-Net. Target on this 2-core CPU: under 15 minutes in all.
 
-Measured with the defaults (2-core CPU, bm3d 4.0.3 installed; 7 min 48 s in all): PSNR / SSIM at 3 lux and 12 lux
+Measured with the defaults (`python benchmarks/denoise_quality.py`; bm3d installed; 12 min 59 s wall clock on 2
+cores shared with other jobs, load average 4 to 6): PSNR / SSIM at 3 lux and 12 lux
     noisy input, bilinear            12.64 / 0.080    19.76 / 0.290
-    GAT + NLM, Malvar                18.50 / 0.422    24.72 / 0.644
-    GAT + BM3D, Menon                19.40 / 0.453    25.72 / 0.659
-    Anscombe network (1 iteration)   15.81 / 0.124    21.24 / 0.357
-    Chen U-Net                       22.36 / 0.506    25.63 / 0.663
-    Anscombe network (2 iterations)  17.08 / 0.156    22.45 / 0.413   (--iterations 2: 5 min 35 s in all)
-The conventional rows re-measured after the baselines' fixes (the inverse GAT of the clipped measurement, NLM window
-for small Bayer planes, phase-keeping demosaic borders; the network rows were not re-run):
     GAT + NLM, Malvar                20.81 / 0.372    26.02 / 0.655
     GAT + BM3D, Menon                21.71 / 0.493    26.00 / 0.680
-so the conventional baselines now lead the Anscombe network by 5.0 to 5.9 dB and the U-Net's margin at 3 lux over
-them shrinks to +0.65 dB (at 12 lux it is 0.4 dB below them).
-At this budget (2000 steps of 16 crops of 64 x 64) the release-size Anscombe network (48 K parameters, priors of
-8/16/32 channels) stayed 3.6 to 4.5 dB below the former GAT + BM3D and 4.4 to 6.6 dB below the 7.76 M-parameter U-Net; its
-training L1 loss levels off near 0.10 (the U-Net's at 0.044); two iterations (96 K parameters) close 1.2 to 1.3 dB
-of that. The networks' training is not bit-reproducible on the CPU (the U-Net's 3 lux PSNR was 22.27 dB in the
-second run), the conventional rows are. Seed 001 Table 3's ordering (Anscombe network 29.14
-dB over the U-Net's 28.88 dB) came from full training on the SID dataset, which this budget does not reproduce.
+    Anscombe network (1 iteration)   16.36 / 0.142    21.83 / 0.391   (48,077 parameters, trained in 160 s)
+    Chen U-Net                       22.48 / 0.520    25.55 / 0.659   (7,760,268 parameters, trained in 385 s)
+The Anscombe network stays 5.35 dB (3 lux, below GAT + BM3D) and 4.19 dB (12 lux, below GAT + NLM) behind the best
+conventional baseline and 6.12 / 3.72 dB behind the U-Net; the U-Net leads the baselines by 0.77 dB at 3 lux and is
+0.47 dB below them at 12 lux. At this budget (2000 steps of 16 crops of 64 x 64) the release-size Anscombe network
+(priors of 8/16/32 channels) levels off at a training L1 loss near 0.09 (the U-Net's at 0.043). An earlier
+measurement with --iterations 2 (96 K parameters) gained 1.2 to 1.3 dB over one iteration. The networks' training
+is not bit-reproducible on the CPU (an earlier run of the U-Net gave 22.36 and 22.27 dB at 3 lux); the conventional
+rows are. Diamond et al. 2021 Table 3's ordering (Anscombe network 29.14 dB over the U-Net's 28.88 dB) came from full
+training on the SID dataset, which this budget does not reproduce.
 """
 
 import argparse
@@ -123,9 +119,9 @@ def train(isp, inputs, clean, steps, batch, seed):
     keras.utils.set_random_seed(seed)
     model = IspModel(isp, (CROP, CROP))
     schedule = keras.optimizers.schedules.CosineDecay(LEARNING_RATE, decay_steps=steps)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="mean_absolute_error")
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss={"image": "mean_absolute_error"})
     dataset = (
-        tf.data.Dataset.from_tensor_slices((inputs, clean))
+        tf.data.Dataset.from_tensor_slices((inputs, {"image": clean}))
         .shuffle(len(clean), seed=seed, reshuffle_each_iteration=True)
         .repeat()
         .batch(batch, drop_remainder=True)
@@ -140,7 +136,7 @@ def train(isp, inputs, clean, steps, batch, seed):
 def network_output(isp, measured):
     """The trained ISP layer applied to the 128 x 128 test tiles (a model of that size sharing its weights)."""
     model = IspModel(isp, (TILE, TILE))
-    return model.predict({k: measured[k] for k in ("raw", "alpha", "sigma")}, batch_size=6, verbose=0)
+    return model.predict({k: measured[k] for k in ("raw", "alpha", "sigma")}, batch_size=6, verbose=0)["image"]
 
 
 def score(images, clean):
