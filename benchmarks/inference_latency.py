@@ -102,7 +102,7 @@ def tflite_calls(features, directory):
 
 def profile_calls(joint, head, features, images, batch):
     """The release ISP's parts as separate tf.functions on the inputs each part sees."""
-    isp = joint.get_layer("isp")
+    isp = joint.isp
     prior, projection = isp.priors[0], isp.projections[0]
     raw, alpha, sigma = (tf.constant(features[key][:batch]) for key in ("raw", "alpha", "sigma"))
     x, y, scale, transformed = isp.transform(raw, alpha, sigma)
