@@ -182,3 +182,15 @@ def fold_batch_norm(model, parts="all"):
         f"model must be a JointClassifier, IspModel, HeadClassifier or functional keras.Model; received "
         f"{type(model).__name__}"
     )
+
+
+def check_export_setting(fold_batch_norm):
+    """The `fold_batch_norm` setting of the exports: None (no folding) or one of FOLD_PARTS; ValueError otherwise."""
+    if fold_batch_norm is not None and fold_batch_norm not in FOLD_PARTS:
+        raise ValueError(f"fold_batch_norm must be None or one of {FOLD_PARTS}; received {fold_batch_norm!r}")
+    return fold_batch_norm
+
+
+def export_copy(model, parts):
+    """What an export writes: `model` itself (parts None) or its folded inference copy (fold_batch_norm)."""
+    return model if check_export_setting(parts) is None else fold_batch_norm(model, parts)

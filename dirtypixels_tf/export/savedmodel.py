@@ -358,13 +358,12 @@ def export_savedmodel(
         sensor: the sensor noise preset baked into "raw_uint16" (a noise.SENSOR_PRESETS name or a NoisePreset).
         top_k: how many classes the top-k outputs hold (at most the number of classes).
         class_names: one name per logit (default "0", "1", ...).
-        fold_batch_norm: None (default) exports the model's own layers; "head" or "all" exports the inference copy
-            of export/fold.py with those batch norms folded into the convolutions before them (the same outputs up
-            to float32 round-off, no batch-norm ops in the graph, faster; see fold.py for its release parity).
+        fold_batch_norm: "head" (default) or "all" exports the inference copy of export/fold.py with those batch
+            norms folded into the convolutions before them (the same outputs up to float32 round-off, fewer ops,
+            faster; "head" keeps the release-parity bound, see fold.py); None exports the model's own layers.
     """
     image_size, classifies = _check_model(model)
-    if fold_batch_norm is not None and fold_batch_norm not in fold.FOLD_PARTS:
-        raise ValueError(f"fold_batch_norm must be None or one of {fold.FOLD_PARTS}; received {fold_batch_norm!r}")
+    fold.check_export_setting(fold_batch_norm)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer; received {top_k!r}")
     sensor_name, preset = _check_sensor(sensor)
@@ -378,8 +377,7 @@ def export_savedmodel(
     if os.path.exists(final):
         raise ValueError(f"version {version} already exists in {base_path!r}; pick another or leave version=None")
 
-    if fold_batch_norm is not None:
-        model = fold.fold_batch_norm(model, fold_batch_norm)
+    model = fold.export_copy(model, fold_batch_norm)
     functions = _Signatures(model, image_size, classifies, preset, top_k, names)
     signatures = SIGNATURES if classifies else ("serving_default", "raw_uint16", "isp")
     temporary = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base_path)

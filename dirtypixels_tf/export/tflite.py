@@ -57,19 +57,17 @@ def _convert(savedmodel_dir, quantize, select_tf_ops):
 def export_tflite(model, path, quantize=None, fold_batch_norm="head"):
     """Convert `model` (inputs {"raw", "alpha", "sigma"}) to a .tflite file at `path`.
 
-    fold_batch_norm: None (default: the model's own layers), "head" or "all" (convert the inference copy of
-    export/fold.py, batch norms folded into the convolutions before them).
+    fold_batch_norm: "head" (default), "all" (convert the inference copy of export/fold.py, those batch norms folded
+    into the convolutions before them) or None (the model's own layers).
     Returns {"path", "quantize", "select_tf_ops" (whether TF ops had to be enabled), "bytes"}.
     """
     if quantize not in QUANTIZE_CHOICES:
         raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES}; received {quantize!r}")
-    if fold_batch_norm is not None and fold_batch_norm not in fold.FOLD_PARTS:
-        raise ValueError(f"fold_batch_norm must be None or one of {fold.FOLD_PARTS}; received {fold_batch_norm!r}")
+    fold.check_export_setting(fold_batch_norm)
     path = os.fspath(path)
     if not path.endswith(".tflite"):
         raise ValueError(f"path must end with .tflite; received {path!r}")
-    if fold_batch_norm is not None:
-        model = fold.fold_batch_norm(model, fold_batch_norm)
+    model = fold.export_copy(model, fold_batch_norm)
     select_tf_ops = False
     with tempfile.TemporaryDirectory() as savedmodel_dir:
         # Through a batch-1 SavedModel: converting the concrete function directly leaves some Keras variables

@@ -61,10 +61,14 @@ def _raw_inputs(image_size, psf_size=None):
     return inputs
 
 
+class PsfSizeError(ValueError):
+    """An ISP that takes per-image PSFs (Isp.takes_psf) was given no PSF size."""
+
+
 def _isp_outputs(isp, image_size, psf_size):
     """(inputs, outputs dict) of `isp` on symbolic RAW inputs."""
     if isp.takes_psf and psf_size is None:
-        raise ValueError(f"psf_size must be given for an ISP that takes per-image PSFs; received {psf_size!r}")
+        raise PsfSizeError(f"psf_size must be given for an ISP that takes per-image PSFs; received {psf_size!r}")
     inputs = _raw_inputs(image_size, psf_size if isp.takes_psf else None)
     outputs = isp(*(inputs[name] for name in ("raw", "alpha", "sigma", "psf") if name in inputs))
     return inputs, dict(outputs)

@@ -392,7 +392,11 @@ def _train(config, run_dir, strategy, chief, verbose, log, params=None):
     else:
         _fit(config, run_dir, model, data, strategy, chief, verbose, log)
     if config.precise_bn_batches:
-        stream = data.train_dataset(0, 0, 1, on_device=False).take(config.precise_bn_batches).map(lambda inputs, targets: inputs)
+        stream = (
+            data.train_dataset(0, 0, 1, on_device=False)
+            .take(config.precise_bn_batches)
+            .map(lambda inputs, targets: inputs)
+        )
         used = models_lib.precise_batch_norm(model, stream)
         log(f"batch-norm statistics re-estimated over {used} training batches")
     results["train_seconds"] = time.perf_counter() - start

@@ -11,7 +11,8 @@ import os
 
 import keras
 
-from dirtypixels_tf.models.isp import build_isp, copy_weights
+from dirtypixels_tf.models.isp import copy_weights
+from dirtypixels_tf.models.joint import PsfSizeError
 from dirtypixels_tf.models.loading import MODEL_FILE
 from dirtypixels_tf.models.spec import build_model as build_spec_model
 from dirtypixels_tf.physics import optics
@@ -24,10 +25,10 @@ def build_model(config):
     psf_size = None
     if spec.psf_size is None and config.data.psf != "none":  # an ISP that takes PSFs gets the data's PSF size
         psf_size = tuple(optics.resolve_psf(config.data.psf, config.seed).shape[:2])
-    elif spec.psf_size is None and spec.isp is not None:
-        if build_isp(spec.isp, **spec.isp_settings).takes_psf:
-            raise config_lib.ConfigError(f"data.psf: model.isp {spec.isp!r} deblurs with a PSF; received 'none'")
-    return build_spec_model(spec, pretraining=spec.pretrains(config.loss.kind), psf_size=psf_size)
+    try:
+        return build_spec_model(spec, pretraining=spec.pretrains(config.loss.kind), psf_size=psf_size)
+    except PsfSizeError:
+        raise config_lib.ConfigError(f"data.psf: model.isp {spec.isp!r} deblurs with a PSF; received 'none'") from None
 
 
 def training_view(model, output_names):

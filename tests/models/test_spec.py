@@ -54,3 +54,13 @@ def test_bad_specs_are_refused_naming_the_field():
         ModelSpec(32)
     with pytest.raises(ValueError, match="freeze must be one of"):
         ModelSpec(32, "bilinear", "mobilenet_v1", freeze="all")
+
+
+def test_an_isp_that_deblurs_needs_the_datas_psf():
+    model = {"isp": "shrinkage_fields", "isp_settings": {"task": "deblur_denoise"}, "image_size": 32}
+    with pytest.raises(config_lib.ConfigError, match="data.psf: model.isp 'shrinkage_fields' deblurs with a PSF"):
+        build_config_model(config_lib.from_dict({"model": model, "loss": {"kind": "l1"}}))
+    built = build_config_model(
+        config_lib.from_dict({"model": model, "loss": {"kind": "l1"}, "data": {"psf": "center"}})
+    )
+    assert "psf" in built.input and type(built) is IspModel
