@@ -2,6 +2,7 @@
 the export and serving tests (its fixtures are registered in tests/conftest.py)."""
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -58,3 +59,17 @@ def exported(tiny_model, tmp_path_factory):
     serving and export tests compare it with the in-process model at 1e-5; folding: tests/export/test_fold.py)."""
     base = tmp_path_factory.mktemp("export") / "tiny"
     return base, export_savedmodel(tiny_model, base, class_names=CLASS_NAMES, fold_batch_norm=None)
+
+
+def randomize_weights(layer, seed=0, scale=0.2):
+    """Give every weight of a built layer a random value (positive moving variances), so that round trips compare
+    weights that differ from their initializers, batch-norm statistics included."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for weight in layer.weights:
+        shape = tuple(weight.shape)
+        if "moving_variance" in weight.path:
+            values.append(rng.uniform(0.5, 1.5, shape))
+        else:
+            values.append(rng.normal(0.0, scale, shape))
+    layer.set_weights([v.astype(np.float32) for v in values])

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_models import randomize_weights
 
 from dirtypixels_tf.export import export_tflite
 from dirtypixels_tf.export.tflite import simulated_inputs
@@ -15,14 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is depreca
 def test_packed_isp_exports_to_tflite_with_builtin_ops_and_the_same_image(tmp_path):
     isp = AnscombeNetwork(domain="packed", first_conv="plain", prior_width=8)
     model = IspModel(isp, (32, 32))
-    rng = np.random.default_rng(0)
-    for weight in model.weights:
-        value = (
-            rng.uniform(0.5, 1.5, weight.shape)
-            if "moving_variance" in weight.path
-            else rng.normal(0, 0.1, weight.shape)
-        )
-        weight.assign(np.asarray(value, np.float32))
+    randomize_weights(model, seed=0, scale=0.1)
     info = export_tflite(model, tmp_path / "packed.tflite")
     assert info["select_tf_ops"] is False
     runner = tf.lite.Interpreter(model_path=info["path"]).get_signature_runner("serving_default")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny_models import randomize_weights
 
 from dirtypixels_tf.layers.anscombe import append_noise_channel
 from dirtypixels_tf.models import presets
@@ -20,14 +21,7 @@ def _inputs(batch=2, size=16):
 
 def _randomized(isp, raw, alpha, sigma):
     isp(raw, alpha, sigma)
-    rng = np.random.default_rng(1)
-    for weight in isp.weights:
-        value = (
-            rng.uniform(0.5, 1.5, weight.shape)
-            if "moving_variance" in weight.path
-            else rng.normal(0, 0.1, weight.shape)
-        )
-        weight.assign(np.asarray(value, np.float32))
+    randomize_weights(isp, seed=1, scale=0.1)
     return isp
 
 

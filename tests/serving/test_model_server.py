@@ -272,7 +272,9 @@ def test_new_versions_are_picked_up_after_the_poll_interval(tiny_model, exported
     server = LocalModelServer(base, "tiny", port=0, poll_seconds=0.3, num_versions=2, version_labels={"stable": 1})
     with server, PredictionClient(server.address) as client:
         assert client.request(_frames(frames), model="tiny")[1].version.value == 1
-        export_savedmodel(other, base, class_names=CLASS_NAMES, fold_batch_norm=None)  # version 2, renamed into place when complete
+        export_savedmodel(
+            other, base, class_names=CLASS_NAMES, fold_batch_norm=None
+        )  # version 2, renamed into place when complete
         _wait_for(lambda: (2, "AVAILABLE", "") in client.status("tiny"))
         outputs, spec = client.request(_frames(frames), model="tiny")
         assert spec.version.value == 2 and (outputs["top_k_classes"][:, 0] == 7).all()
