@@ -8,7 +8,8 @@ running the same command again after an interruption resumes from its backup. Pr
 
 With compare_isps (the default experiment), the final report evaluates the trained model and each comparison on the
 whole evaluation split at REPORT_LIGHT_LEVELS (evaluation/grid.py, the run's sensor, Bayer phase, PSF, seed + 1 and
-centre crop): top-1, the intermediate image's PSNR and its Bayer-period energy ratio (metrics.bayer_artifact_ratio),
+centre crop): top-1, the intermediate image's PSNR, its Bayer-period energy ratio (metrics.bayer_artifact_ratio,
+which residual noise raises too) and its Bayer-frequency peak (metrics.bayer_peak_ratio, a periodic pattern only),
 printed as one table and written under RUN_DIR/report/ (each model's evaluation.csv/.md/.json and report.png:
 accuracy and PSNR against light above example images at 3 and 48 lux). The same command on a finished run with the
 same config writes the report again without training.
@@ -87,6 +88,7 @@ def _report(config, run_dir):
     joint_name, joint = next(iter(tables.items()))
     header = ["light", f"{joint_name} top-1"] + [f"{n} top-1" for n in list(tables)[1:]]
     header += [f"{n.split()[0]} PSNR" for n in tables] + [f"{n.split()[0]} Bayer" for n in tables]
+    header += [f"{n.split()[0]} Bayer peak" for n in tables]
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     for row in joint.rows:
         label = "no noise" if row == axes.NO_NOISE else f"{row}"
@@ -94,12 +96,13 @@ def _report(config, run_dir):
         cells = [f"{100 * t.value(row, column, 'top1'):.1f} %" for t in tables.values()]
         cells += [f"{t.value(row, column, 'psnr'):.1f} dB" for t in tables.values()]
         cells += [f"{t.value(row, column, 'bayer'):.2f}" for t in tables.values()]
+        cells += [f"{t.value(row, column, 'bayer_peak'):.2f}" for t in tables.values()]
         lines.append("| " + " | ".join([label] + cells) + " |")
     examples = joint.metadata["examples"]
     print(f"report: top-1 and intermediate-image PSNR on {examples} test images; Bayer = luminance energy at the")
-    print(
-        "2x2-period frequencies over the clean image's (metrics.bayer_artifact_ratio; a checkerboard is well above 1)"
-    )
+    print("2x2-period frequencies over the clean image's (metrics.bayer_artifact_ratio; a checkerboard is well above 1;")
+    print("residual noise raises it too); Bayer peak = that energy over the neighbouring frequencies', over the clean")
+    print("image's (metrics.bayer_peak_ratio: about 1 or below without a periodic pattern, hundreds for a checkerboard)")
     print("\n".join(lines))
     with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as stream:
         stream.write("\n".join(lines) + "\n")

@@ -17,8 +17,9 @@ Conventions:
   peak 1, the estimate clipped to [0, 1], averaged per image) compare the intermediate image (the model's "image"
   output, or a SavedModel's "isp" signature, or a conventional ISP's output) with the SHARP clean image: the
   preprocessed image before optics, mosaic and noise; "bayer" (metrics.bayer_artifact_ratio) is the image's
-  luminance energy at the Bayer frequencies over the clean images' (a checkerboard shows well above 1). A metric a
-  model cannot give is None.
+  luminance energy at the Bayer frequencies over the clean images' (a checkerboard shows well above 1; residual
+  noise counts too), "bayer_peak" (metrics.bayer_peak_ratio) that energy over the neighbouring frequencies', over the
+  clean images' (a periodic pattern only). A metric a model cannot give is None.
 """
 
 import math
@@ -184,6 +185,7 @@ def _evaluate_cell(predictor, dataset, psf, quality, bar):
     correct = {1: 0, 5: 0}
     psnrs, ssims = [], []
     energy, clean_energy = 0.0, 0.0
+    peak_sums = np.zeros(4)  # the estimates' peak and neighbour energies, then the clean images'
     examples = 0
     has_logits = has_image = True
     for features, labels in dataset:
@@ -204,6 +206,10 @@ def _evaluate_cell(predictor, dataset, psf, quality, bar):
                 ssims.append(metrics.ssim(outputs["image"], clean))
                 energy += float(metrics.bayer_energy(outputs["image"]).sum())
                 clean_energy += float(metrics.bayer_energy(clean).sum())
+                for index, part in enumerate(
+                    metrics.bayer_peak_energies(outputs["image"]) + metrics.bayer_peak_energies(clean)
+                ):
+                    peak_sums[index] += float(part.sum())
         examples += len(labels)
         bar.update(1)
     if examples == 0:
@@ -217,4 +223,5 @@ def _evaluate_cell(predictor, dataset, psf, quality, bar):
         "psnr": float(np.mean(np.concatenate(psnrs))) if measured else None,
         "ssim": float(np.mean(np.concatenate(ssims))) if measured else None,
         "bayer": energy / max(clean_energy, metrics.PSNR_MSE_FLOOR) if measured else None,
+        "bayer_peak": metrics.peak_ratio(*peak_sums) if measured else None,
     }

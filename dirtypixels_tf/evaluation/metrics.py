@@ -20,6 +20,11 @@ Conventions:
   + |sum_ij L_ij (-1)^j|^2, divided by the number of pixels (the squared DFT coefficients over H W). A checkerboard
   or stripes of the mosaic's period show there; `bayer_artifact_ratio` is the summed energy of the estimates over
   that of their clean references (about 1 or below for an artifact-free, denoised image; above 2 flags an artifact).
+  That ratio also counts residual noise: white noise of variance v adds v at every frequency, the Bayer ones too.
+  `bayer_peak_ratio` isolates a periodic pattern: the energy at the three Bayer frequencies over the mean energy at
+  their 8 neighbouring frequencies each (summed over images), estimates' over references'. White residual noise
+  gives about 1 / (the clean images' own peak) <= about 1, a Bayer-period pattern a peak well above 1 (a
+  checkerboard: hundreds).
 """
 
 import numpy as np
@@ -107,22 +112,61 @@ def mean_ssim(estimate, reference):
     return float(np.mean(ssim(estimate, reference)))
 
 
-def bayer_energy(images):
-    """Per-image luminance energy at the Bayer frequencies (pi, pi), (pi, 0), (0, pi) (module docstring); images
-    [B, H, W, C] or [H, W, C] with even H and W, clipped to [0, 1]. Returns float64 [B]."""
+def _luminance(images):
     images = np.asarray(images, np.float64)
     if images.ndim == 3:
         images = images[np.newaxis]
     if images.ndim != 4 or images.shape[1] % 2 or images.shape[2] % 2:
         raise ValueError(f"images must be [B, H, W, C] with even H and W; received shape {images.shape}")
-    luminance = np.clip(images, 0.0, 1.0).mean(axis=-1)
+    return np.clip(images, 0.0, 1.0).mean(axis=-1)
+
+
+def bayer_energy(images):
+    """Per-image luminance energy at the Bayer frequencies (pi, pi), (pi, 0), (0, pi) (module docstring); images
+    [B, H, W, C] or [H, W, C] with even H and W, clipped to [0, 1]. Returns float64 [B]."""
+    luminance = _luminance(images)
     rows = (-1.0) ** np.arange(luminance.shape[1])[:, np.newaxis]
     columns = (-1.0) ** np.arange(luminance.shape[2])[np.newaxis, :]
     energy = sum(np.square((luminance * sign).sum(axis=(1, 2))) for sign in (rows * columns, rows, columns))
     return energy / (luminance.shape[1] * luminance.shape[2])
 
 
+def bayer_peak_energies(images):
+    """Per image: (the luminance energy at the three Bayer frequencies, as `bayer_energy`; the sum over those three
+    of the mean energy at each one's 8 neighbouring frequencies, indices wrapping around), float64 [B] each.
+    Images as `bayer_energy`, at least 4 x 4."""
+    luminance = _luminance(images)
+    height, width = luminance.shape[1:]
+    if height < 4 or width < 4:
+        raise ValueError(f"images must be at least 4 x 4; received shape {np.shape(images)}")
+    spectrum = np.square(np.abs(np.fft.fft2(luminance))) / (height * width)
+    peak, neighbours = 0.0, 0.0
+    for row, column in ((height // 2, width // 2), (height // 2, 0), (0, width // 2)):
+        peak = peak + spectrum[:, row, column]
+        ring = [
+            spectrum[:, (row + dr) % height, (column + dc) % width]
+            for dr in (-1, 0, 1)
+            for dc in (-1, 0, 1)
+            if dr or dc
+        ]
+        neighbours = neighbours + np.mean(ring, axis=0)
+    return peak, neighbours
+
+
 def bayer_artifact_ratio(estimate, reference):
     """Summed `bayer_energy` of the estimates over that of the references (same shapes)."""
     estimate, reference = _as_batch(estimate, reference)
     return float(bayer_energy(estimate).sum() / max(bayer_energy(reference).sum(), PSNR_MSE_FLOOR))
+
+
+def peak_ratio(peak, neighbours, reference_peak, reference_neighbours):
+    """(peak / neighbours) over (reference_peak / reference_neighbours), each a sum over images (module docstring)."""
+    floor = PSNR_MSE_FLOOR
+    return float((peak / max(neighbours, floor)) / max(reference_peak / max(reference_neighbours, floor), floor))
+
+
+def bayer_peak_ratio(estimate, reference):
+    """The Bayer-frequency peak of the estimates over that of the references (module docstring; same shapes)."""
+    estimate, reference = _as_batch(estimate, reference)
+    sums = [part.sum() for images in (estimate, reference) for part in bayer_peak_energies(images)]
+    return peak_ratio(*sums)

@@ -215,7 +215,7 @@ def test_seed_000_grid_on_fashion_mnist_orders_the_conditions():
         assert psnrs == sorted(psnrs), (column, psnrs)
     no_noise = [table.value("none", column, "psnr") for column in table.columns]
     assert no_noise == sorted(no_noise, reverse=True), no_noise
-    assert table.available() == ["psnr", "ssim", "bayer"]
+    assert table.available() == ["psnr", "ssim", "bayer", "bayer_peak"]
 
 
 def test_models_with_a_psf_input_get_the_cells_psf_padded_to_their_size():
