@@ -100,9 +100,11 @@ def _report(config, run_dir):
         lines.append("| " + " | ".join([label] + cells) + " |")
     examples = joint.metadata["examples"]
     print(f"report: top-1 and intermediate-image PSNR on {examples} test images; Bayer = luminance energy at the")
-    print("2x2-period frequencies over the clean image's (metrics.bayer_artifact_ratio; a checkerboard is well above 1;")
+    print(
+        "2x2-period frequencies over the clean image's (metrics.bayer_artifact_ratio; a checkerboard is well above 1;"
+    )
     print("residual noise raises it too); Bayer peak = that energy over the neighbouring frequencies', over the clean")
-    print("image's (metrics.bayer_peak_ratio: about 1 or below without a periodic pattern, hundreds for a checkerboard)")
+    print("image's (metrics.bayer_peak_ratio: about 1 or below without a periodic pattern, well above 1 with one)")
     print("\n".join(lines))
     with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as stream:
         stream.write("\n".join(lines) + "\n")

@@ -23,8 +23,7 @@ Conventions:
   That ratio also counts residual noise: white noise of variance v adds v at every frequency, the Bayer ones too.
   `bayer_peak_ratio` isolates a periodic pattern: the energy at the three Bayer frequencies over the mean energy at
   their 8 neighbouring frequencies each (summed over images), estimates' over references'. White residual noise
-  gives about 1 / (the clean images' own peak) <= about 1, a Bayer-period pattern a peak well above 1 (a
-  checkerboard: hundreds).
+  brings it toward 1 / (the clean images' own peak), about 1 or below; a Bayer-period pattern raises it above 1.
 """
 
 import numpy as np
