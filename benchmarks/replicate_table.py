@@ -27,7 +27,7 @@ frames, seed 0):
      (Trained jointly as row 5, the U-Net diverged at default.yaml's learning rate: see the table notes.)
   5. Joint Anscombe network (release settings: 1 iteration) from its stage 1 + the pretrained head, trained jointly
      on the setting as the main job's stage 2: the ISP's output clipped to [0, 1] before the head (the release's
-     wiring, in the model) and default.yaml's loss, Liu et al. 2018's MSE(image, clean) + 0.05 x cross entropy
+     wiring, in the model) and default.yaml's loss, Liu et al. 2018's MSE(image, clean) + 0.02 x cross entropy
      (with cross entropy alone this budget drives the ISP's output into a Bayer checkerboard; see default.yaml).
 Every row is evaluated with evaluation.grid.evaluate on the held-out test split (Fashion-MNIST's 10,000 test
 images), example i simulated with the same seed in every row (same noise per example), centre crop as in training;
@@ -98,7 +98,7 @@ LEARNED_ISPS = {  # rows 4 and 5: (models.isp name, settings); base_filters of t
 }
 STAGE2 = {  # rows 4 and 5 after stage 1: (model.freeze, loss section)
     "chen_unet": ("isp", {"kind": "classification"}),  # the U-Net as stage 1 left it, the head fine-tuned on its output
-    "joint_anscombe": (None, config_lib.to_dict(DEFAULT)["loss"]),  # the main job's stage 2 (Liu et al. 2018, 0.05)
+    "joint_anscombe": (None, config_lib.to_dict(DEFAULT)["loss"]),  # the main job's stage 2 (Liu et al. 2018, 0.02)
 }
 HEAD = "mobilenet_v1"
 ROWS = ("scratch_raw", "conventional_pretrained", "conventional_finetuned", "chen_unet", "joint_anscombe")
