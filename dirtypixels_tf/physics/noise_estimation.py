@@ -519,8 +519,11 @@ def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance
     if method == "spatial":  # colour planes whose smooth blocks carry texture the block tests let through
         plane = np.arange(total) % (total // len(frames)) // (total // len(frames) // 4)
         while (textured := _textured_plane(means, variances, kept, plane, alpha, sigma, mean_samples)) is not None:
+            try:
+                kept, alpha, sigma = select_and_fit(usable & (plane != textured), alpha, sigma)
+            except ValueError:  # the other planes' blocks alone cover too few intensity bins: the plane stays
+                break
             usable &= plane != textured
-            kept, alpha, sigma = select_and_fit(usable, alpha, sigma)
     _check_identifiable(means[kept], samples, alpha, sigma)
     points = _binned(means[kept], variances[kept], samples, bins)
     return NoiseFit(alpha, sigma, *points, blocks_used=int(kept.sum()), blocks_total=int(total))

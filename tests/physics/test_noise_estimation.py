@@ -292,3 +292,21 @@ def test_a_textured_plane_is_one_above_the_others():
     assert textured(0.15, 200) == 2
     assert textured(0.04, 20000) is None
     assert textured(0.15, 200, kept_in_plane_2=noise_estimation.MIN_PLANE_BLOCKS - 1) is None
+
+
+def test_a_textured_plane_stays_when_the_other_planes_cannot_be_fitted_alone():
+    """The blue plane holds every gray level (with white texture of 30 % of the noise variance), the others one level
+    only: the blue plane stands out as textured, but without it the blocks lie in one intensity bin, so it stays and
+    the fit is returned (it used to raise "too few smooth blocks")."""
+    alpha, sigma = NEXUS.at_iso(800)
+    rng = np.random.default_rng([2026, 174])
+    levels = np.repeat(np.linspace(0.05, 0.9, 16), 64)[np.newaxis].repeat(256, axis=0)
+    blue = levels + rng.normal(size=levels.shape) * np.sqrt(0.3 * (alpha * levels + sigma**2))
+    clean = np.full(levels.shape, 0.5, np.float32)
+    clean[0::2, 0::2] = blue[0::2, 0::2]
+    frame = capture(clean, alpha, sigma, [7, 8])
+    means, variances, *_ = noise_estimation._spatial_blocks(frame, 8)
+    plane = np.repeat(np.arange(4), means.size // 4)
+    assert noise_estimation._textured_plane(means, variances, variances > 0, plane, alpha, sigma, 64) == 0
+    fit = noise_estimation.estimate_noise([frame])
+    assert fit.alpha == pytest.approx(alpha, rel=0.1)
