@@ -297,7 +297,7 @@ def test_a_textured_plane_is_one_above_the_others():
 def test_a_textured_plane_stays_when_the_other_planes_cannot_be_fitted_alone():
     """The blue plane holds every gray level (with white texture of 30 % of the noise variance), the others one level
     only: the blue plane stands out as textured, but without it the blocks lie in one intensity bin, so it stays and
-    the fit is returned (it used to raise "too few smooth blocks")."""
+    the fit is returned (leaving the plane out would raise "too few smooth blocks")."""
     alpha, sigma = NEXUS.at_iso(800)
     rng = np.random.default_rng([2026, 174])
     levels = np.repeat(np.linspace(0.05, 0.9, 16), 64)[np.newaxis].repeat(256, axis=0)
