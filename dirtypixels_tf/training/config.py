@@ -230,8 +230,9 @@ class ExperimentConfig:
     this (stage-2) run, and report their test accuracy next to this model's (under RUN_DIR/compare/<isp>/). They
     train on the classification loss (with this run's label smoothing): with loss "liu" the image term has nothing
     to fit in a fixed ISP.
-    mixed_precision: a Keras dtype
-    policy. deterministic: enable TensorFlow's op determinism (bit-identical reruns, slower). precise_bn_batches:
+    mixed_precision: a Keras dtype policy; "float64" computes and keeps weights in double precision (slow; layers
+    that pin float32, as the Anscombe transform, keep it): for checking numerics, e.g. a strategy against one
+    device, where float32 round-off amplified through a deep network would hide a small error. deterministic: enable TensorFlow's op determinism (bit-identical reruns, slower). precise_bn_batches:
     after training, re-estimate every batch-norm layer's statistics over this many training batches with the final
     weights (0: keep Keras' moving averages, which lag the weights on short runs)."""
 
@@ -246,7 +247,7 @@ class ExperimentConfig:
     lbfgs: LbfgsConfig = dataclasses.field(default_factory=LbfgsConfig)
     distribution: DistributionConfig = dataclasses.field(default_factory=DistributionConfig)
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
-    mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    mixed_precision: Literal["float32", "float64", "mixed_float16", "mixed_bfloat16"] = "float32"
     seed: int = 0
     deterministic: bool = False
     compare_isps: list[str] = dataclasses.field(default_factory=list)
