@@ -35,21 +35,22 @@ top-1, top-5 and the PSNR of the image the head sees against the clean image.
 The paper's numbers (Diamond et al. 2021 Table 1: ImageNet, 128x128, MobileNet-v1 1.0, Darktable as the
 conventional ISP) are printed beside ours for reference; they are not expected to match in level, only in ordering.
 
-Measured with the defaults (20 min 38 s wall clock on 2 cores shared with other jobs, load average 4 to 6), top-1 /
+Measured with the defaults (18 min 48 s wall clock on 2 cores shared with other jobs, load average 4 to 5), top-1 /
 top-5 in % and the image PSNR in dB the head sees, 10,000 test images per cell:
                                    3lux                  6lux                  2to20lux
     1. from scratch on RAW         46.54 / 94.96  12.76  56.37 / 97.23  16.41  52.65 / 95.48  16.26
     2. malvar_nlm + pretrained     40.60 / 90.97  14.53  60.58 / 97.99  19.24  54.33 / 94.91  18.96
-    3. malvar_nlm + fine-tuned     66.66 / 99.01  14.53  70.87 / 99.31  19.24  69.33 / 99.04  18.96
-    4. Chen U-Net + fine-tuned     70.92 / 99.26  19.75  73.13 / 99.37  22.54  71.62 / 99.20  22.31
-    5. joint Anscombe network      70.00 / 99.18  16.25  72.16 / 99.32  18.75  70.90 / 99.12  18.53
-Stage 1 (test PSNR at 2 to 200 lux): U-Net 24.11 dB, Anscombe network 20.35 dB. Here both learned ISPs (rows 4, 5)
+    3. malvar_nlm + fine-tuned     66.67 / 99.05  14.53  70.58 / 99.38  19.24  67.94 / 99.01  18.96
+    4. Chen U-Net + fine-tuned     70.87 / 99.33  19.68  72.69 / 99.27  22.51  70.62 / 99.32  22.23
+    5. joint Anscombe network      70.47 / 99.17  17.05  72.22 / 99.34  19.08  72.77 / 99.21  18.57
+Stage 1 (test PSNR at 2 to 200 lux): U-Net 23.93 dB, Anscombe network 20.35 dB. Here both learned ISPs (rows 4, 5)
 lead the conventional rows 2 and 3 and from scratch at every setting, and row 3 leads row 2. Of the paper's pairwise
-top-1 orderings (table notes) 8, 8 and 5 of 10 hold at 3lux, 6lux and 2to20lux; broken: joint > U-Net at every
-setting (the 7.98 M-parameter U-Net leads the 0.27 M joint model by 0.7 to 1.0 points), from scratch > conventional
-fine-tuned (3lux, 2to20lux), from scratch > conventional pretrained (6lux, 2to20lux), and at 2to20lux the paper's
-U-Net below from scratch and conventional fine-tuned. Row 3's fine-tuning is not bit-reproducible (66.90% top-1 at
-3lux in an earlier run of the same command).
+top-1 orderings (table notes) 8, 8 and 6 of 10 hold at 3lux, 6lux and 2to20lux; broken: joint > U-Net at 3lux and
+6lux (the 7.98 M-parameter U-Net leads the 0.27 M joint model by 0.4 and 0.5 points; at 2to20lux the joint model leads
+by 2.2), from scratch > conventional fine-tuned (3lux, 2to20lux), from scratch > conventional pretrained (6lux,
+2to20lux), and at 2to20lux the paper's U-Net below from scratch and conventional fine-tuned. Rows 3 and 4 are not
+bit-reproducible (row 3 at 3lux: 66.66 and 66.90 % in earlier runs of the same command; with stage 2's earlier
+cross-entropy weight 0.05, row 5 gave 70.00 / 72.16 / 70.90 %).
 
 Writes into --out (default runs/replicate_table, runs/replicate_table_quick with --quick): table.md, table.csv,
 results.json, and one run directory per trained model (pretrained_head/, stage1/<row>/, <setting>/<row>/) holding
