@@ -153,13 +153,18 @@ def test_clipped_inverse_keeps_a_black_background_black_at_3_lux():
 
 
 def test_gat_denoising_of_a_flat_field_is_unbiased():
-    # A flat grey field at 12 lux: the GAT + NLM + unbiased inverse keeps the mean (within 1 %) and cuts the noise.
+    # A flat grey field of 0.4 at 12 lux: the GAT + NLM + unbiased inverse keeps the mean of the frame it denoises
+    # within 0.8 % (measured at most 0.55 %, on average +0.27 %, over 16 noise draws) and cuts the noise. The
+    # frame's own mean is 0.4 only within its standard error (per-pixel std 0.137 / 64 = 0.0021, 0.5 %; up to 1.3 %
+    # off in those 16 draws, where the former comparison with 0.4 itself within 1 % failed 3 times), so it, not
+    # 0.4, is the reference.
     level = noise.lux_to_light_level(12)
     flat = np.full((1, 64, 64, 3), 0.4, np.float32)
     measured = SensorModel(light_levels=(level, level), clip=False).simulate(flat, tf.constant([3, 4]))
     raw = measured["raw"].numpy()[0, :, :, 0]
+    assert raw.mean() == pytest.approx(0.4, abs=4 * 0.0021)
     denoised = baselines.denoise_raw(raw, measured["alpha"].numpy()[0], measured["sigma"].numpy()[0], "nlm")
-    assert denoised.mean() == pytest.approx(0.4, rel=0.01)
+    assert denoised.mean() == pytest.approx(raw.mean(), rel=0.008)
     assert denoised.std() < raw.std() / 3
 
 
@@ -201,12 +206,22 @@ def test_isp_dataset_maps_through_numpy_function():
 
 
 @needs_bm3d
-def test_bm3d_beats_nlm_at_3_lux():
-    measured = simulate(lux=3)
-    args = (measured["raw"], measured["alpha"], measured["sigma"])
-    nlm = metrics.psnr(baselines.get_pipeline("malvar_nlm").process_batch(*args), CROP[None])[0]
-    bm3d = metrics.psnr(baselines.get_pipeline("malvar_bm3d").process_batch(*args), CROP[None])[0]
-    assert bm3d > nlm  # measured 18.86 and 19.02 dB (16.46 and 18.17 before the NLM and clipped-inverse fixes)
+def test_bm3d_matches_nlm_at_3_lux():
+    # Mean PSNR over 4 noise draws of the crop: BM3D is within 0.3 dB of NLM or above it (measured 18.73 and
+    # 18.59 dB; per draw BM3D - NLM ranged from -0.17 to +0.53 dB over 6 draws of another sampler, so on a 64 x 64
+    # crop neither wins reliably), and both gain over 6 dB on Malvar demosaicking of the noisy frame alone
+    # (10.75 dB). BM3D told twice the GAT domain's unit noise std scored 17.41 dB there, half of it 13.02 dB.
+    level = noise.lux_to_light_level(3)
+    crops = np.repeat(CROP[None], 4, 0)
+    measured = SensorModel(light_levels=(level, level)).simulate(crops, tf.constant([1, 2]))
+    args = tuple(measured[key].numpy() for key in ("raw", "alpha", "sigma"))
+    psnr = {
+        name: metrics.psnr(baselines.get_pipeline(name).process_batch(*args), crops).mean()
+        for name in ("malvar", "malvar_nlm", "malvar_bm3d")
+    }
+    print("3 lux, mean PSNR over 4 draws:", {name: round(float(value), 2) for name, value in psnr.items()})
+    assert psnr["malvar_bm3d"] > psnr["malvar_nlm"] - 0.3
+    assert min(psnr["malvar_nlm"], psnr["malvar_bm3d"]) > psnr["malvar"] + 6.0
 
 
 def test_bad_settings_are_named():

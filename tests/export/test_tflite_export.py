@@ -49,8 +49,11 @@ def test_bad_arguments_are_refused(tiny_model, tmp_path):
 
 
 # Dynamic-range quantization (int8 weights) changes some decisions of a model that has learned the task: measured
-# 72 % top-1 agreement on the task's frames and 78 % on simulated_inputs (max logit difference 1.5) after 48 steps.
+# 84 % top-1 agreement on 256 of the task's frames and 80 % on 256 simulated_inputs after 48 steps (76 % and 67 %
+# with the frames of an exact Poisson sampler from stateless uniforms). Over 32 frames the agreement is a draw of
+# +-8 %: 59 % to 84 % for one model on four sets of simulated_inputs.
 AGREEMENT = 0.6
+FRAMES = 256
 
 
 def _synthetic_task(count, seed):
@@ -68,7 +71,7 @@ def _synthetic_task(count, seed):
 def test_dynamic_range_tflite_of_a_trained_model_keeps_its_decisions(tmp_path):
     """After a short training on a synthetic task (48 steps, then batch-norm statistics of the training frames: it
     is 46 % accurate against 10 % chance, so its decisions depend on the frame) the quantized model must take most
-    of the SavedModel's decisions (AGREEMENT) on the task's fresh frames and on simulated_inputs."""
+    of the SavedModel's decisions (AGREEMENT) on FRAMES of the task's fresh frames and of simulated_inputs."""
     keras.utils.set_random_seed(1)
     head = build_head("mobilenet_v1", (SIZE, SIZE, 3), 10, width=0.25)
     model = JointClassifier(build_isp("anscombe"), head, "mobilenet_v1", (SIZE, SIZE))
@@ -90,17 +93,17 @@ def test_dynamic_range_tflite_of_a_trained_model_keeps_its_decisions(tmp_path):
     assert accuracy >= 0.3 and len(set(predicted.tolist())) >= 3  # decisions that depend on the frame
     path = export_savedmodel(model, tmp_path / "trained")
     info = export_tflite(model, tmp_path / "trained.tflite", quantize="dynamic")
-    parity = tflite_parity(info["path"], path, count=32, profile="6lux")
+    parity = tflite_parity(info["path"], path, count=FRAMES, profile="6lux")
     print("dynamic-range TFLite parity (trained, simulated_inputs):", parity)
     # the task's own frames, one at a time through the interpreter, against the SavedModel's decisions
     runner = tf.lite.Interpreter(model_path=str(info["path"])).get_signature_runner("serving_default")
     reference = tf.saved_model.load(str(path)).signatures["serving_default"]
     quantized, saved = [], []
-    for index in range(48):
+    for index in range(FRAMES):
         frame = {key: value[index : index + 1] for key, value in test_frames.items()}
         quantized.append(np.argmax(runner(**frame)["logits"]))
         saved.append(np.argmax(reference(**{key: tf.constant(value) for key, value in frame.items()})["logits"]))
     agreement = float(np.mean(np.equal(quantized, saved)))
     print(f"top-1 agreement on the task's frames: {agreement:.2f}")
     assert agreement >= AGREEMENT
-    assert parity["count"] == 32 and parity["top1_agreement"] >= AGREEMENT
+    assert parity["count"] == FRAMES and parity["top1_agreement"] >= AGREEMENT
