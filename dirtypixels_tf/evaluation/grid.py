@@ -184,8 +184,7 @@ def _check_unique(labels, name):
 def _evaluate_cell(predictor, dataset, psf, quality, bar):
     correct = {1: 0, 5: 0}
     psnrs, ssims = [], []
-    energy, clean_energy = 0.0, 0.0
-    peak_sums = np.zeros(4)  # the estimates' peak and neighbour energies, then the clean images'
+    peak_sums = np.zeros(4)  # the estimates' Bayer and neighbour energies (metrics.bayer_peak_energies), the clean's
     examples = 0
     has_logits = has_image = True
     for features, labels in dataset:
@@ -204,8 +203,6 @@ def _evaluate_cell(predictor, dataset, psf, quality, bar):
                 clean = features["clean"].numpy()
                 psnrs.append(metrics.psnr(outputs["image"], clean))
                 ssims.append(metrics.ssim(outputs["image"], clean))
-                energy += float(metrics.bayer_energy(outputs["image"]).sum())
-                clean_energy += float(metrics.bayer_energy(clean).sum())
                 for index, part in enumerate(
                     metrics.bayer_peak_energies(outputs["image"]) + metrics.bayer_peak_energies(clean)
                 ):
@@ -222,6 +219,6 @@ def _evaluate_cell(predictor, dataset, psf, quality, bar):
         "top5": correct[5] / examples if accuracy else None,
         "psnr": float(np.mean(np.concatenate(psnrs))) if measured else None,
         "ssim": float(np.mean(np.concatenate(ssims))) if measured else None,
-        "bayer": energy / max(clean_energy, metrics.PSNR_MSE_FLOOR) if measured else None,
+        "bayer": float(peak_sums[0] / max(peak_sums[2], metrics.PSNR_MSE_FLOOR)) if measured else None,
         "bayer_peak": metrics.peak_ratio(*peak_sums) if measured else None,
     }

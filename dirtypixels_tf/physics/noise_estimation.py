@@ -517,7 +517,8 @@ def estimate_noise(frames, method="spatial", block=8, bins=64, texture_tolerance
 
     kept, alpha, sigma = select_and_fit(usable, alpha, sigma)
     if method == "spatial":  # colour planes whose smooth blocks carry texture the block tests let through
-        plane = np.arange(total) % (total // len(frames)) // (total // len(frames) // 4)
+        per_plane = total // len(frames) // 4  # blocks are raveled [frame, plane, block row, block column]
+        plane = np.tile(np.repeat(np.arange(4), per_plane), len(frames))
         while (textured := _textured_plane(means, variances, kept, plane, alpha, sigma, mean_samples)) is not None:
             try:
                 kept, alpha, sigma = select_and_fit(usable & (plane != textured), alpha, sigma)
