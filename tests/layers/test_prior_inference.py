@@ -1,5 +1,6 @@
-"""The priors' inference path (one Conv2D, a dilated one too, then batch norm as one affine pass) computes
-what the layers compute unfused: Keras' Conv2D then BatchNormalization(training=False) then ReLU."""
+"""The priors' inference path (one Conv2D, a dilated one too, then batch norm as one FusedBatchNormV3 in inference
+mode, or one affine pass in float64) computes what the layers compute unfused: Keras' Conv2D then
+BatchNormalization(training=False) then ReLU."""
 
 import keras
 import numpy as np
@@ -28,7 +29,8 @@ def _units(layer):
         (lambda: LiuEncodingModule(filters=16, bottleneck_filters=4), (2, 8, 8, 3)),
     ],
 )
-def test_every_unit_equals_convolution_then_batch_norm_at_inference(make, shape, randomize):
+@pytest.mark.parametrize("in_graph", [False, True])
+def test_every_unit_equals_convolution_then_batch_norm_at_inference(make, shape, in_graph, randomize):
     layer = make()
     x = tf.constant(np.random.default_rng(0).uniform(0, 1, shape).astype(np.float32))
     layer(x)
@@ -40,19 +42,42 @@ def test_every_unit_equals_convolution_then_batch_norm_at_inference(make, shape,
             np.random.default_rng(1).uniform(0, 1, (2, 8, 8, unit.conv.kernel.shape[2])).astype(np.float32)
         )
         expected = _unfused(unit, unit_input).numpy()
-        folded = unit(unit_input, training=False).numpy()
+        call = tf.function(lambda t, unit=unit: unit(t, training=False)) if in_graph else unit
+        folded = call(unit_input).numpy()
         np.testing.assert_allclose(folded, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
-def test_release_prior_inference_graph_has_no_batch_norm_and_no_space_to_batch(randomize):
+def test_release_prior_inference_graph_has_one_fused_batch_norm_per_unit_and_no_space_to_batch(randomize):
     prior = ResidualUNetPrior()
     x = tf.zeros([1, 16, 16, 4])
     prior(x)
     graph = tf.function(lambda t: prior(t, training=False)).get_concrete_function(x).graph
-    types = {op.type for op in graph.get_operations()}
-    assert not types & {"SpaceToBatchND", "BatchToSpaceND", "FusedBatchNormV3"}, types
-    dilated = [op for op in graph.get_operations() if op.type == "Conv2D" and list(op.get_attr("dilations")) != [1] * 4]
+    operations = graph.get_operations()
+    types = {op.type for op in operations}
+    assert not types & {"SpaceToBatchND", "BatchToSpaceND"}, types
+    dilated = [op for op in operations if op.type == "Conv2D" and list(op.get_attr("dilations")) != [1] * 4]
     assert len(dilated) == 1 and list(dilated[0].get_attr("dilations")) == [1, 2, 2, 1]
+    batch_norms = [op for op in operations if op.type == "FusedBatchNormV3"]
+    assert len(batch_norms) == sum(unit.bn is not None for unit in _units(prior))
+    assert not any(op.get_attr("is_training") for op in batch_norms)
+    assert "Rsqrt" not in types, types  # no batch norm spelled out element-wise beside the fused ones
+
+
+def test_float64_units_equal_convolution_then_batch_norm_at_inference(randomize):
+    keras.config.set_dtype_policy("float64")
+    try:
+        prior = ResidualUNetPrior()
+        x = tf.constant(np.random.default_rng(0).uniform(0, 1, (2, 16, 16, 4)))
+        prior(x)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    randomize(prior, seed=3)
+    for unit in _units(prior):
+        unit_input = tf.constant(np.random.default_rng(1).uniform(0, 1, (2, 8, 8, unit.conv.kernel.shape[2])))
+        expected = _unfused(unit, unit_input).numpy()
+        result = unit(unit_input, training=False)
+        assert result.dtype == tf.float64
+        np.testing.assert_allclose(result.numpy(), expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
 
 
 def test_training_still_uses_batch_statistics(randomize):

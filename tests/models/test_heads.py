@@ -49,11 +49,13 @@ def test_keras_application_by_name_outputs_logits():
 
 
 def test_forward_pass_shape():
+    keras.utils.set_random_seed(7)  # the initial weights (unseeded, this failed once in a full run)
     model = small_head(num_classes=7)
     images = heads.preprocess_for_head("mobilenet_v1")(RNG.random((3, 32, 32, 3)).astype(np.float32))
     logits = model(images, training=False).numpy()
     assert logits.shape == (3, 7)
-    assert (logits < 0).any()
+    assert np.isfinite(logits).all(), logits
+    assert (logits < 0).any() and (logits > 0).any(), logits
 
 
 @pytest.mark.parametrize(
