@@ -20,7 +20,7 @@ import tensorflow as tf
 from PIL import Image
 
 from dirtypixels_tf.data.camera_raw import read_raw
-from dirtypixels_tf.physics import mosaic, noise, noise_estimation, sensor_files
+from dirtypixels_tf.physics import mosaic, noise, noise_estimation, optics, sensor_files
 from dirtypixels_tf.physics.sensor import SensorModel
 
 REPO_ROOT = pathlib.Path(__file__).parents[2]
@@ -270,6 +270,22 @@ def test_single_natural_image_at_low_iso_leaves_out_the_grainy_colour_plane(astr
     mean_alpha, mean_sigma = np.mean(errors, axis=0)
     assert abs(mean_alpha) < 0.15
     assert abs(mean_sigma) < 0.10
+
+
+@pytest.mark.parametrize("iso", [200, 6400])
+def test_single_natural_image_through_a_lens_within_10_percent(iso):
+    """The astronaut as a lens images it (blurred by the centre-of-field PSF, std 0.67 px, before mosaicking and
+    noise), one frame, three seeds apart from the benchmark's: every seed's alpha and sigma within 10 %. Measured:
+    alpha +2.2 % (ISO 200) and -0.4 % (ISO 6400) on average over 6 seeds, at most +5.9 % off in either. Unblurred, the
+    photograph's own grain reads as noise: the estimator finds alpha = 7 % of ISO 200's on the noise-free photograph
+    alone (benchmarks/noise_calibration_accuracy.py), and +12 % on the noisy one."""
+    image = skimage.data.astronaut().astype(np.float32)[np.newaxis] / 255.0
+    clean = mosaic.mosaic(optics.blur(image, optics.get_psf("center"))).numpy()[0, ..., 0]
+    alpha, sigma = NEXUS.at_iso(iso)
+    for seed in range(3):
+        fit = noise_estimation.estimate_noise([capture(clean, alpha, sigma, [200 + seed, iso])])
+        assert fit.alpha == pytest.approx(alpha, rel=0.10), seed
+        assert fit.sigma == pytest.approx(sigma, rel=0.10), seed
 
 
 def test_a_textured_plane_is_one_above_the_others():
