@@ -13,7 +13,8 @@ head and the ISP's prior; "release+fh": the head only, which keeps the release-p
 release joint / head with both folded and both unfolded, and folded / unfolded per model.
 
 --profile times the release ISP's parts (GAT and max-normalization of S^T y, the prior, its dilated first
-convolution alone, the soft projection, the inverse GAT) against the head, interleaved, at batch 1 and 32.
+convolution alone, its second full-resolution unit alone (3x3, 8 to 8 channels), the soft projection, the inverse
+GAT) against the head, interleaved, at batch 1 and 32, and prints that unit's and the head's multiply-adds per ns.
 
     python benchmarks/inference_latency.py [--repeats 30] [--xla] [--tflite] [--profile]
 """
@@ -32,6 +33,7 @@ from dirtypixels_tf.export.fold import fold_batch_norm  # noqa: E402
 from dirtypixels_tf.export.tflite import export_tflite, simulated_inputs  # noqa: E402
 from dirtypixels_tf.layers.anscombe import append_noise_channel  # noqa: E402
 from dirtypixels_tf.models import presets  # noqa: E402
+from dirtypixels_tf.models.counting import count_multiply_adds  # noqa: E402
 
 JOINTS = {"release": "joint_mobilenet_v1_128", "packed": "joint_packed_mobilenet_v1_128"}
 
@@ -108,11 +110,13 @@ def profile_calls(joint, head, features, images, batch):
     x, y, scale, transformed = isp.transform(raw, alpha, sigma)
     prior_input = append_noise_channel(x, scale)
     v = prior(prior_input)
+    first = prior.conv_in[0](prior_input)
     parts = {
         "isp": (lambda: isp(raw, alpha, sigma)),
         "GAT+norm": (lambda: isp.transform(raw, alpha, sigma)[0]),
         "prior": (lambda: prior(prior_input)),
         "conv0": (lambda: prior.conv_in[0](prior_input)),
+        "conv1": (lambda: prior.conv_1[0](first)),
         "project": (lambda: projection(v, y, lam=isp.lam)),
         "inverse": (lambda: isp.inverse(v, alpha, sigma, transformed["scale"], transformed["offset"])),
     }
@@ -147,6 +151,7 @@ def main():
     head = models["release"].head
     joints = with_folded(models)
     heads = {"head": head, "head+f": fold_batch_norm(head)}
+    head_adds = count_multiply_adds(head)
     features = simulated_inputs((128, 128), 32)
     images = np.random.default_rng(0).random((32, 128, 128, 3)).astype(np.float32)
     print(f"load average before: {os.getloadavg()}")
@@ -164,6 +169,12 @@ def main():
         for batch in (1, 32):
             medians = interleaved_medians(profile_calls(models["release"], head, features, images, batch), args.repeats)
             print_table(f"release ISP parts, batch {batch}", medians, batch)
+            unit = models["release"].isp.priors[0].conv_1[0]
+            unit_adds = 128 * 128 * np.prod(unit.conv.kernel.shape)
+            rates = [batch * adds / (medians[name] * 1e9) for name, adds in (("conv1", unit_adds), ("head", head_adds))]
+            print(
+                f"multiply-adds per ns: conv1 (3x3, 8 -> 8 channels, full resolution) {rates[0]:.0f}, head {rates[1]:.0f}"
+            )
     if args.tflite:
         with tempfile.TemporaryDirectory() as directory:
             medians = interleaved_medians(tflite_calls(features, directory), args.repeats)
