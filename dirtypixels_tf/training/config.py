@@ -157,12 +157,14 @@ class LossConfig:
         separately), "nidf" (NIDF Eq. 5: ||B - B1||^2 + weight * ||I - I1||^2) or "psnr" (minus the mean PSNR,
         trainer "lbfgs" only).
     label_smoothing: for the cross-entropy terms; weight: lambda of "liu" (0.25) and the deblurred term of "nidf"
-        (0.5); unset for the other kinds.
+        (0.5); unset for the other kinds. image_loss: the image term of "liu", "mse" (Liu et al., when unset) or "l1"
+        (mean absolute error, as the Anscombe network's stage 1); unset for the other kinds.
     """
 
     kind: Literal["classification", "l1", "mse", "liu", "nidf_pretrain", "nidf", "psnr"] = "classification"
     label_smoothing: float = 0.0
     weight: float | None = None
+    image_loss: Literal["mse", "l1"] | None = None
 
 
 @dataclasses.dataclass
@@ -625,6 +627,10 @@ def _validate_loss(config, spec):
         )
     else:
         _require(loss.weight is None, f"loss.weight: not read by loss {loss.kind!r}; remove it")
+    _require(
+        loss.image_loss is None or loss.kind == "liu",
+        f"loss.image_loss: read by loss 'liu' only, not by {loss.kind!r}; remove it",
+    )
     _require(
         0 <= loss.label_smoothing < 1, f"loss.label_smoothing: must be in [0, 1), received {loss.label_smoothing!r}"
     )

@@ -5,7 +5,8 @@ as is and the multi-worker loop (loop.py) applies per example:
 - "classification": sparse cross entropy of "logits" against the integer label (from logits, label smoothing
   eps spreads eps / classes to every class as slim does).
 - "l1" / "mse": the ISP's "image" against the clean image (pixel mean of |x - y| or (x - y)^2).
-- "liu" (Liu et al. Eq. 1): MSE("image", clean) + weight * cross entropy("logits", label), weight = lambda = 0.25.
+- "liu" (Liu et al. Eq. 1): MSE("image", clean) + weight * cross entropy("logits", label), weight = lambda = 0.25;
+  with image_loss "l1" the image term is the mean absolute error instead.
 - "nidf_pretrain" (NIDF Eq. 3 and 4): MSE("denoised", B) + MSE("deblurred", I): the denoiser fed the RAW frame
   against the blurred clean image B, and the deblurrer fed B against the sharp image I. The two terms share no
   weights, so minimizing their sum trains the two networks separately, as the paper's pretraining does.
@@ -102,8 +103,11 @@ def build_losses(loss_config):
     if kind == "psnr":
         return {"image": NegativePSNR()}, {"image": 1.0}
     if kind == "liu":
+        image_loss = (
+            keras.losses.MeanAbsoluteError() if loss_config.image_loss == "l1" else keras.losses.MeanSquaredError()
+        )
         return (
-            {"image": keras.losses.MeanSquaredError(), "logits": cross_entropy},
+            {"image": image_loss, "logits": cross_entropy},
             {"image": 1.0, "logits": float(loss_config.weight)},
         )
     if kind == "nidf_pretrain":

@@ -138,6 +138,10 @@ def test_relations_between_settings_are_checked():
         load("release_stage1_head.yaml", ["loss.kind=l1"])
     with pytest.raises(config_lib.ConfigError, match=r"^model\.isp: set by model\.preset"):
         load("release_joint_3lux.yaml", ["model.isp=bilinear"])
+    with pytest.raises(config_lib.ConfigError, match=r"^loss\.image_loss: read by loss 'liu' only, not by 'nidf'"):
+        load("nidf_joint.yaml", ["loss.image_loss=l1"])
+    with pytest.raises(config_lib.ConfigError, match=r"^loss\.image_loss: expected one of 'mse', 'l1'"):
+        load("default.yaml", ["loss.image_loss=l2"])
     with pytest.raises(config_lib.ConfigError, match=r"^schedule\.decay_rate: not read by a constant schedule"):
         load("default.yaml", ["schedule.kind=constant"])
     with pytest.raises(config_lib.ConfigError, match=r"^distribution\.sync_batch_norm: must be true"):

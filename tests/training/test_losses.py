@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from dirtypixels_tf.physics import optics
 from dirtypixels_tf.physics.sensor import SensorModel
+from dirtypixels_tf.training import config as config_lib
 from dirtypixels_tf.training import losses
 
 
@@ -34,8 +35,18 @@ def test_psnr_closed_form():
 
 
 def test_weighted_objectives():
-    liu, weights = losses.build_losses(type("L", (), {"kind": "liu", "weight": 0.25, "label_smoothing": 0.0})())
+    liu, weights = losses.build_losses(config_lib.LossConfig(kind="liu", weight=0.25))
     assert set(liu) == {"image", "logits"} and weights == {"image": 1.0, "logits": 0.25}
+    targets = {"image": tf.zeros([2, 2, 2, 3]), "logits": tf.constant([0, 1])}
+    outputs = {"image": tf.fill([2, 2, 2, 3], 0.5), "logits": tf.constant([[0.0, 0.0], [0.0, 0.0]])}
+    cross_entropy = np.log(2.0)
+    np.testing.assert_allclose(
+        losses.per_example_loss(liu, weights, targets, outputs).numpy(), [0.25 + 0.25 * cross_entropy] * 2, rtol=1e-6
+    )
+    liu_l1, weights = losses.build_losses(config_lib.LossConfig(kind="liu", weight=0.25, image_loss="l1"))
+    np.testing.assert_allclose(
+        losses.per_example_loss(liu_l1, weights, targets, outputs).numpy(), [0.5 + 0.25 * cross_entropy] * 2, rtol=1e-6
+    )
     nidf, weights = losses.build_losses(type("L", (), {"kind": "nidf", "weight": 0.5, "label_smoothing": 0.0})())
     assert set(nidf) == {"denoised", "image"} and weights == {"denoised": 1.0, "image": 0.5}
     targets = {"denoised": tf.zeros([2, 2, 2, 3]), "image": tf.zeros([2, 2, 2, 3])}
