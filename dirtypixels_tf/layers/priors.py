@@ -123,7 +123,7 @@ class _ConvNormAct(keras.layers.Layer):
         # per-channel map (x - mean) * g + beta, g = gamma / sqrt(variance + epsilon): TensorFlow's FusedBatchNormV3 in
         # inference mode, as slim's batch_norm in the release (float64, which it does not take: the same map spelled
         # out). Inside a graph (tf.function, SavedModel) the graph optimizer fuses it with the convolution and the
-        # ReLU into one op: a fifth less of the prior's time at batch 32 than three element-wise passes over each
+        # ReLU into one op: 10 to 20 % less of the prior's time at batch 32 than three element-wise passes over each
         # full-resolution activation, and the same values as those passes. Run eagerly or with the graph optimizer
         # off, the standalone kernel rounds differently (up to 6e-6 on the release image). export/fold.py goes
         # further for inference copies (fold_batch_norm below), folding g into the kernel in float64; folding it in
