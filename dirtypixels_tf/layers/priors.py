@@ -125,7 +125,7 @@ class _ConvNormAct(keras.layers.Layer):
         # out). Inside a graph (tf.function, SavedModel) the graph optimizer fuses it with the convolution and the
         # ReLU into one op: 10 to 20 % less of the prior's time at batch 32 than three element-wise passes over each
         # full-resolution activation, and the same values as those passes. Run eagerly or with the graph optimizer
-        # off, the standalone kernel rounds differently (up to 6e-6 on the release image). export/fold.py goes
+        # off, the standalone kernel rounds differently (it moves the release image by up to 1e-5). export/fold.py goes
         # further for inference copies (fold_batch_norm below), folding g into the kernel in float64; folding it in
         # float32 moves the image by ~1e-6, which MobileNet amplifies (tests/commands/test_convert.py).
         x = tf.nn.conv2d(
