@@ -169,11 +169,13 @@ def main():
         for batch in (1, 32):
             medians = interleaved_medians(profile_calls(models["release"], head, features, images, batch), args.repeats)
             print_table(f"release ISP parts, batch {batch}", medians, batch)
-            unit = models["release"].isp.priors[0].conv_1[0]
-            unit_adds = 128 * 128 * np.prod(unit.conv.kernel.shape)
+            kernel = models["release"].isp.priors[0].conv_1[0].conv.kernel  # full resolution: the RAW frame's size
+            unit_adds = np.prod(features["raw"].shape[1:3]) * np.prod(kernel.shape)
             rates = [batch * adds / (medians[name] * 1e9) for name, adds in (("conv1", unit_adds), ("head", head_adds))]
+            size, inputs, outputs = kernel.shape[0], kernel.shape[2], kernel.shape[3]
             print(
-                f"multiply-adds per ns: conv1 (3x3, 8 -> 8 channels, full resolution) {rates[0]:.0f}, head {rates[1]:.0f}"
+                f"multiply-adds per ns: conv1 ({size}x{size}, {inputs} -> {outputs} channels, full resolution) "
+                f"{rates[0]:.0f}, head {rates[1]:.0f}"
             )
     if args.tflite:
         with tempfile.TemporaryDirectory() as directory:

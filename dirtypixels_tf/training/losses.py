@@ -90,24 +90,22 @@ class NegativePSNR(keras.losses.Loss):
         return -psnr_per_image(y_true, y_pred)
 
 
+_IMAGE_LOSSES = {"l1": keras.losses.MeanAbsoluteError, "mse": keras.losses.MeanSquaredError}
+
+
 def build_losses(loss_config):
     """(losses {output: Loss}, loss_weights {output: float}) of a LossConfig."""
     kind = loss_config.kind
     cross_entropy = SparseCrossEntropy(loss_config.label_smoothing)
     if kind == "classification":
         return {"logits": cross_entropy}, {"logits": 1.0}
-    if kind == "l1":
-        return {"image": keras.losses.MeanAbsoluteError()}, {"image": 1.0}
-    if kind == "mse":
-        return {"image": keras.losses.MeanSquaredError()}, {"image": 1.0}
+    if kind in _IMAGE_LOSSES:
+        return {"image": _IMAGE_LOSSES[kind]()}, {"image": 1.0}
     if kind == "psnr":
         return {"image": NegativePSNR()}, {"image": 1.0}
     if kind == "liu":
-        image_loss = (
-            keras.losses.MeanAbsoluteError() if loss_config.image_loss == "l1" else keras.losses.MeanSquaredError()
-        )
         return (
-            {"image": image_loss, "logits": cross_entropy},
+            {"image": _IMAGE_LOSSES[loss_config.image_loss or "mse"](), "logits": cross_entropy},
             {"image": 1.0, "logits": float(loss_config.weight)},
         )
     if kind == "nidf_pretrain":
