@@ -9,7 +9,7 @@ every trained row gets the same stage-2 budget: --train-examples x --epochs at t
 default.yaml's optimizer, Adam 2e-3 decayed x0.7 per epoch, batch 64, the same training stream of simulated RAW
 frames, seed 0):
   pretraining (once): the head alone on the clean (noise-free) training images.
-  stage 1 (once per learned ISP, shared by every light setting): the ISP of rows 4 and 5 trained alone as the main
+  stage 1 (once per learned ISP, shared by every light setting): the ISP of rows 4 to 6 trained alone as the main
      job's stage 1 (default.yaml's `pretrain`): L1 against the clean image, --train-examples x 2 epochs, over the
      main job's 2 to 200 lux, which holds every setting of the table (one run per ISP instead of one per setting).
   1. From scratch on RAW: bilinear demosaicking + the head from random initialization, trained on the setting's RAW
@@ -30,6 +30,9 @@ frames, seed 0):
      wiring, in the model) and default.yaml's loss, Liu et al. 2018's joint loss with an L1 image term,
      L1(image, clean) + 0.02 x cross entropy (with cross entropy alone this budget drives the ISP's output into a
      Bayer checkerboard; see default.yaml).
+  6. Not in the paper: row 5 with the prior of the preset joint_packed_mobilenet_v1_128 (on the packed 2x2 Bayer
+     planes at half resolution, top width 8), its own stage 1 and the same stage 2: the mobile-grade ISP against the
+     release's at the same budget.
 Every row is evaluated with evaluation.grid.evaluate on the held-out test split (Fashion-MNIST's 10,000 test
 images), example i simulated with the same seed in every row (same noise per example), centre crop as in training;
 top-1, top-5 and the PSNR of the image the head sees against the clean image.
@@ -83,6 +86,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from dirtypixels_tf.data import source_spec, sources  # noqa: E402
 from dirtypixels_tf.evaluation import baselines, grid, predictors  # noqa: E402
+from dirtypixels_tf.models import presets  # noqa: E402
 from dirtypixels_tf.physics import noise  # noqa: E402
 from dirtypixels_tf.training import config as config_lib  # noqa: E402
 from dirtypixels_tf.training import data as data_lib  # noqa: E402
@@ -94,14 +98,18 @@ from dirtypixels_tf.training.losses import SparseCrossEntropy  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = config_lib.resolve_config("default")
 DEFAULT = config_lib.load_config(DEFAULT_CONFIG)
-STAGE1_PROFILE = DEFAULT.data.profile  # rows 4 and 5: stage 1 over the main job's light range (2 to 200 lux)
-LEARNED_ISPS = {  # rows 4 and 5: (models.isp name, settings); base_filters of the U-Net come from the plan
+STAGE1_PROFILE = DEFAULT.data.profile  # rows 4 to 6: stage 1 over the main job's light range (2 to 200 lux)
+PACKED_SETTINGS = presets.get_preset("joint_packed_mobilenet_v1_128").spec.isp_settings
+LEARNED_ISPS = {  # rows 4 to 6: (models.isp name, settings); base_filters of the U-Net come from the plan
     "chen_unet": ("chen_unet", {}),
     "joint_anscombe": ("anscombe", {"iterations": 1}),
+    "joint_packed": ("anscombe", {"iterations": 1, **PACKED_SETTINGS}),
 }
-STAGE2 = {  # rows 4 and 5 after stage 1: (model.freeze, loss section)
+JOINT_LOSS = config_lib.to_dict(DEFAULT)["loss"]  # the main job's stage 2 (Liu et al. 2018's, L1)
+STAGE2 = {  # rows 4 to 6 after stage 1: (model.freeze, loss section)
     "chen_unet": ("isp", {"kind": "classification"}),  # the U-Net as stage 1 left it, the head fine-tuned on its output
-    "joint_anscombe": (None, config_lib.to_dict(DEFAULT)["loss"]),  # the main job's stage 2 (Liu et al. 2018's, L1)
+    "joint_anscombe": (None, JOINT_LOSS),
+    "joint_packed": (None, JOINT_LOSS),
 }
 HEAD = "mobilenet_v1"
 
@@ -112,13 +120,21 @@ def joint_loss_text(loss):
     return f"{image_term}(image, clean) + {loss['weight']} x cross entropy"
 
 
-ROWS = ("scratch_raw", "conventional_pretrained", "conventional_finetuned", "chen_unet", "joint_anscombe")
+ROWS = (
+    "scratch_raw",
+    "conventional_pretrained",
+    "conventional_finetuned",
+    "chen_unet",
+    "joint_anscombe",
+    "joint_packed",
+)
 ROW_TITLES = {
     "scratch_raw": "From Scratch MobileNet-v1 (RAW input w/o ISP)",
     "conventional_pretrained": "Conventional ISP + Pretrained",
     "conventional_finetuned": "Conventional ISP + Finetuning",
     "chen_unet": "U-Net [Chen et al. 2018] + Finetuning",
     "joint_anscombe": "Proposed Joint Architecture (MobileNet-v1 Head)",
+    "joint_packed": "Joint, prior on the packed Bayer planes (not in the paper)",
 }
 # Diamond et al. 2021 Table 1 (ImageNet), top-1 and top-5 in %; the conventional rows are the paper's Darktable rows.
 PAPER = {
@@ -244,7 +260,7 @@ def make_config(
 
 
 def stage1_config(plan, isp, isp_settings):
-    """Stage 1 of rows 4 and 5: default.yaml's `pretrain` section (the ISP alone, L1 against the clean image, its
+    """Stage 1 of rows 4 to 6: default.yaml's `pretrain` section (the ISP alone, L1 against the clean image, its
     epochs of --train-examples) at default.yaml's light profile (STAGE1_PROFILE)."""
     config = make_config(plan, STAGE1_PROFILE, isp=isp, isp_settings=isp_settings, pretrain=DEFAULT.pretrain)
     return config_lib.pretrain_config(config)
@@ -504,7 +520,7 @@ def isp_settings(plan, row):
 
 def ordering_text(cells, setting):
     """Our and the paper's top-1 ranking of the rows at `setting`, and which of the paper's pairwise orderings hold."""
-    rows = [row for row in ROWS if row in cells and setting in PAPER[row]]
+    rows = [row for row in ROWS if row in cells and setting in PAPER.get(row, {})]
     number = {row: str(ROWS.index(row) + 1) for row in rows}
     ours = sorted(rows, key=lambda row: -cells[row]["top1"])
     paper = sorted(rows, key=lambda row: -PAPER[row][setting][0])
@@ -551,7 +567,7 @@ def markdown(results, seconds):
         cells = [ROW_TITLES[row], "-" if params is None else f"{params / 1e6:.3f}"]
         for setting in settings:
             ours = results["rows"][setting].get(row, {})
-            paper = PAPER[row].get(setting, (None, None))
+            paper = PAPER.get(row, {}).get(setting, (None, None))
             for k, metric in enumerate(("top1", "top5")):
                 reference = "-" if paper[k] is None else f"{paper[k]:.2f}"
                 cells.append(f"{_percent(ours.get(metric))} / {reference}")
@@ -590,22 +606,25 @@ def markdown(results, seconds):
     )
     lines += [
         "",
-        f"Budgets: every trained row's stage 2 (rows 1, 3, 4, 5) is {plan['train_examples']} training examples x "
-        f"{plan['epochs']} epochs at the cell's light setting. Rows 4 and 5 have in addition a stage 1 of their ISP, "
+        f"Budgets: every trained row's stage 2 (rows 1, 3, 4, 5, 6) is {plan['train_examples']} training examples x "
+        f"{plan['epochs']} epochs at the cell's light setting. Rows 4 to 6 have in addition a stage 1 of their ISP, "
         f"trained once and shared by every light setting: default.yaml's `pretrain` (the ISP alone, L1 against the "
         f"clean image, {plan['train_examples']} training examples x {DEFAULT.pretrain['data']['epochs']} epochs) "
         f"over {STAGE1_PROFILE} as in the main job (test image PSNR after stage 1 at {STAGE1_PROFILE}, "
         f"{RUN_EVAL_EXAMPLES} test examples: {stage1_text or '-'}). The head's pretraining on clean images "
-        f"({plan['train_examples']} x {plan['epochs']}) is shared by rows 2 to 5.",
+        f"({plan['train_examples']} x {plan['epochs']}) is shared by rows 2 to 6.",
         "",
         "Stage 2 and losses: rows 1 and 3 train on the classification loss (cross entropy); row 3 fine-tunes the "
         "pretrained head on the conventional ISP's cached output of the first training epoch's RAW frames; row 1 "
         "trains from random initialization. Row 4, as the paper's U-Net + fine-tuning row and like row 3, keeps the "
         "U-Net as stage 1 left it (frozen) and fine-tunes the pretrained head on its output on the classification "
-        "loss. Row 5 starts from its stage-1 ISP and the pretrained head and trains both jointly on the main job's "
-        f"stage-2 loss, Liu et al. 2018's joint loss {joint_loss_text(STAGE2[ROWS[4]][1])} "
+        "loss. Rows 5 and 6 start from their stage-1 ISP and the pretrained head and train both jointly on the main "
+        f"job's stage-2 loss, Liu et al. 2018's joint loss {joint_loss_text(JOINT_LOSS)} "
         "(default.yaml: cross entropy alone at this budget drives the ISP's output into a Bayer checkerboard). The "
-        "ISP's output is clipped to [0, 1] before the head (the release's wiring) in rows 1, 4 and 5. Training the "
+        "ISP's output is clipped to [0, 1] before the head (the release's wiring) in rows 1, 4, 5 and 6. Row 6 "
+        "is row 5 with its prior on the packed 2x2 Bayer planes at half resolution (the preset "
+        "joint_packed_mobilenet_v1_128's ISP settings), not in the paper, so it has no paper figures and no place "
+        "in the orderings. Training the "
         "U-Net jointly as row 5 (same loss and optimizer) diverged with the defaults: image MSE 3e5 (3lux) "
         "and 3e11 (6lux) over the first stage-2 epoch, then top-1 51.59% and 20.01% with test image PSNR 4.5 and "
         "3.5 dB.",
@@ -628,7 +647,7 @@ def write_outputs(results, out_dir, seconds):
             for row in ROWS:
                 if row not in rows:
                     continue
-                r, paper = rows[row], PAPER[row].get(setting, ("", ""))
+                r, paper = rows[row], PAPER.get(row, {}).get(setting, ("", ""))
                 stream.write(
                     f"{row},{setting},{r['top1']!r},{r['top5']!r},{r['psnr']!r},{r['examples']},{r['train_seconds']:.1f},"
                     f"{results['params'].get(row, '')},{paper[0]},{paper[1]}\n"
