@@ -9,8 +9,8 @@ running the same command again after an interruption resumes from its backup. Pr
 With compare_isps (the default experiment), the final report evaluates the trained model and each comparison on the
 whole evaluation split at REPORT_LIGHT_LEVELS (evaluation/grid.py, the run's sensor, Bayer phase, PSF, seed + 1 and
 centre crop): top-1, the intermediate image's PSNR, its Bayer-period energy ratio (metrics.bayer_artifact_ratio,
-which residual noise raises too) and its Bayer-frequency peak (metrics.bayer_peak_ratio, a periodic pattern only),
-printed as one table and written under RUN_DIR/report/ (each model's evaluation.csv/.md/.json and report.png:
+which residual noise raises too), its Bayer-frequency peak (metrics.bayer_peak_ratio, a periodic pattern only) and
+the amplitude of the Bayer-period pattern in its error (grid.py's "bayer_error", in 8-bit code values), printed as one table and written under RUN_DIR/report/ (each model's evaluation.csv/.md/.json and report.png:
 accuracy and PSNR against light above example images at 3 and 48 lux). The same command on a finished run with the
 same config writes the report again without training.
 """
@@ -88,7 +88,7 @@ def _report(config, run_dir):
     joint_name, joint = next(iter(tables.items()))
     header = ["light", f"{joint_name} top-1"] + [f"{n} top-1" for n in list(tables)[1:]]
     header += [f"{n.split()[0]} PSNR" for n in tables] + [f"{n.split()[0]} Bayer" for n in tables]
-    header += [f"{n.split()[0]} Bayer peak" for n in tables]
+    header += [f"{n.split()[0]} Bayer peak" for n in tables] + [f"{n.split()[0]} Bayer error" for n in tables]
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     for row in joint.rows:
         label = "no noise" if row == axes.NO_NOISE else f"{row}"
@@ -97,6 +97,7 @@ def _report(config, run_dir):
         cells += [f"{t.value(row, column, 'psnr'):.1f} dB" for t in tables.values()]
         cells += [f"{t.value(row, column, 'bayer'):.2f}" for t in tables.values()]
         cells += [f"{t.value(row, column, 'bayer_peak'):.2f}" for t in tables.values()]
+        cells += [f"{t.value(row, column, 'bayer_error'):.2f}" for t in tables.values()]
         lines.append("| " + " | ".join([label] + cells) + " |")
     examples = joint.metadata["examples"]
     print(f"report: top-1 and intermediate-image PSNR on {examples} test images; Bayer = luminance energy at the")
@@ -104,7 +105,9 @@ def _report(config, run_dir):
         "2x2-period frequencies over the clean image's (metrics.bayer_artifact_ratio; a checkerboard is well above 1;"
     )
     print("residual noise raises it too); Bayer peak = that energy over the neighbouring frequencies', over the clean")
-    print("image's (metrics.bayer_peak_ratio: about 1 or below without a periodic pattern, well above 1 with one)")
+    print("image's (metrics.bayer_peak_ratio: about 1 or below without a periodic pattern, well above 1 with one;")
+    print("a smoother image raises it too); Bayer error = RMS amplitude of the 2x2-period pattern in the luminance")
+    print("error (image - clean), in 8-bit code values (residual noise counts too)")
     print("\n".join(lines))
     with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as stream:
         stream.write("\n".join(lines) + "\n")

@@ -19,7 +19,10 @@ Conventions:
   preprocessed image before optics, mosaic and noise; "bayer" (metrics.bayer_artifact_ratio) is the image's
   luminance energy at the Bayer frequencies over the clean images' (a checkerboard shows well above 1; residual
   noise counts too), "bayer_peak" (metrics.bayer_peak_ratio) that energy over the neighbouring frequencies', over the
-  clean images' (a periodic pattern only). A metric a model cannot give is None.
+  clean images' (a periodic pattern only; it also rises when the image is smoother than the clean one there), and
+  "bayer_error" (metrics.bayer_error_amplitudes) the RMS over images of the Bayer-period pattern's amplitude in the
+  luminance error (image - clean), in 8-bit code values (a pattern of a tenth of a code value is far below what a
+  display shows; residual noise counts too). A metric a model cannot give is None.
 """
 
 import math
@@ -185,6 +188,7 @@ def _evaluate_cell(predictor, dataset, psf, quality, bar):
     correct = {1: 0, 5: 0}
     psnrs, ssims = [], []
     peak_sums = np.zeros(4)  # the estimates' Bayer and neighbour energies (metrics.bayer_peak_energies), the clean's
+    squared_amplitudes = 0.0  # of the Bayer-period pattern in each image's error (metrics.bayer_error_amplitudes)
     examples = 0
     has_logits = has_image = True
     for features, labels in dataset:
@@ -207,6 +211,7 @@ def _evaluate_cell(predictor, dataset, psf, quality, bar):
                     metrics.bayer_peak_energies(outputs["image"]) + metrics.bayer_peak_energies(clean)
                 ):
                     peak_sums[index] += float(part.sum())
+                squared_amplitudes += float(np.sum(np.square(metrics.bayer_error_amplitudes(outputs["image"], clean))))
         examples += len(labels)
         bar.update(1)
     if examples == 0:
@@ -221,4 +226,5 @@ def _evaluate_cell(predictor, dataset, psf, quality, bar):
         "ssim": float(np.mean(np.concatenate(ssims))) if measured else None,
         "bayer": float(peak_sums[0] / max(peak_sums[2], metrics.PSNR_MSE_FLOOR)) if measured else None,
         "bayer_peak": metrics.peak_ratio(*peak_sums) if measured else None,
+        "bayer_error": metrics.EIGHT_BIT_CODES * math.sqrt(squared_amplitudes / examples) if measured else None,
     }

@@ -24,6 +24,11 @@ Conventions:
   `bayer_peak_ratio` isolates a periodic pattern: the energy at the three Bayer frequencies over the mean energy at
   their 8 neighbouring frequencies each (summed over images), estimates' over references'. White residual noise
   brings it toward 1 / (the clean images' own peak), about 1 or below; a Bayer-period pattern raises it above 1.
+  Being a ratio to neighbouring frequencies, it also rises when an estimate is smoother than its reference there.
+  `bayer_error_amplitudes` measures the pattern an estimate adds in absolute terms: the amplitude of the luminance
+  error (estimate - reference) at the three Bayer frequencies, sqrt of the sum of the squared coefficients
+  c = mean_ij e_ij s_ij over the sign patterns s = (-1)^(i+j), (-1)^i, (-1)^j; an added pattern a s gives exactly a,
+  white error of variance v about sqrt(3 v / (H W)). EIGHT_BIT_CODES converts it to 8-bit code values.
 """
 
 import numpy as np
@@ -32,6 +37,7 @@ import tensorflow as tf
 from dirtypixels_tf.physics.validation import check_int
 
 PSNR_MSE_FLOOR = 1e-10
+EIGHT_BIT_CODES = 255.0  # code values of an 8-bit display per unit of the [0, 1] range
 SSIM_FILTER_SIZE = 11
 SSIM_FILTER_SIGMA = 1.5
 SSIM_K1 = 0.01
@@ -120,14 +126,33 @@ def _luminance(images):
     return np.clip(images, 0.0, 1.0).mean(axis=-1)
 
 
+def _bayer_signs(height, width):
+    """The sign patterns of the three Bayer frequencies: (-1)^(i+j), (-1)^i, (-1)^j, each [H, W]."""
+    rows = (-1.0) ** np.arange(height)[:, np.newaxis]
+    columns = (-1.0) ** np.arange(width)[np.newaxis, :]
+    return rows * columns, rows * np.ones_like(columns), np.ones_like(rows) * columns
+
+
 def bayer_energy(images):
     """Per-image luminance energy at the Bayer frequencies (pi, pi), (pi, 0), (0, pi) (module docstring); images
     [B, H, W, C] or [H, W, C] with even H and W, clipped to [0, 1]. Returns float64 [B]."""
     luminance = _luminance(images)
-    rows = (-1.0) ** np.arange(luminance.shape[1])[:, np.newaxis]
-    columns = (-1.0) ** np.arange(luminance.shape[2])[np.newaxis, :]
-    energy = sum(np.square((luminance * sign).sum(axis=(1, 2))) for sign in (rows * columns, rows, columns))
+    energy = sum(np.square((luminance * sign).sum(axis=(1, 2))) for sign in _bayer_signs(*luminance.shape[1:]))
     return energy / (luminance.shape[1] * luminance.shape[2])
+
+
+def bayer_error_amplitudes(estimates, references):
+    """Per image, the amplitude of the Bayer-period pattern in the luminance error (module docstring): with
+    e = L(estimate) - L(reference) and c = mean_ij e_ij s_ij for each sign pattern s of the three Bayer frequencies,
+    sqrt(c_pp^2 + c_p0^2 + c_0p^2). Images as `bayer_energy`, of one shape; units of the [0, 1] range; float64 [B]."""
+    estimates, references = np.asarray(estimates), np.asarray(references)
+    if estimates.shape != references.shape:
+        raise ValueError(
+            f"estimates and references must have the same shape; received {estimates.shape} and {references.shape}"
+        )
+    error = _luminance(estimates) - _luminance(references)
+    coefficients = [(error * sign).mean(axis=(1, 2)) for sign in _bayer_signs(*error.shape[1:])]
+    return np.sqrt(sum(np.square(c) for c in coefficients))
 
 
 def bayer_peak_energies(images):

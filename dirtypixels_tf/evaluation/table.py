@@ -1,7 +1,7 @@
 """The results of an evaluation grid: EvaluationTable, written as CSV, Markdown, JSON and an accuracy plot.
 
 Cells are keyed (light level label, PSF label) (axes.py); each holds "top1", "top5" (fractions), "psnr" (dB),
-"ssim", "bayer", "bayer_peak" (metrics.py; float, or None for a metric the model cannot give) and "examples". The Markdown tables follow
+"ssim", "bayer", "bayer_peak", "bayer_error" (metrics.py and grid.py; float, or None for a metric the model cannot give) and "examples". The Markdown tables follow
 Diamond et al. 2017's Table 1 layout: rows = light levels, columns = PSFs.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from dirtypixels_tf.evaluation.axes import NO_NOISE
 from dirtypixels_tf.optional import pyplot
 
-METRICS = ("top1", "top5", "psnr", "ssim", "bayer", "bayer_peak")
+METRICS = ("top1", "top5", "psnr", "ssim", "bayer", "bayer_peak", "bayer_error")
 METRIC_TITLES = {
     "top1": "Top-1 accuracy (%)",
     "top5": "Top-5 accuracy (%)",
@@ -24,14 +24,15 @@ METRIC_TITLES = {
     "ssim": "SSIM",
     "bayer": "Bayer-period luminance energy / the clean image's",
     "bayer_peak": "Bayer-frequency peak over neighbouring frequencies / the clean image's",
+    "bayer_error": "Bayer-period pattern in the luminance error, RMS amplitude (8-bit code values)",
 }
 PSF_TITLES = {"none": "No blur", "center": "Center PSF", "offaxis": "Offaxis PSF", "periphery": "Periphery PSF"}
 
 
 @dataclasses.dataclass
 class EvaluationTable:
-    """Results per (light level label, PSF label): {"top1", "top5", "psnr", "ssim", "bayer", "bayer_peak" (float or None),
-    "examples"}.
+    """Results per (light level label, PSF label): {"top1", "top5", "psnr", "ssim", "bayer", "bayer_peak", "bayer_error"
+    (float or None), "examples"}.
 
     rows and columns keep the order they were asked in; `lux` maps each row label to its lux (None without noise);
     metadata records how the table was made (model, data, seed, sensor, conventions).
@@ -51,8 +52,8 @@ class EvaluationTable:
         return [m for m in METRICS if any(cell[m] is not None for cell in self.cells.values())]
 
     def to_csv(self):
-        """CSV text, one line per cell: light_level, lux, psf, examples, top1, top5, psnr, ssim, bayer, bayer_peak (full precision;
-        accuracies as fractions; empty for a metric the model does not give)."""
+        """CSV text, one line per cell: light_level, lux, psf, examples, then METRICS (full precision; accuracies as
+        fractions; empty for a metric the model does not give)."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["light_level", "lux", "psf", "examples", *METRICS])
