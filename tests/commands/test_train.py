@@ -29,12 +29,12 @@ def test_default_experiment_trains_both_models_and_prints_their_accuracy(tmp_pat
     assert "test (bilinear, same head and budget): top-1" in out
     for path in ("model.keras", "params.yaml", "metrics.json", "compare/bilinear/model.keras", "stage1/model.keras"):
         assert (tmp_path / "run" / path).is_file(), path
-    # The final report: one row per light level with both models' top-1, PSNR, Bayer energy ratio and Bayer peak,
-    # and a figure.
+    # The final report: one row per light level with both models' top-1, PSNR, Bayer energy ratio, Bayer peak and
+    # Bayer error, and a figure.
     assert "report: top-1 and intermediate-image PSNR on 64 test images" in out
     rows = [line for line in out.splitlines() if line.startswith(("| 3", "| 6", "| 12", "| 48", "| no noise"))]
     assert [row.split(" | ")[0] for row in rows] == ["| 3 lux", "| 6 lux", "| 12 lux", "| 48 lux", "| no noise"]
-    assert all(len(row.split(" | ")) == 9 for row in rows)
+    assert all(len(row.split(" | ")) == 11 for row in rows)
     figure = tmp_path / "run" / "report" / "report.png"
     assert f"report figure: {figure}" in out and figure.stat().st_size > 10_000
     for name in ("joint", "bilinear"):
