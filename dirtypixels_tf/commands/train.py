@@ -106,8 +106,8 @@ def _report(config, run_dir):
     )
     print("residual noise raises it too); Bayer peak = that energy over the neighbouring frequencies', over the clean")
     print("image's (metrics.bayer_peak_ratio: about 1 or below without a periodic pattern, well above 1 with one;")
-    print("a smoother image raises it too); Bayer error = RMS amplitude of the 2x2-period pattern in the luminance")
-    print("error (image - clean), in 8-bit code values (residual noise counts too)")
+    print("it also moves with what the image keeps of the clean content there); Bayer error = RMS amplitude of the")
+    print("2x2-period pattern in the luminance error (image - clean), in 8-bit code values (residual noise counts too)")
     print("\n".join(lines))
     with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as stream:
         stream.write("\n".join(lines) + "\n")

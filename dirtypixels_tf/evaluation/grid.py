@@ -19,7 +19,7 @@ Conventions:
   preprocessed image before optics, mosaic and noise; "bayer" (metrics.bayer_artifact_ratio) is the image's
   luminance energy at the Bayer frequencies over the clean images' (a checkerboard shows well above 1; residual
   noise counts too), "bayer_peak" (metrics.bayer_peak_ratio) that energy over the neighbouring frequencies', over the
-  clean images' (a periodic pattern only; it also rises when the image is smoother than the clean one there), and
+  clean images' (a periodic pattern, though it also moves with what the image keeps of the clean content there), and
   "bayer_error" (metrics.bayer_error_amplitudes) the RMS over images of the Bayer-period pattern's amplitude in the
   luminance error (image - clean), in 8-bit code values (a pattern of a tenth of a code value is far below what a
   display shows; residual noise counts too). A metric a model cannot give is None.

@@ -24,7 +24,8 @@ Conventions:
   `bayer_peak_ratio` isolates a periodic pattern: the energy at the three Bayer frequencies over the mean energy at
   their 8 neighbouring frequencies each (summed over images), estimates' over references'. White residual noise
   brings it toward 1 / (the clean images' own peak), about 1 or below; a Bayer-period pattern raises it above 1.
-  Being a ratio to neighbouring frequencies, it also rises when an estimate is smoother than its reference there.
+  Being a ratio of the estimate's own energies, it also moves with how much of the reference's content the estimate
+  keeps at and around those frequencies (denoising, blur), not only with a pattern.
   `bayer_error_amplitudes` measures the pattern an estimate adds in absolute terms: the amplitude of the luminance
   error (estimate - reference) at the three Bayer frequencies, sqrt of the sum of the squared coefficients
   c = mean_ij e_ij s_ij over the sign patterns s = (-1)^(i+j), (-1)^i, (-1)^j; an added pattern a s gives exactly a,
