@@ -1,6 +1,6 @@
 """Diamond et al. 2021 Table 1 at small scale on real data: five camera pipelines x light settings, top-1 / top-5 accuracy.
 
-    python benchmarks/replicate_table.py                    # Fashion-MNIST, 3lux, 6lux, 2to20lux (about 21 min, 2 cores)
+    python benchmarks/replicate_table.py                    # Fashion-MNIST, 3lux, 6lux, 2to20lux (about 20 min, 2 cores)
     python benchmarks/replicate_table.py --quick            # smoke run: 3lux only, 2,000 examples, 2 epochs
     python benchmarks/replicate_table.py --imagenet DIR     # the same table at 128x128 on an ImageNet-style dataset
 
@@ -39,23 +39,25 @@ top-1, top-5 and the PSNR of the image the head sees against the clean image.
 The paper's numbers (Diamond et al. 2021 Table 1: ImageNet, 128x128, MobileNet-v1 1.0, Darktable as the
 conventional ISP) are printed beside ours for reference; they are not expected to match in level, only in ordering.
 
-Measured with the defaults (14 min 32 s wall clock on a quiet 2-core machine), top-1 / top-5 in % and the image
-PSNR in dB the head sees, 10,000 test images per cell:
+Measured with the defaults (24 min 22 s wall clock on 2 cores with other jobs beside it; rows 1 to 5 took 14 min 32 s
+on a quiet machine), top-1 / top-5 in % and the image PSNR in dB the head sees, 10,000 test images per cell:
                                    3lux                  6lux                  2to20lux
     1. from scratch on RAW         46.54 / 94.96  12.76  56.37 / 97.23  16.41  52.65 / 95.48  16.26
     2. malvar_nlm + pretrained     40.60 / 90.97  14.53  60.58 / 97.99  19.24  54.33 / 94.91  18.96
-    3. malvar_nlm + fine-tuned     66.17 / 99.12  14.53  71.77 / 99.28  19.24  68.48 / 99.05  18.96
+    3. malvar_nlm + fine-tuned     66.80 / 99.08  14.53  71.17 / 99.26  19.24  69.60 / 99.19  18.96
     4. Chen U-Net + fine-tuned     70.87 / 99.33  19.68  72.69 / 99.27  22.51  70.62 / 99.32  22.23
     5. joint Anscombe network      70.16 / 99.28  16.20  72.35 / 99.28  19.05  71.33 / 99.16  18.79
-Stage 1 (test PSNR at 2 to 200 lux): U-Net 23.93 dB, Anscombe network 20.35 dB. Here both learned ISPs (rows 4, 5)
-lead the conventional rows 2 and 3 and from scratch at every setting, and row 3 leads row 2. Of the paper's pairwise
-top-1 orderings (table notes) 8, 8 and 6 of 10 hold at 3lux, 6lux and 2to20lux; broken: joint > U-Net at 3lux and
-6lux (the 7.98 M-parameter U-Net leads the 0.27 M joint model by 0.7 and 0.3 points; at 2to20lux the joint model leads
-by 0.7), from scratch > conventional fine-tuned (3lux, 2to20lux), from scratch > conventional pretrained (6lux,
-2to20lux), and at 2to20lux the paper's U-Net below from scratch and conventional fine-tuned. Rows 3 and 4 are not
-bit-reproducible (row 3 in earlier runs of the same command: 66.66, 66.67 and 66.90 % at 3lux, 70.58 % at 6lux). With
-Liu et al.'s MSE as row 5's image term (default.yaml's earlier stage-2 loss) row 5 gave 70.47 / 72.22 / 72.77 % top-1
-and 17.05 / 19.08 / 18.57 dB.
+    6. joint, packed prior         68.44 / 98.90  15.14  72.03 / 99.29  18.27  69.58 / 99.01  17.55
+Stage 1 (test PSNR at 2 to 200 lux): U-Net 23.93 dB, Anscombe network 20.35 dB, its packed variant 17.90 dB. Here both
+learned ISPs of the paper (rows 4, 5) lead the conventional rows 2 and 3 and from scratch at every setting, and row 3
+leads row 2. Of the paper's pairwise top-1 orderings (table notes) 8, 8 and 6 of 10 hold at 3lux, 6lux and 2to20lux;
+broken: joint > U-Net at 3lux and 6lux (the 7.98 M-parameter U-Net leads the 0.27 M joint model by 0.7 and 0.3 points;
+at 2to20lux the joint model leads by 0.7), from scratch > conventional fine-tuned (3lux, 2to20lux), from scratch >
+conventional pretrained (6lux, 2to20lux), and at 2to20lux the paper's U-Net below from scratch and conventional
+fine-tuned. Row 6, the mobile-grade prior (half resolution, width 8), trails row 5 by 1.7, 0.3 and 1.8 points and 0.8
+to 1.2 dB. Rows 3 and 4 are not bit-reproducible (row 3 in earlier runs of the same command: 66.17, 66.66, 66.67 and
+66.90 % at 3lux, 70.58 and 71.77 % at 6lux, 68.48 % at 2to20lux). With Liu et al.'s MSE as row 5's image term
+(default.yaml's earlier stage-2 loss) row 5 gave 70.47 / 72.22 / 72.77 % top-1 and 17.05 / 19.08 / 18.57 dB.
 
 Writes into --out (default runs/replicate_table, runs/replicate_table_quick with --quick): table.md, table.csv,
 results.json, and one run directory per trained model (pretrained_head/, stage1/<row>/, <setting>/<row>/) holding
