@@ -1,4 +1,4 @@
-"""Diamond et al. 2021 Table 1 at small scale on real data: five camera pipelines x light settings, top-1 / top-5 accuracy.
+"""Diamond et al. 2021 Table 1 at small scale on real data: its five camera pipelines (and a sixth, the packed prior) x light settings, top-1 / top-5.
 
     python benchmarks/replicate_table.py                    # Fashion-MNIST, 3lux, 6lux, 2to20lux (about 20 min, 2 cores)
     python benchmarks/replicate_table.py --quick            # smoke run: 3lux only, 2,000 examples, 2 epochs
