@@ -197,6 +197,10 @@ class GeneralizedAnscombe(keras.layers.Layer):
         transformed = {"image": d, "scale": scale, "offset": offset}
         return transformed if zero is None else {**transformed, "zero": zero}
 
+    def compute_output_shape(self, y_shape, alpha_shape=None, sigma_shape=None):
+        channels = y_shape[-1] + 1 if self.noise_channel else y_shape[-1]
+        return {"image": (*y_shape[:-1], channels), "scale": (y_shape[0],), "offset": (y_shape[0],)}
+
     def get_config(self):
         return {**super().get_config(), "normalize": self.normalize, "noise_channel": self.noise_channel}
 

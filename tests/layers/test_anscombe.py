@@ -94,30 +94,6 @@ def test_max_normalization_spans_zero_to_one_and_undoes_to_float32_precision():
     np.testing.assert_allclose(anscombe.max_denormalize(normalized, scale, offset).numpy(), d.numpy(), rtol=1e-5)
 
 
-def test_include_zero_counts_the_transform_of_zero_in_min_and_max_and_returns_it():
-    """With include_zero the min and max also cover D(0), as if the image held one zero pixel: equal to the
-    normalization of the image with zeros appended, and "zero" is that zero's normalized value; also symbolically."""
-    rng = np.random.default_rng(2)
-    y = tf.constant(rng.uniform(0.2, 0.9, (2, 4, 6, 1)), tf.float32)  # every pixel above 0: min D is D(0)
-    alpha, sigma = tf.constant([0.01, 0.03]), tf.constant([0.0, 0.02])
-    layer = GeneralizedAnscombe(noise_channel=False)
-    ours = layer(y, alpha, sigma, include_zero=True)
-    padded = layer(tf.concat([y, tf.zeros_like(y[:, :, :1])], axis=2), alpha, sigma)
-    np.testing.assert_array_equal(ours["image"].numpy(), padded["image"].numpy()[:, :, :6])
-    np.testing.assert_array_equal(ours["zero"].numpy(), padded["image"].numpy()[:, 0, 6, 0])
-    np.testing.assert_array_equal(ours["zero"].numpy(), [0.0, 0.0])
-    for key in ("scale", "offset"):
-        np.testing.assert_array_equal(ours[key].numpy(), padded[key].numpy())
-    assert "zero" not in layer(y, alpha, sigma)
-    symbolic = layer(keras.Input((4, 6, 1)), keras.Input(()), keras.Input(()), include_zero=True)
-    assert {key: tuple(value.shape) for key, value in symbolic.items()} == {
-        "image": (None, 4, 6, 1),
-        "scale": (None,),
-        "offset": (None,),
-        "zero": (None,),
-    }
-
-
 def test_normalized_noise_std_is_the_scale():
     """GAT noise has std ~1, so after scaling by k it has std k: the value the noise channel carries."""
     y = add_noise(tf.fill([2, 64, 64, 1], 0.4), [0.01, 0.05], [0.01, 0.02], seed=[3, 3], clip=False)
