@@ -105,28 +105,18 @@ def anscombe_inverse_unbiased(d, alpha, sigma):
     return (0.25 * tf.square(d) + correction - 0.125 - tf.square(s)) * alpha
 
 
-def max_normalize(d, also=None):
+def max_normalize(d):
     """Per-image max-normalization: returns (D', scale k [B], offset min D [B]) with D' = (D - min D) * k in [0, 1].
 
-    k = 1 / max(max D - min D, RANGE_EPSILON), min and max over H, W, C of each image and, when given, `also` [B]
-    (a value counted as one more pixel of each image). D' has noise std k. `apply_normalization` maps other values
-    of the image's domain alike.
+    k = 1 / max(max D - min D, RANGE_EPSILON), min and max over H, W, C of each image. D' has noise std k.
     """
     d = check_image(d, "d")
     d = tf.cast(d, _compute_dtype(d))
     offset = tf.reduce_min(d, axis=[1, 2, 3])
-    peak = tf.reduce_max(d, axis=[1, 2, 3])
-    if also is not None:
-        also = tf.cast(also, d.dtype)
-        offset, peak = tf.minimum(offset, also), tf.maximum(peak, also)
-    scale = 1.0 / tf.maximum(peak - offset, RANGE_EPSILON)
-    return apply_normalization(d, scale, offset), scale, offset
-
-
-def apply_normalization(d, scale, offset):
-    """(D - min D) * k for D [B, ...] with scale k and offset min D of shape [B], as `max_normalize` maps its image."""
-    shape = [-1] + [1] * (d.shape.rank - 1)
-    return (d - tf.reshape(offset, shape)) * tf.reshape(scale, shape)
+    value_range = tf.reduce_max(d, axis=[1, 2, 3]) - offset
+    scale = 1.0 / tf.maximum(value_range, RANGE_EPSILON)
+    normalized = (d - offset[:, None, None, None]) * scale[:, None, None, None]
+    return normalized, scale, offset
 
 
 def max_denormalize(normalized, scale, offset):
@@ -164,10 +154,7 @@ class GeneralizedAnscombe(keras.layers.Layer):
     - "image": D' (normalize=True) or D, [B, H, W, C], with the noise channel appended ([B, H, W, C + 1]) when
       noise_channel=True;
     - "scale": k [B] (the noise std of "image"; ones when normalize=False, since the GAT's noise std is 1);
-    - "offset": min D [B] (zeros when normalize=False);
-    - with include_zero=True, "zero": the transform of a zero pixel, D'(0) [B] (or D(0)), and min and max also count
-      D(0): the image is then as the transform of S^T y restricted to the measured pixels, whose other entries are
-      zeros (see AnscombeNetwork in models/isp.py), with the same values.
+    - "offset": min D [B] (zeros when normalize=False).
     InverseAnscombe takes "scale" and "offset" back. All values float32 (see the module docstring).
     """
 
@@ -180,22 +167,16 @@ class GeneralizedAnscombe(keras.layers.Layer):
         self.normalize = normalize
         self.noise_channel = noise_channel
 
-    def call(self, y, alpha, sigma, include_zero=False):
+    def call(self, y, alpha, sigma):
         y = _known_channels(y, "y")
         d = tf.cast(anscombe_forward(tf.cast(y, tf.float32), alpha, sigma), tf.float32)
-        zero = None
-        if include_zero:
-            zero = tf.cast(anscombe_forward(tf.zeros_like(y[:, :1, :1, :1], tf.float32), alpha, sigma), tf.float32)
-            zero = zero[:, 0, 0, 0]
         if self.normalize:
-            d, scale, offset = max_normalize(d, also=zero)
-            zero = None if zero is None else apply_normalization(zero, scale, offset)
+            d, scale, offset = max_normalize(d)
         else:
             scale, offset = tf.ones(tf.shape(d)[:1]), tf.zeros(tf.shape(d)[:1])
         if self.noise_channel:
             d = append_noise_channel(d, scale)
-        transformed = {"image": d, "scale": scale, "offset": offset}
-        return transformed if zero is None else {**transformed, "zero": zero}
+        return {"image": d, "scale": scale, "offset": offset}
 
     def compute_output_shape(self, y_shape, alpha_shape=None, sigma_shape=None):
         channels = y_shape[-1] + 1 if self.noise_channel else y_shape[-1]

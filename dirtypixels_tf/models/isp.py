@@ -232,12 +232,9 @@ class AnscombeNetwork(Isp):
         if not self.anscombe:
             return self.initial(raw), raw, tf.cast(sigma, raw.dtype), None
         if self.anscombe_input == "adjoint":
-            # The transform of S^T y, computed on the mosaic's pixels with D(0) counted for the zeros of S^T y: the
-            # same values in every bit (a test checks), a third of the work.
-            transformed = self.forward(raw, alpha, sigma, include_zero=True)
-            y = transformed["image"]
-            measured = mosaic.bayer_masks(y.shape[1], y.shape[2], self.pattern) > 0
-            return tf.where(measured, y, transformed["zero"][:, None, None, None]), y, transformed["scale"], transformed
+            transformed = self.forward(self.initial(raw), alpha, sigma)
+            x = transformed["image"]
+            return x, mosaic.mosaic(x, self.pattern), transformed["scale"], transformed
         transformed = self.forward(raw, alpha, sigma)
         y = transformed["image"]
         return self.initial(y), y, transformed["scale"], transformed
