@@ -10,8 +10,9 @@ With compare_isps (the default experiment), the final report evaluates the train
 whole evaluation split at REPORT_LIGHT_LEVELS (evaluation/grid.py, the run's sensor, Bayer phase, PSF, seed + 1 and
 centre crop): top-1, the intermediate image's PSNR, its Bayer-period energy ratio (metrics.bayer_artifact_ratio,
 which residual noise raises too), its Bayer-frequency peak (metrics.bayer_peak_ratio, a periodic pattern only) and
-the amplitude of the Bayer-period pattern in its error (grid.py's "bayer_error", in 8-bit code values), printed as one table and written under RUN_DIR/report/ (each model's evaluation.csv/.md/.json and report.png:
-accuracy and PSNR against light above example images at 3 and 48 lux). The same command on a finished run with the
+the amplitude of the Bayer-period pattern in its error (grid.py's "bayer_error", in 8-bit code values), printed as
+one table and written under RUN_DIR/report/ (each model's evaluation.csv/.md/.json and report.png: accuracy and
+PSNR against light above example images at 3 and 48 lux). The same command on a finished run with the
 same config writes the report again without training.
 """
 

@@ -21,8 +21,8 @@ Conventions:
   noise counts too), "bayer_peak" (metrics.bayer_peak_ratio) that energy over the neighbouring frequencies', over the
   clean images' (a periodic pattern, though it also moves with what the image keeps of the clean content there), and
   "bayer_error" (metrics.bayer_error_amplitudes) the RMS over images of the Bayer-period pattern's amplitude in the
-  luminance error (image - clean), in 8-bit code values (a pattern of a tenth of a code value is far below what a
-  display shows; residual noise counts too). A metric a model cannot give is None.
+  luminance error (image - clean), in 8-bit code values (the steps of an 8-bit display; residual noise counts too).
+  A metric a model cannot give is None.
 """
 
 import math

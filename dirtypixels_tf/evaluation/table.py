@@ -1,8 +1,9 @@
 """The results of an evaluation grid: EvaluationTable, written as CSV, Markdown, JSON and an accuracy plot.
 
 Cells are keyed (light level label, PSF label) (axes.py); each holds "top1", "top5" (fractions), "psnr" (dB),
-"ssim", "bayer", "bayer_peak", "bayer_error" (metrics.py and grid.py; float, or None for a metric the model cannot give) and "examples". The Markdown tables follow
-Diamond et al. 2017's Table 1 layout: rows = light levels, columns = PSFs.
+"ssim", "bayer", "bayer_peak", "bayer_error" (grid.py and metrics.py; float, or None for a metric the model cannot
+give) and "examples". The Markdown tables follow Diamond et al. 2017's Table 1 layout: rows = light levels, columns =
+PSFs.
 """
 
 import csv
