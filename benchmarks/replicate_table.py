@@ -95,7 +95,7 @@ from dirtypixels_tf.training import data as data_lib  # noqa: E402
 from dirtypixels_tf.training import models as models_lib  # noqa: E402
 from dirtypixels_tf.training import optimizers, run_experiment  # noqa: E402
 from dirtypixels_tf.training.fit import evaluate as evaluate_metrics  # noqa: E402
-from dirtypixels_tf.training.losses import SparseCrossEntropy  # noqa: E402
+from dirtypixels_tf.training.losses import LIU_IMAGE_LOSS, SparseCrossEntropy  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = config_lib.resolve_config("default")
@@ -118,7 +118,7 @@ HEAD = "mobilenet_v1"
 
 def joint_loss_text(loss):
     """E.g. "L1(image, clean) + 0.02 x cross entropy" for a "liu" loss section."""
-    image_term = {"mse": "MSE", "l1": "L1"}[loss.get("image_loss") or "mse"]
+    image_term = (loss.get("image_loss") or LIU_IMAGE_LOSS).upper()
     return f"{image_term}(image, clean) + {loss['weight']} x cross entropy"
 
 

@@ -91,6 +91,7 @@ class NegativePSNR(keras.losses.Loss):
 
 
 _IMAGE_LOSSES = {"l1": keras.losses.MeanAbsoluteError, "mse": keras.losses.MeanSquaredError}
+LIU_IMAGE_LOSS = "mse"  # the "liu" loss's image term when image_loss is unset (Liu et al. 2018)
 
 
 def build_losses(loss_config):
@@ -105,7 +106,7 @@ def build_losses(loss_config):
         return {"image": NegativePSNR()}, {"image": 1.0}
     if kind == "liu":
         return (
-            {"image": _IMAGE_LOSSES[loss_config.image_loss or "mse"](), "logits": cross_entropy},
+            {"image": _IMAGE_LOSSES[loss_config.image_loss or LIU_IMAGE_LOSS](), "logits": cross_entropy},
             {"image": 1.0, "logits": float(loss_config.weight)},
         )
     if kind == "nidf_pretrain":
