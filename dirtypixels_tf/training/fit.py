@@ -145,7 +145,7 @@ def _save_final(model, run_dir):
 
 def _fit(config, run_dir, model, data, strategy, chief, verbose, log):
     steps = data.steps
-    losses, weights = losses_lib.build_losses(config.loss)
+    losses, weights = losses_lib.build_losses(config.loss, "float64" if config.mixed_precision == "float64" else None)
     with strategy.scope():
         optimizer = optimizers.build_optimizer(config.optimizer, config.schedule, steps)
         full_model, model = model, data.training_model(models_lib.training_view(model, losses))

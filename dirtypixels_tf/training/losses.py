@@ -20,6 +20,8 @@ clean image B is the sensor's optics applied to it (SensorModel.optics: the same
 frames), computed in `make_targets`.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -61,11 +63,13 @@ class SparseCrossEntropy(keras.losses.Loss):
 
 
 def psnr_per_image(y_true, y_pred, max_value=1.0):
-    """PSNR in dB of each image [B, H, W, C] (values in [0, max_value]): 10 log10(max^2 / mean squared error)."""
-    y_true = tf.cast(y_true, tf.float32)
-    y_pred = tf.cast(y_pred, tf.float32)
+    """PSNR in dB of each image [B, H, W, C] (values in [0, max_value]): 10 log10(max^2 / mean squared error), in
+    float64 for float64 estimates and float32 otherwise."""
+    dtype = tf.float64 if tf.as_dtype(y_pred.dtype) == tf.float64 else tf.float32
+    y_true = tf.cast(y_true, dtype)
+    y_pred = tf.cast(y_pred, dtype)
     mse = tf.reduce_mean(tf.square(y_true - y_pred), axis=tf.range(1, tf.rank(y_true)))
-    return 10.0 * tf.math.log(max_value**2 / tf.maximum(mse, 1e-12)) / tf.math.log(10.0)
+    return 10.0 * tf.math.log(max_value**2 / tf.maximum(mse, 1e-12)) / math.log(10.0)
 
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
@@ -94,29 +98,36 @@ _IMAGE_LOSSES = {"l1": keras.losses.MeanAbsoluteError, "mse": keras.losses.MeanS
 LIU_IMAGE_LOSS = "mse"  # the "liu" loss's image term when image_loss is unset (Liu et al. 2018)
 
 
-def build_losses(loss_config):
-    """(losses {output: Loss}, loss_weights {output: float}) of a LossConfig."""
+def build_losses(loss_config, dtype=None):
+    """(losses {output: Loss}, loss_weights {output: float}) of a LossConfig. dtype: the losses' compute dtype (None:
+    Keras' float32, also under mixed precision; "float64" for double-precision runs, which Keras would round)."""
     kind = loss_config.kind
-    cross_entropy = SparseCrossEntropy(loss_config.label_smoothing)
+    cross_entropy = SparseCrossEntropy(loss_config.label_smoothing, dtype=dtype)
     if kind == "classification":
         return {"logits": cross_entropy}, {"logits": 1.0}
     if kind in _IMAGE_LOSSES:
-        return {"image": _IMAGE_LOSSES[kind]()}, {"image": 1.0}
+        return {"image": _IMAGE_LOSSES[kind](dtype=dtype)}, {"image": 1.0}
     if kind == "psnr":
-        return {"image": NegativePSNR()}, {"image": 1.0}
+        return {"image": NegativePSNR(dtype=dtype)}, {"image": 1.0}
     if kind == "liu":
         return (
-            {"image": _IMAGE_LOSSES[loss_config.image_loss or LIU_IMAGE_LOSS](), "logits": cross_entropy},
+            {"image": _IMAGE_LOSSES[loss_config.image_loss or LIU_IMAGE_LOSS](dtype=dtype), "logits": cross_entropy},
             {"image": 1.0, "logits": float(loss_config.weight)},
         )
     if kind == "nidf_pretrain":
         return (
-            {"denoised": keras.losses.MeanSquaredError(), "deblurred": keras.losses.MeanSquaredError()},
+            {
+                "denoised": keras.losses.MeanSquaredError(dtype=dtype),
+                "deblurred": keras.losses.MeanSquaredError(dtype=dtype),
+            },
             {"denoised": 1.0, "deblurred": 1.0},
         )
     if kind == "nidf":
         return (
-            {"denoised": keras.losses.MeanSquaredError(), "image": keras.losses.MeanSquaredError()},
+            {
+                "denoised": keras.losses.MeanSquaredError(dtype=dtype),
+                "image": keras.losses.MeanSquaredError(dtype=dtype),
+            },
             {"denoised": 1.0, "image": float(loss_config.weight)},
         )
     raise ValueError(f"loss.kind: unknown loss {kind!r}")
@@ -141,11 +152,11 @@ def add_top5(metrics, num_classes):
 
 
 def per_example_loss(losses, weights, targets, outputs):
-    """The weighted sum of the losses per example, float32 [B] (each term averaged over its non-batch axes), for
-    custom loops that average over the global batch themselves."""
+    """The weighted sum of the losses per example, [B] in the losses' dtype (each term averaged over its non-batch
+    axes), for custom loops that average over the global batch themselves."""
     total = None
     for name, loss in losses.items():
-        value = tf.cast(loss.call(targets[name], outputs[name]), tf.float32)
+        value = tf.cast(loss.call(targets[name], tf.cast(outputs[name], loss.dtype)), loss.dtype)
         if value.shape.rank > 1:
             value = tf.reduce_mean(value, axis=tf.range(1, tf.rank(value)))
         term = weights[name] * value

@@ -24,6 +24,30 @@ def test_label_smoothing_cross_entropy_closed_form():
     assert float(losses.SparseCrossEntropy()(labels, logits)) == pytest.approx(float(plain), rel=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["classification", "l1", "mse", "psnr", "liu", "nidf"])
+def test_losses_built_for_float64_compute_in_float64(kind):
+    """A double-precision run (mixed_precision "float64") must not round its loss to float32: Keras builds losses
+    in float32 unless told, which would make a 1e-9 change of the outputs vanish from the loss. Built with
+    dtype="float64" every loss (through Keras' call and through per_example_loss, the custom loops' path) sees it."""
+    config = type("Loss", (), {"kind": kind, "weight": 0.5, "label_smoothing": 0.0, "image_loss": None})()
+    built, weights = losses.build_losses(config, dtype="float64")
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.2, 0.8, (2, 4, 4, 3))
+    targets = {"logits": np.array([0, 2]), "image": image, "denoised": image, "deblurred": image}
+    outputs = {"logits": rng.standard_normal((2, 3)), "image": image + 0.1, "denoised": image + 0.1}
+    outputs["deblurred"] = outputs["image"]
+    nudged = {name: value + 1e-9 for name, value in outputs.items()}
+    nudged["logits"] = outputs["logits"] + [1e-9, 0.0, 0.0]  # softmax ignores a shift of every logit
+    for name, loss in built.items():
+        assert loss.dtype == "float64", (name, loss.dtype)
+        value, moved = float(loss(targets[name], outputs[name])), float(loss(targets[name], nudged[name]))
+        assert value != moved, name
+    per_example = losses.per_example_loss(built, weights, targets, outputs)
+    assert per_example.dtype == tf.float64
+    assert not np.array_equal(per_example.numpy(), losses.per_example_loss(built, weights, targets, nudged).numpy())
+    assert all(loss.dtype == "float32" for loss in losses.build_losses(config)[0].values())
+
+
 def test_psnr_closed_form():
     clean = np.full((2, 4, 4, 3), 0.5, np.float32)
     noisy = clean + np.array([0.1, 0.01], np.float32)[:, None, None, None]
