@@ -12,9 +12,13 @@ Each model is also timed as its batch-norm-folded inference copy (export/fold.py
 head and the ISP's prior; "release+fh": the head only, which keeps the release-parity bound), and a summary prints
 release joint / head with both folded and both unfolded, and folded / unfolded per model.
 
---profile times the release ISP's parts (GAT and max-normalization of S^T y, the prior, its dilated first
-convolution alone, its second full-resolution unit alone (3x3, 8 to 8 channels), the soft projection, the inverse
-GAT) against the head, interleaved, at batch 1 and 32, and prints that unit's and the head's multiply-adds per ns.
+--profile times each ISP's parts (GAT and max-normalization of S^T y, the prior on its input, the soft projection,
+the inverse GAT, the whole ISP with its prior skipped; for the release ISP also its prior's dilated first
+convolution and its second full-resolution unit (3x3, 8 to 8 channels)) and the head's input step, interleaved with
+the head, at batch 1 and 32; it prints that unit's and the head's multiply-adds per ns and, per joint model, the
+floor: (ISP without its prior + head input) / head, what joint / head - 1 would be if the prior took no time,
+beside what the target allows. --quick includes it (2 repeats). Each run first checks that the ISP with its prior
+skipped computes the ISP whose priors' output convolutions have a zero kernel and a constant bias.
 
     python benchmarks/inference_latency.py [--repeats 30] [--xla] [--tflite] [--profile]
 """
@@ -102,24 +106,68 @@ def tflite_calls(features, directory):
     return calls
 
 
-def profile_calls(joint, head, features, images, batch):
-    """The release ISP's parts as separate tf.functions on the inputs each part sees."""
-    isp = joint.isp
-    prior, projection = isp.priors[0], isp.projections[0]
-    raw, alpha, sigma = (tf.constant(features[key][:batch]) for key in ("raw", "alpha", "sigma"))
+def isp_without_priors(isp, raw, alpha, sigma, residual=0.0):
+    """The Anscombe network with every prior replaced by v = (its input image) - residual: the GAT and
+    normalization, the packing, the noise channel, the soft projections and the inverse GAT, i.e. all an ISP of this
+    design runs besides its priors. Equal to the ISP whose priors' output convolutions have a zero kernel and the
+    bias `residual` (checked in main)."""
     x, y, scale, transformed = isp.transform(raw, alpha, sigma)
-    prior_input = append_noise_channel(x, scale)
-    v = prior(prior_input)
-    first = prior.conv_in[0](prior_input)
-    parts = {
-        "isp": (lambda: isp(raw, alpha, sigma)),
-        "GAT+norm": (lambda: isp.transform(raw, alpha, sigma)[0]),
-        "prior": (lambda: prior(prior_input)),
-        "conv0": (lambda: prior.conv_in[0](prior_input)),
-        "conv1": (lambda: prior.conv_1[0](first)),
-        "project": (lambda: projection(v, y, lam=isp.lam)),
-        "inverse": (lambda: isp.inverse(v, alpha, sigma, transformed["scale"], transformed["offset"])),
-    }
+    packed = isp.domain == "packed"
+    for projection in isp.projections:
+        prior_input = append_noise_channel(tf.nn.space_to_depth(x, 2) if packed else x, scale)
+        v = prior_input[..., : prior_input.shape[-1] - 1] - residual
+        x = projection(tf.nn.depth_to_space(v, 2) if packed else v, y, lam=isp.lam)
+    return isp.inverse(x, alpha, sigma, transformed["scale"], transformed["offset"])
+
+
+def check_without_priors(isp, features, residual=0.1):
+    """isp_without_priors equals `isp` with its priors' output convolutions set to kernel 0 and bias `residual`
+    (a residual the projection has to undo; their weights are restored after)."""
+    inputs = [tf.constant(features[key][:4]) for key in ("raw", "alpha", "sigma")]
+    kept = [prior.output_conv.get_weights() for prior in isp.priors]
+    for prior, (kernel, bias) in zip(isp.priors, kept):
+        prior.output_conv.set_weights([np.zeros_like(kernel), np.full_like(bias, residual)])
+    try:
+        expected = isp(*inputs)["image"]
+        np.testing.assert_allclose(isp_without_priors(isp, *inputs, residual), expected, rtol=0, atol=1e-6)
+    finally:
+        for prior, weights in zip(isp.priors, kept):
+            prior.output_conv.set_weights(weights)
+
+
+def profile_calls(joints, head, features, images, batch):
+    """Each joint model's ISP and its parts as separate tf.functions on the inputs each part sees, the head's input
+    step (clip and scaling) and the head alone. For the release ISP also its prior's dilated first convolution and
+    its second full-resolution unit (3x3, 8 to 8 channels)."""
+    raw, alpha, sigma = (tf.constant(features[key][:batch]) for key in ("raw", "alpha", "sigma"))
+    parts = {}
+    for name, joint in joints.items():
+        isp = joint.isp
+        prior, projection = isp.priors[0], isp.projections[0]
+        x, y, scale, transformed = isp.transform(raw, alpha, sigma)
+        packed = isp.domain == "packed"
+        prior_input = append_noise_channel(tf.nn.space_to_depth(x, 2) if packed else x, scale)
+        v = prior(prior_input)
+        v = tf.nn.depth_to_space(v, 2) if packed else v
+        parts.update(
+            {
+                f"{name} ISP": (lambda isp=isp: isp(raw, alpha, sigma)),
+                f"{name} no prior": (lambda isp=isp: isp_without_priors(isp, raw, alpha, sigma)),
+                f"{name} GAT+norm": (lambda isp=isp: isp.transform(raw, alpha, sigma)[0]),
+                f"{name} prior": (lambda prior=prior, prior_input=prior_input: prior(prior_input)),
+                f"{name} project": (lambda p=projection, v=v, y=y, isp=isp: p(v, y, lam=isp.lam)),
+                f"{name} inverse": (
+                    lambda isp=isp, v=v, t=transformed: isp.inverse(v, alpha, sigma, t["scale"], t["offset"])
+                ),
+            }
+        )
+        if not packed:
+            first = prior.conv_in[0](prior_input)
+            parts["conv0"] = lambda prior=prior, prior_input=prior_input: prior.conv_in[0](prior_input)
+            parts["conv1"] = lambda prior=prior, first=first: prior.conv_1[0](first)
+    isp_images = joints["release"].isp(raw, alpha, sigma)["image"]
+    preprocessing = joints["release"].get_layer("head_preprocessing")
+    parts["head input"] = lambda: preprocessing(isp_images)
     functions = {name: tf.function(part) for name, part in parts.items()}
     calls = {name: (lambda function=function: function()) for name, function in functions.items()}
     scaled = tf.constant(images[:batch] * 2 - 1)
@@ -128,12 +176,23 @@ def profile_calls(joint, head, features, images, batch):
     return calls
 
 
+def print_floors(medians):
+    """What each joint model costs beyond the head with its priors taking no time, against the targets."""
+    for name, target in (("release", "0.6 at batch 1, 0.7 at batch 32"), ("packed", "0.2")):
+        floor = (medians[f"{name} no prior"] + medians["head input"]) / medians["head"]
+        prior = medians[f"{name} prior"] / medians["head"]
+        print(
+            f"{name}: everything but the prior / head {floor:.2f} (joint / head would be {1 + floor:.2f} with a "
+            f"prior that took no time; the target allows {target}); its prior / head {prior:.2f}"
+        )
+
+
 def print_table(title, medians, batch):
     head = medians["head"]
     print(f"\n{title}")
-    print(f"{'model':>11} {'ms':>9} {'/ head':>7} {'frames/s':>9}")
+    print(f"{'model':>16} {'ms':>9} {'/ head':>7} {'frames/s':>9}")
     for name, seconds in medians.items():
-        print(f"{name:>11} {seconds * 1e3:>9.2f} {seconds / head:>7.2f} {batch / seconds:>9.1f}")
+        print(f"{name:>16} {seconds * 1e3:>9.2f} {seconds / head:>7.2f} {batch / seconds:>9.1f}")
 
 
 def main():
@@ -141,11 +200,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per model and setting (median)")
     parser.add_argument("--xla", action="store_true", help="also measure with jit_compile=True")
     parser.add_argument("--tflite", action="store_true", help="also measure the TFLite exports at batch 1")
-    parser.add_argument("--profile", action="store_true", help="also time the release ISP's parts")
+    parser.add_argument("--profile", action="store_true", help="also time the ISPs' parts and print the floors")
     parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (the tests run it)")
     args = parser.parse_args()
     if args.quick:
-        args.repeats = 2
+        args.repeats, args.profile = 2, True
 
     models = {name: presets.build_preset(preset) for name, preset in JOINTS.items()}
     head = models["release"].head
@@ -166,9 +225,11 @@ def main():
     for medians, batch in summaries[:2]:
         print_summary(medians, batch)
     if args.profile:
+        for model in models.values():
+            check_without_priors(model.isp, features)
         for batch in (1, 32):
-            medians = interleaved_medians(profile_calls(models["release"], head, features, images, batch), args.repeats)
-            print_table(f"release ISP parts, batch {batch}", medians, batch)
+            medians = interleaved_medians(profile_calls(models, head, features, images, batch), args.repeats)
+            print_table(f"ISP parts, batch {batch}", medians, batch)
             kernel = models["release"].isp.priors[0].conv_1[0].conv.kernel  # full resolution: the RAW frame's size
             unit_adds = np.prod(features["raw"].shape[1:3]) * np.prod(kernel.shape)
             rates = [batch * adds / (medians[name] * 1e9) for name, adds in (("conv1", unit_adds), ("head", head_adds))]
@@ -177,6 +238,7 @@ def main():
                 f"multiply-adds per ns: conv1 ({size}x{size}, {inputs} -> {outputs} channels, full resolution) "
                 f"{rates[0]:.0f}, head {rates[1]:.0f}"
             )
+            print_floors(medians)
     if args.tflite:
         with tempfile.TemporaryDirectory() as directory:
             medians = interleaved_medians(tflite_calls(features, directory), args.repeats)
