@@ -17,8 +17,9 @@ the inverse GAT, the whole ISP with its prior skipped; for the release ISP also 
 convolution and its second full-resolution unit (3x3, 8 to 8 channels)) and the head's input step, interleaved with
 the head, at batch 1 and 32; it prints that unit's and the head's multiply-adds per ns and, per joint model, the
 floor: (ISP without its prior + head input) / head, what joint / head - 1 would be if the prior took no time,
-beside what the target allows. --quick includes it (2 repeats). Each run first checks that the ISP with its prior
-skipped computes the ISP whose priors' output convolutions have a zero kernel and a constant bias.
+beside what the target allows; it first checks that the ISP with its prior
+skipped computes the ISP whose priors' output convolutions have a zero kernel and a constant bias. --quick runs it
+with 2 repeats.
 
     python benchmarks/inference_latency.py [--repeats 30] [--xla] [--tflite] [--profile]
 """
