@@ -4,8 +4,9 @@ Models: the release joint model (joint_mobilenet_v1_128), the packed-Bayer joint
 (joint_packed_mobilenet_v1_128) and the head alone (MobileNet-v1, 1001 classes). Each repeat calls every model once
 in turn (interleaved, so load changes hit all of them alike); the median per model is reported with the ratio
 joint / head, at batch 1 and 32, in TensorFlow (tf.function, inference mode; --xla adds jit_compile=True) and, with
---tflite, in the TFLite interpreter at batch 1 (the head there is raw_mobilenet_v1_128: bilinear demosaic + the
-same MobileNet-v1, since a TFLite export takes RAW input). Targets: release joint / head <= 1.6 at batch 1 and
+--tflite, in the TFLite interpreter at batch 1 with 1 and with 2 threads (the head there is raw_mobilenet_v1_128:
+bilinear demosaic + the same MobileNet-v1, since a TFLite export takes RAW input; with 2 threads its time switches
+between two levels from run to run, with 1 it is steady). Targets: release joint / head <= 1.6 at batch 1 and
 <= 1.7 at batch 32; packed joint / head <= 1.2 at both. The multiply-add ratios are 1.62 and 1.18.
 
 Each model is also timed as its batch-norm-folded inference copy (export/fold.py; suffix "+f": fold "all", the
@@ -94,15 +95,20 @@ def print_summary(medians, batch):
     )
 
 
-def tflite_calls(features, directory):
-    calls = {}
-    names = {**JOINTS, "head": "raw_mobilenet_v1_128"}
+def export_tflite_models(directory):
+    """{name: path} of the joint models and the head (raw_mobilenet_v1_128) exported to TFLite in `directory`."""
+    paths = {}
+    for name, preset in {**JOINTS, "head": "raw_mobilenet_v1_128"}.items():
+        paths[name] = os.path.join(directory, f"{name}.tflite")
+        export_tflite(presets.build_preset(preset), paths[name])
+    return paths
+
+
+def tflite_calls(features, paths, threads):
     frame = {key: value[:1] for key, value in features.items()}
-    for name, preset in names.items():
-        path = os.path.join(directory, f"{name}.tflite")
-        export_tflite(presets.build_preset(preset), path)
-        interpreter = tf.lite.Interpreter(model_path=path, num_threads=2)
-        runner = interpreter.get_signature_runner("serving_default")
+    calls = {}
+    for name, path in paths.items():
+        runner = tf.lite.Interpreter(model_path=path, num_threads=threads).get_signature_runner("serving_default")
         calls[name] = lambda runner=runner: runner(**frame)["logits"]
     return calls
 
@@ -242,8 +248,11 @@ def main():
             print_floors(medians)
     if args.tflite:
         with tempfile.TemporaryDirectory() as directory:
-            medians = interleaved_medians(tflite_calls(features, directory), args.repeats)
-        print_table("TFLite interpreter (2 threads), batch 1; head = bilinear demosaic + MobileNet-v1", medians, 1)
+            paths = export_tflite_models(directory)
+            for threads in (1, 2):
+                medians = interleaved_medians(tflite_calls(features, paths, threads), args.repeats)
+                title = f"TFLite interpreter ({threads} thread{'s' * (threads > 1)}), batch 1"
+                print_table(title + "; head = bilinear demosaic + MobileNet-v1", medians, 1)
     print(f"\nload average after: {os.getloadavg()}")
 
 
