@@ -26,3 +26,14 @@ def test_precise_bn_batches_is_validated():
     with pytest.raises(config_lib.ConfigError, match="precise_bn_batches: must be >= 0, received -1"):
         config_lib.validate(config_lib.load_config(DEFAULT_CONFIG, ["precise_bn_batches=-1"]))
     assert config_lib.load_config(DEFAULT_CONFIG, ["precise_bn_batches=50"]).precise_bn_batches == 50
+
+
+def test_the_default_job_and_its_comparison_reestimate_their_statistics():
+    """The default job's budget is too short for Keras' moving averages (see configs/default.yaml); its stage 1,
+    stage 2 and bilinear comparison all re-estimate the statistics over the same number of batches."""
+    from dirtypixels_tf.training.fit import comparison_config
+
+    config = config_lib.load_config(DEFAULT_CONFIG)
+    assert config.precise_bn_batches == 100
+    assert comparison_config(config, "bilinear").precise_bn_batches == 100
+    assert config_lib.pretrain_config(config).precise_bn_batches == 100
