@@ -1,6 +1,6 @@
 """The `dirtypixels` command line (console script; also `python -m dirtypixels_tf.cli`).
 
-    dirtypixels simulate [SOURCE] --out DIR [--profile 3lux] [--preset Nexus_6P_rear] [--pattern BGGR]
+    dirtypixels simulate [SOURCE] --out DIR [--profile 3lux] [--sensor Nexus_6P_rear|SENSOR.yaml] [--pattern BGGR]
                          [--psf none|center|offaxis|periphery|FILE.npy] [--size 128] [--seed 0] [--limit N] ...
     dirtypixels count PRESET
     dirtypixels train [--config NAME|FILE.yaml]

@@ -38,17 +38,6 @@ def positive_float(text):
     return value
 
 
-def existing_path(text):
-    """argparse type: an existing file or folder, or a glob that matches something (checked before TensorFlow
-    is imported, so a wrong path is reported at once)."""
-    import glob
-    import os
-
-    if os.path.exists(text) or (glob.has_magic(text) and glob.glob(text)):
-        return text
-    raise argparse.ArgumentTypeError(f"no such file or folder: {text!r}")
-
-
 def path_or_name(names_hint):
     """argparse type for a value that is a path or a name (a preset, a data set): a value that looks like a path
     (it has a folder separator or a file extension) must exist; a bare name is checked by the command."""

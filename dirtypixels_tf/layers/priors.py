@@ -8,7 +8,7 @@ Conventions decided here:
   at inference, where each image's output does not depend on the rest of the batch.
 - Layers follow the global dtype policy (mixed_float16 works: batch normalization keeps float32 statistics).
 
-ResidualUNetPrior (Diamond et al. 2021 Sec. 4.2; release configuration from the authors' TF1 code, reference_facts.md):
+ResidualUNetPrior (Diamond et al. 2021 Sec. 4.2; release configuration from the authors' TF1 code):
 - input [B, H, W, C_in]: the current estimate (its first `output_channels` channels, e.g. the Anscombe-domain,
   max-normalized 3-channel image in [0, 1]) followed by extra channels such as the noise channel (constant k, the
   noise std of the normalized image); output [B, H, W, output_channels].
