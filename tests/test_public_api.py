@@ -34,7 +34,7 @@ def test_every_public_name_resolves(name):
 def test_the_command_line_and_the_configs_import_without_tensorflow():
     code = (
         "import sys; import dirtypixels_tf.cli, dirtypixels_tf.training.config, dirtypixels_tf.physics, "
-        "dirtypixels_tf.models, dirtypixels_tf.physics.sensor_presets; print('tensorflow' in sys.modules)"
+        "dirtypixels_tf.models, dirtypixels_tf.catalog; print('tensorflow' in sys.modules)"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)

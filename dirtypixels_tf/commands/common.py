@@ -2,6 +2,8 @@
 
 import argparse
 
+from dirtypixels_tf.catalog import LIGHT_PROFILES, check_sensor_spec
+
 
 class UsageError(Exception):
     """A bad command-line value: reported as `error: ...` with exit status 2, without a traceback."""
@@ -88,23 +90,16 @@ def import_tensorflow(verbose=False):
 
 
 def sensor_spec(text):
-    """argparse type: a sensor preset name or the path of a calibrated sensor.yaml (physics.sensor.resolve_sensor
-    reads it)."""
-    import os
-
-    from dirtypixels_tf.physics.sensor_presets import SENSOR_PRESETS
-
-    if text in SENSOR_PRESETS or os.path.isfile(text):
-        return text
-    raise argparse.ArgumentTypeError(
-        f"must be one of {', '.join(SENSOR_PRESETS)} or an existing sensor.yaml; received {text!r}"
-    )
+    """argparse type: a sensor preset name or the path of a calibrated sensor.yaml (catalog.check_sensor_spec;
+    physics.sensor_files.resolve_sensor reads it)."""
+    try:
+        return check_sensor_spec(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("sensor ")) from None
 
 
 def light_profile(text):
-    """argparse type: a light profile name (3lux, 6lux, 2to20lux, 2to200lux)."""
-    from dirtypixels_tf.physics.sensor_presets import LIGHT_PROFILES
-
+    """argparse type: a light profile name (catalog.LIGHT_PROFILES)."""
     if text in LIGHT_PROFILES:
         return text
     raise argparse.ArgumentTypeError(f"must be one of {', '.join(LIGHT_PROFILES)}; received {text!r}")

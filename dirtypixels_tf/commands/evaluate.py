@@ -16,6 +16,7 @@ as a SavedModel). Details of every convention: dirtypixels_tf/evaluation/ (axes.
 import os
 import sys
 
+from dirtypixels_tf.catalog import DEFAULT_PRESET, LIGHT_PROFILES, NO_NOISE, NO_PSF, PATTERNS, PSF_NAMES, SENSOR_PRESETS
 from dirtypixels_tf.commands.common import (
     UsageError,
     non_negative_int,
@@ -27,7 +28,7 @@ from dirtypixels_tf.commands.common import (
 from dirtypixels_tf.commands.simulate import _open_source, check_data_source
 from dirtypixels_tf.data.source_spec import FASHION_MNIST
 
-DEFAULT_PROFILES = "3,6,12,24,48,96,none"
+DEFAULT_PROFILES = f"3,6,12,24,48,96,{NO_NOISE}"
 
 
 def _split_list(text, option):
@@ -41,7 +42,6 @@ def _run_defaults(model_spec):
     """Defaults from the model's own records: a run directory's params.yaml (sensor, Bayer phase, centre crop,
     label offset) or an exported SavedModel's metadata (export/layout.py: its sensor preset); {} otherwise."""
     from dirtypixels_tf.export import layout
-    from dirtypixels_tf.physics import noise
     from dirtypixels_tf.training import config as config_lib
 
     params = os.path.join(model_spec, config_lib.PARAMS_FILE)
@@ -57,7 +57,7 @@ def _run_defaults(model_spec):
     metadata = None if savedmodel is None else layout.read_export_metadata(savedmodel)
     if metadata is not None:
         sensor = metadata.get("sensor", {}).get("name")
-        return {"sensor": sensor} if sensor in noise.SENSOR_PRESETS else {}
+        return {"sensor": sensor} if sensor in SENSOR_PRESETS else {}
     return {}
 
 
@@ -114,23 +114,23 @@ def run(args):
 
     from dirtypixels_tf.evaluation import baselines, grid, predictors
     from dirtypixels_tf.evaluation.figures import comparison_figure
+    from dirtypixels_tf.physics.sensor_files import resolve_sensor
 
     levels, psfs = _parse_grid(args)
+    defaults = _run_defaults(args.model) if os.path.isdir(args.model) else {}
+    sensor = args.sensor or defaults.get("sensor", DEFAULT_PRESET)
+    pattern = args.pattern or defaults.get("pattern") or resolve_sensor(sensor).pattern
     pipelines = []
     for name in _split_list(args.baseline, "--baseline") if args.baseline else []:
         try:
-            pipelines.append(baselines.get_pipeline(name, args.pattern or "BGGR"))
+            pipelines.append(baselines.get_pipeline(name, pattern))
         except ValueError as error:
             raise UsageError(f"--baseline: {error}") from None
         if pipelines[-1].denoise == "bm3d" and not baselines.bm3d_available():
             raise UsageError(f"--baseline {name} needs the optional bm3d package ({baselines.BM3D_INSTALL_HINT})")
-    defaults = _run_defaults(args.model) if os.path.isdir(args.model) else {}
-    from dirtypixels_tf.physics.sensor import resolve_sensor
-
-    sensor = args.sensor or defaults.get("sensor", "Nexus_6P_rear")
     settings = {
         "sensor": sensor,
-        "pattern": args.pattern or defaults.get("pattern") or resolve_sensor(sensor)[1] or "BGGR",
+        "pattern": pattern,
         "central_fraction": args.central_fraction or defaults.get("central_fraction", 0.875),
     }
     label_offset = args.label_offset if args.label_offset is not None else defaults.get("label_offset", 0)
@@ -206,12 +206,10 @@ def register(commands):
     evaluate.add_argument(
         "--profiles",
         default=DEFAULT_PROFILES,
-        help="comma-separated light levels: profiles (3lux, 6lux, 2to20lux, 2to200lux), lux numbers (12), none "
+        help=f"comma-separated light levels: profiles ({', '.join(LIGHT_PROFILES)}), lux numbers (12), {NO_NOISE} "
         f"(no noise); default {DEFAULT_PROFILES}",
     )
-    evaluate.add_argument(
-        "--psf", default="none", help="comma-separated PSFs: none, center, offaxis, periphery or PSF files"
-    )
+    evaluate.add_argument("--psf", default=NO_PSF, help=f"comma-separated PSFs: {', '.join(PSF_NAMES)} or PSF files")
     evaluate.add_argument(
         "--data", default=FASHION_MNIST, help=f"'{FASHION_MNIST}' (default), a folder of class subfolders, TFRecords"
     )
@@ -224,11 +222,9 @@ def register(commands):
         "--sensor",
         type=sensor_spec,
         default=None,
-        help="sensor noise preset or a calibrated sensor.yaml (run's, else Nexus_6P_rear)",
+        help=f"sensor noise preset or a calibrated sensor.yaml (run's, else {DEFAULT_PRESET})",
     )
-    evaluate.add_argument(
-        "--pattern", default=None, choices=("RGGB", "BGGR", "GRBG", "GBRG"), help="Bayer phase (run's, else BGGR)"
-    )
+    evaluate.add_argument("--pattern", default=None, choices=PATTERNS, help="Bayer phase (run's, else the sensor's)")
     evaluate.add_argument(
         "--central-fraction", type=positive_float, default=None, help="evaluation centre crop (run's, else 0.875)"
     )

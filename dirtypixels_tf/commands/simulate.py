@@ -5,6 +5,15 @@ The record layout is in dirtypixels_tf/data/raw_records.py; read it back with di
 
 import sys
 
+from dirtypixels_tf.catalog import (
+    DEFAULT_PRESET,
+    DEFAULT_PROFILE,
+    LIGHT_PROFILES,
+    NO_PSF,
+    PATTERNS,
+    PSF_GRAMMAR,
+    PSF_NAMES,
+)
 from dirtypixels_tf.commands.common import (
     UsageError,
     even_positive_int,
@@ -44,15 +53,13 @@ def run(args):
 
     from dirtypixels_tf.data import raw_records
     from dirtypixels_tf.physics import optics
-    from dirtypixels_tf.physics.sensor import SensorModel, resolve_sensor
+    from dirtypixels_tf.physics.sensor import SensorModel
 
-    noise_preset, sensor_pattern = resolve_sensor(args.sensor)
-    pattern = args.pattern or sensor_pattern or "BGGR"
     try:
         psf = optics.resolve_psf(args.psf, seed=args.seed)
     except ValueError as error:
         raise UsageError(f"--psf: {error}") from None
-    sensor = SensorModel(preset=noise_preset, light_levels=args.profile, pattern=pattern, psf=psf)
+    sensor = SensorModel(preset=args.sensor, light_levels=args.profile, pattern=args.pattern, psf=psf)
     dataset, classes, kind = _open_source(args.source, args.split, args.label_offset)
     metadata = {
         "source": args.source,
@@ -102,25 +109,28 @@ def register(commands):
     )
     simulate.add_argument("--out", required=True, help="output folder")
     simulate.add_argument(
-        "--profile", type=light_profile, default="3lux", help="light-level profile (3lux, 6lux, 2to20lux, 2to200lux)"
+        "--profile",
+        type=light_profile,
+        default=DEFAULT_PROFILE,
+        help=f"light-level profile ({', '.join(LIGHT_PROFILES)}; default {DEFAULT_PROFILE})",
     )
     simulate.add_argument(
         "--sensor",
         type=sensor_spec,
-        default="Nexus_6P_rear",
-        help="sensor noise preset or a calibrated sensor.yaml (default Nexus_6P_rear)",
+        default=DEFAULT_PRESET,
+        help=f"sensor noise preset or a calibrated sensor.yaml (default {DEFAULT_PRESET})",
     )
     simulate.add_argument(
         "--pattern",
         default=None,
-        choices=("RGGB", "BGGR", "GRBG", "GBRG"),
-        help="Bayer phase (default: the sensor.yaml's, else BGGR)",
+        choices=PATTERNS,
+        help="Bayer phase (default: the sensor's: a sensor.yaml's, else the release's)",
     )
     simulate.add_argument(
         "--psf",
-        type=path_or_name("none, center, offaxis or periphery"),
-        default="none",
-        help="none, center, offaxis, periphery, motion-L (a random-walk PSF of side 2L + 1), or a .npy/.npz/.mat file",
+        type=path_or_name(", ".join(PSF_NAMES)),
+        default=NO_PSF,
+        help=PSF_GRAMMAR,
     )
     simulate.add_argument("--size", type=even_positive_int, default=128, help="output height and width (even; 128)")
     simulate.add_argument("--seed", type=non_negative_int, default=0, help="base seed of the per-example noise")

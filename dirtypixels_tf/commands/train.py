@@ -22,6 +22,7 @@ import os
 import sys
 import time
 
+from dirtypixels_tf.catalog import NO_NOISE
 from dirtypixels_tf.commands.common import UsageError
 
 
@@ -40,7 +41,7 @@ def _describe(metrics):
     return ", ".join(parts) or "no evaluation split"
 
 
-REPORT_LIGHT_LEVELS = ("3", "6", "12", "48", "none")
+REPORT_LIGHT_LEVELS = ("3", "6", "12", "48", NO_NOISE)
 REPORT_EXAMPLE_LEVELS = ("3", "48")
 REPORT_DIR = "report"
 

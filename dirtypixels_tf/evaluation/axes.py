@@ -15,13 +15,13 @@ import dataclasses
 import math
 import re
 
+from dirtypixels_tf.catalog import NO_NOISE, NO_PSF
 from dirtypixels_tf.physics import noise, optics
 
-NO_NOISE = "none"
 NO_NOISE_ALPHA = 1e-6
 NO_NOISE_SIGMA = 0.0
 DEFAULT_LIGHT_LEVELS = ("3", "6", "12", "24", "48", "96", NO_NOISE)
-DEFAULT_PSFS = ("none",)
+DEFAULT_PSFS = (NO_PSF,)
 _LUX = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(lux)?\s*$")
 
 

@@ -11,13 +11,13 @@ import textwrap
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.catalog import DEFAULT_PRESET, NO_PSF
 from dirtypixels_tf.evaluation import metrics
 from dirtypixels_tf.evaluation.axes import NO_NOISE, parse_light_level, parse_psf
 from dirtypixels_tf.evaluation.baselines import ConventionalIsp
 from dirtypixels_tf.evaluation.grid import cell_dataset
 from dirtypixels_tf.evaluation.predictors import ConventionalIspPredictor, as_predictor
 from dirtypixels_tf.optional import pyplot
-from dirtypixels_tf.physics import mosaic, noise
 from dirtypixels_tf.physics.sensor import SensorModel
 
 
@@ -67,12 +67,12 @@ def comparison_panels(
     conventional=(),
     head=None,
     light_level="3",
-    psf="none",
+    psf=NO_PSF,
     count=4,
     image_size=None,
     seed=0,
-    sensor=noise.DEFAULT_PRESET,
-    pattern=mosaic.RELEASE_PATTERN,
+    sensor=DEFAULT_PRESET,
+    pattern=None,
     central_fraction=0.875,
     class_names=None,
 ):
@@ -88,6 +88,7 @@ def comparison_panels(
     psf_label, psf_array = parse_psf(psf, seed=seed)
     light = (level.low, level.high) if level.noisy else (1.0, 1.0)
     simulated = SensorModel(preset=sensor, light_levels=light, pattern=pattern, psf=psf_array)
+    pattern = simulated.pattern
     dataset = cell_dataset(source.take(count), simulated, size, count, seed, central_fraction, not level.noisy)
     features, labels = next(iter(dataset))
     batch = {key: features[key].numpy() for key in ("raw", "alpha", "sigma")}

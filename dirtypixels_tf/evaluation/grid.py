@@ -31,6 +31,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.catalog import DEFAULT_PRESET
 from dirtypixels_tf.data import pipeline, preprocessing
 from dirtypixels_tf.evaluation import metrics
 from dirtypixels_tf.evaluation.axes import (
@@ -43,8 +44,9 @@ from dirtypixels_tf.evaluation.axes import (
 )
 from dirtypixels_tf.evaluation.predictors import as_predictor
 from dirtypixels_tf.evaluation.table import EvaluationTable
-from dirtypixels_tf.physics import mosaic, noise
+from dirtypixels_tf.physics import mosaic
 from dirtypixels_tf.physics.sensor import SensorModel
+from dirtypixels_tf.physics.sensor_files import resolve_sensor
 from dirtypixels_tf.physics.validation import check_int
 
 
@@ -88,8 +90,8 @@ def evaluate(
     batch_size=32,
     limit=None,
     seed=0,
-    sensor=noise.DEFAULT_PRESET,
-    pattern=mosaic.RELEASE_PATTERN,
+    sensor=DEFAULT_PRESET,
+    pattern=None,
     central_fraction=preprocessing.DEFAULT_CENTRAL_FRACTION,
     quality=True,
     psf_grid=None,
@@ -102,8 +104,8 @@ def evaluate(
     source: a tf.data.Dataset of (image float32 [H, W, 3] in [0, 1], label int64) (data.sources); `limit` keeps
     its first N examples. image_size: the RAW frame size (even int or (H, W)); None = the model's. A model that
     takes another size is refused (ValueError naming both). quality: measure PSNR/SSIM of the intermediate image.
-    sensor / pattern: the sensor (a preset name, a sensor.yaml path or a NoisePreset) and the Bayer phase; central_fraction: the evaluation
-    centre crop. psf_grid: the PsfGrid of the named PSFs (default: optics.default_psf_grid()).
+    sensor / pattern: the sensor (a spec of physics.sensor_files.resolve_sensor: a preset name, a sensor.yaml path, a
+    NoisePreset) and the Bayer phase (None: the sensor's); central_fraction: the evaluation centre crop. psf_grid: the PsfGrid of the named PSFs (default: optics.default_psf_grid()).
     """
     predictor = as_predictor(model)
     if not isinstance(source, tf.data.Dataset):
@@ -125,6 +127,8 @@ def evaluate(
             f"image_size {image_size[0]}x{image_size[1]} does not fit {predictor.description}, which takes "
             f"{height}x{width} RAW frames: evaluate at size {height}"
         )
+    calibration = resolve_sensor(sensor)
+    pattern = calibration.pattern if pattern is None else mosaic.check_pattern(pattern)
     if limit is not None:
         source = source.take(check_int(limit, "limit"))
     examples = _cardinality(source)
@@ -139,7 +143,7 @@ def evaluate(
             light = (level.low, level.high) if level.noisy else (1.0, 1.0)
             for label, psf in columns:
                 bar.set_postfix_str(f"{level.label}, psf {label}")
-                cell_sensor = SensorModel(preset=sensor, light_levels=light, pattern=pattern, psf=psf)
+                cell_sensor = SensorModel(preset=calibration, light_levels=light, pattern=pattern, psf=psf)
                 dataset = cell_dataset(
                     source, cell_sensor, image_size, batch_size, seed, central_fraction, not level.noisy
                 )

@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 
+from dirtypixels_tf.catalog import NO_PSF, PSF_NAMES
 from dirtypixels_tf.evaluation.axes import NO_NOISE
 from dirtypixels_tf.optional import pyplot
 
@@ -27,7 +28,7 @@ METRIC_TITLES = {
     "bayer_peak": "Bayer-frequency peak over neighbouring frequencies / the clean image's",
     "bayer_error": "Bayer-period pattern in the luminance error, RMS amplitude (8-bit code values)",
 }
-PSF_TITLES = {"none": "No blur", "center": "Center PSF", "offaxis": "Offaxis PSF", "periphery": "Periphery PSF"}
+PSF_TITLES = {name: "No blur" if name == NO_PSF else f"{name.capitalize()} PSF" for name in PSF_NAMES}
 
 
 @dataclasses.dataclass

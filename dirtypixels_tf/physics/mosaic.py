@@ -13,10 +13,9 @@ Conventions:
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.catalog import PATTERNS, RELEASE_PATTERN
 from dirtypixels_tf.physics.validation import check_image
 
-PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
-RELEASE_PATTERN = "BGGR"
 _CHANNEL = {"R": 0, "G": 1, "B": 2}
 
 

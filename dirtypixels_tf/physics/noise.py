@@ -30,7 +30,7 @@ import math
 import scipy.special
 import tensorflow as tf
 
-from dirtypixels_tf.physics.sensor_presets import (  # noqa: F401 (the tables live there, free of TensorFlow)
+from dirtypixels_tf.catalog import (  # noqa: F401 (the tables live there, free of TensorFlow)
     DEFAULT_PRESET,
     LIGHT_PROFILES,
     LUX_PER_LIGHT_LEVEL,

@@ -24,11 +24,11 @@ import numpy as np
 import scipy.io
 import tensorflow as tf
 
+from dirtypixels_tf.catalog import FIELD_PSFS, MOTION_PSF_PREFIX, NO_PSF, PSF_FILE_EXTENSIONS, PSF_GRAMMAR, PSF_NAMES
 from dirtypixels_tf.physics.fourier import check_boundary, fft_convolve
 from dirtypixels_tf.physics.validation import check_image, check_int, check_positive_number
 
-FIELD_POSITIONS = {"center": 0.5, "offaxis": 0.9, "periphery": 1.0}
-PSF_NAMES = ("none",) + tuple(FIELD_POSITIONS)
+FIELD_POSITIONS = dict(zip(FIELD_PSFS, (0.5, 0.9, 1.0)))
 INTERPOLATIONS = ("linear", "nearest")
 DEFAULT_GRID_POSITIONS = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
 
@@ -360,7 +360,7 @@ def get_psf(name, grid=None):
     `default_psf_grid()`)."""
     if name not in PSF_NAMES:
         raise ValueError(f"name must be one of {', '.join(PSF_NAMES)}; received {name!r}")
-    if name == "none":
+    if name == NO_PSF:
         return None
     grid = default_psf_grid() if grid is None else grid
     if not isinstance(grid, PsfGrid):
@@ -368,16 +368,13 @@ def get_psf(name, grid=None):
     return grid.at(FIELD_POSITIONS[name])
 
 
-PSF_FILE_EXTENSIONS = (".npy", ".npz", ".mat")
-PSF_GRAMMAR = "none, center, offaxis, periphery, motion-L (L an integer >= 1) or a .npy/.npz/.mat file"
-
-
 def check_psf_spec(spec):
     """Check a PSF spec's grammar without loading anything (see resolve_psf); returns it, or raises ValueError."""
     text = str(spec).strip()
     if text in PSF_NAMES or os.path.splitext(text)[1].lower() in PSF_FILE_EXTENSIONS:
         return text
-    if text.startswith("motion-") and text[len("motion-") :].isdigit() and int(text[len("motion-") :]) >= 1:
+    length = text.removeprefix(MOTION_PSF_PREFIX)
+    if text.startswith(MOTION_PSF_PREFIX) and length.isdigit() and int(length) >= 1:
         return text
     raise ValueError(f"psf must be {PSF_GRAMMAR}; received {spec!r}")
 
@@ -389,8 +386,8 @@ def resolve_psf(spec, seed=0, grid=None):
     text = check_psf_spec(spec)
     if text in PSF_NAMES:
         return get_psf(text, grid)
-    if text.startswith("motion-"):
-        return motion_psf(int(text[len("motion-") :]), seed)
+    if text.startswith(MOTION_PSF_PREFIX):
+        return motion_psf(int(text.removeprefix(MOTION_PSF_PREFIX)), seed)
     return load_psf(text)
 
 

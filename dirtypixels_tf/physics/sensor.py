@@ -14,82 +14,50 @@ The noise is given either by a sensor preset (ISO-100 calibration) and a light-l
 log-uniformly per image, or by a fixed (alpha, sigma). All randomness comes from one stateless seed [2] per call.
 """
 
-import os
-
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.catalog import DEFAULT_PRESET, DEFAULT_PROFILE
 from dirtypixels_tf.physics import darktable, fourier, mosaic, noise
+from dirtypixels_tf.physics.sensor_files import load_sensor_preset, resolve_sensor
 from dirtypixels_tf.physics.unprocess import UnprocessSettings, sample_camera, unprocess
 from dirtypixels_tf.physics.validation import check_finite, check_image, check_positive_number
-
-
-def resolve_sensor(spec):
-    """The noise and Bayer phase of a sensor named by `spec`: a preset name (noise.SENSOR_PRESETS) or the path of
-    a calibrated sensor.yaml (physics/sensor_files.py; a name that ends in .yaml/.yml or names a file). Returns
-    (NoisePreset, pattern); the pattern is None for a built-in preset (which has none). The one place that parses
-    a sensor spec: commands and configs call it (`resolve_sensor_terms` adds the sensor.yaml's extended terms)."""
-    return resolve_sensor_terms(spec)[:2]
-
-
-def resolve_sensor_terms(spec):
-    """(NoisePreset, pattern, noise.NoiseTerms) of a sensor spec (see `resolve_sensor`); the terms are all off for a
-    built-in preset."""
-    if isinstance(spec, noise.NoisePreset):
-        return spec, None, noise.NoiseTerms()
-    if not isinstance(spec, (str, os.PathLike)):
-        raise ValueError(f"sensor must be a preset name or a sensor.yaml path; received {spec!r}")
-    spec = os.fspath(spec)
-    if spec in noise.SENSOR_PRESETS:
-        return noise.get_noise_preset(spec), None, noise.NoiseTerms()
-    if spec.endswith((".yaml", ".yml")) or os.path.isfile(spec):
-        from dirtypixels_tf.physics.sensor_files import load_sensor_preset
-
-        calibration = load_sensor_preset(spec)
-        return calibration.preset, calibration.pattern, calibration.terms
-    raise ValueError(
-        f"sensor must be one of {', '.join(noise.SENSOR_PRESETS)} or the path of a sensor.yaml; received {spec!r}"
-    )
 
 
 class SensorModel:
     """A simulated camera: optics, colour filter array and noise.
 
     Args:
-        preset: a sensor preset name (noise.SENSOR_PRESETS), a noise.NoisePreset, or a sensor.yaml path (its noise
-            and extended terms; use `from_preset_file` to take its Bayer phase too).
-        light_levels: a profile name (noise.LIGHT_PROFILES, e.g. "3lux") or a (low, high) pair of light levels
+        preset: a sensor spec (physics/sensor_files.py resolve_sensor): a preset name (catalog.SENSOR_PRESETS), a
+            sensor.yaml path, a noise.NoisePreset or a SensorCalibration; its noise, Bayer phase and extended terms.
+        light_levels: a profile name (catalog.LIGHT_PROFILES) or a (low, high) pair of light levels
             (lux / 2000); ignored when `alpha` and `sigma` are given.
         alpha, sigma: a fixed noise level (in [0, 1] units) for every image, instead of preset + light levels.
-        pattern: Bayer phase (default "BGGR", the release's).
+        pattern: Bayer phase (None: the sensor's; the release's BGGR for a preset).
         psf: None (no blur), or [kh, kw] / [kh, kw, 3], normalized to sum 1 per channel.
         boundary: blur boundary handling ("reflect" by default; see physics/fourier.py).
         clip: clip the measurements to [0, 1] (the real sensor does).
-        noise_terms: the extended low-light terms of Wei et al. 2020 (a noise.NoiseTerms; None: a sensor.yaml's, else
-            all off, the release's Poisson-Gaussian model).
+        noise_terms: the extended low-light terms of Wei et al. 2020 (a noise.NoiseTerms; None: the sensor's, a
+            sensor.yaml's, else all off, the release's Poisson-Gaussian model).
         unprocess: None (default: the release's path, sRGB mosaicked as linear data), True (Brooks et al. 2019's
             randomized camera pipeline) or a physics.unprocess.UnprocessSettings.
     """
 
     def __init__(
         self,
-        preset=noise.DEFAULT_PRESET,
-        light_levels="3lux",
+        preset=DEFAULT_PRESET,
+        light_levels=DEFAULT_PROFILE,
         alpha=None,
         sigma=None,
-        pattern=mosaic.RELEASE_PATTERN,
+        pattern=None,
         psf=None,
         boundary="reflect",
         clip=True,
         noise_terms=None,
         unprocess=None,
     ):
-        file_terms = noise.NoiseTerms()
-        if isinstance(preset, (str, os.PathLike)):
-            preset, _, file_terms = resolve_sensor_terms(preset)
-        self.preset = preset
-        if not isinstance(self.preset, noise.NoisePreset):
-            raise ValueError(f"preset must be a preset name or a NoisePreset; received {preset!r}")
+        calibration = resolve_sensor(preset)
+        self.preset = calibration.preset
         if (alpha is None) != (sigma is None):
             raise ValueError(f"alpha and sigma must be given together; received alpha={alpha!r}, sigma={sigma!r}")
         self.fixed_noise = None
@@ -111,7 +79,7 @@ class SensorModel:
         if high < low:
             raise ValueError(f"light_levels must have low <= high; received {light_levels!r}")
         self.light_levels = (low, high)
-        self.pattern = mosaic.check_pattern(pattern)
+        self.pattern = mosaic.check_pattern(calibration.pattern if pattern is None else pattern)
         self.psf = None if psf is None else np.asarray(psf, np.float32)
         if self.psf is not None:
             sums = self.psf.sum(axis=(0, 1))
@@ -119,7 +87,7 @@ class SensorModel:
                 raise ValueError(f"psf must be [kh, kw] or [kh, kw, 3], finite, summing to 1; received sums {sums}")
         self.boundary = fourier.check_boundary(boundary)
         self.clip = bool(clip)
-        self.noise_terms = file_terms if noise_terms is None else noise_terms
+        self.noise_terms = calibration.terms if noise_terms is None else noise_terms
         if not isinstance(self.noise_terms, noise.NoiseTerms):
             raise ValueError(f"noise_terms must be None or a NoiseTerms; received {noise_terms!r}")
         if unprocess is True:
@@ -135,13 +103,8 @@ class SensorModel:
 
     @classmethod
     def from_preset_file(cls, path, **kwargs):
-        """A sensor with the noise and Bayer phase of a calibrated sensor.yaml (physics/sensor_files.py)."""
-        from dirtypixels_tf.physics.sensor_files import load_sensor_preset
-
-        calibration = load_sensor_preset(path)
-        kwargs.setdefault("pattern", calibration.pattern)
-        kwargs.setdefault("noise_terms", calibration.terms)
-        return cls(preset=calibration.preset, **kwargs)
+        """A sensor with the noise, Bayer phase and extended terms of a calibrated sensor.yaml (physics/sensor_files.py)."""
+        return cls(preset=load_sensor_preset(path), **kwargs)
 
     def noise_params(self, batch_size, seed):
         """(alpha, sigma), each float32 [batch_size]: fixed, or from light levels sampled per image."""

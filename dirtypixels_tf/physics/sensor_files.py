@@ -13,6 +13,9 @@ Sensor preset file (YAML, `save_sensor_preset` / `load_sensor_preset`), keys:
                      the extended low-light terms (physics/noise.py NoiseTerms; optional, absent = off): read-noise
                      shape, row-noise std relative to sigma, 4 Bayer-position offsets, ADC bits
 
+`resolve_sensor` is the one place a sensor spec (a preset name or a sensor.yaml path) is interpreted: simulate,
+evaluate, training, export, classify and SensorModel take the complete SensorCalibration it returns.
+
 Presets come from `noise_estimation.calibrate_sensor` (RAW captures), `dark_noise.estimate_dark_noise` (the
 extended terms) or `darktable_to_preset` (darktable's profiles).
 """
@@ -23,8 +26,9 @@ import os
 import numpy as np
 import yaml
 
-from dirtypixels_tf.physics.mosaic import RELEASE_PATTERN, check_pattern
-from dirtypixels_tf.physics.noise import NoisePreset, NoiseTerms
+from dirtypixels_tf.catalog import RELEASE_PATTERN, SENSOR_PRESETS, check_sensor_spec
+from dirtypixels_tf.physics.mosaic import check_pattern
+from dirtypixels_tf.physics.noise import NoisePreset, NoiseTerms, get_noise_preset
 from dirtypixels_tf.physics.validation import check_positive_number
 
 TERM_KEYS = ("tukey_lambda", "row_noise", "black_level_bias", "bit_depth")
@@ -41,6 +45,20 @@ class SensorCalibration:
     iso_table: tuple = ()
     source: str = ""
     terms: NoiseTerms = NoiseTerms()
+
+
+def resolve_sensor(spec):
+    """The complete SensorCalibration of a sensor spec: a preset name (catalog.SENSOR_PRESETS: its noise, the
+    release's Bayer phase, no extended terms), the path of a calibrated sensor.yaml (`load_sensor_preset`: all of
+    it), a NoisePreset (with the release's phase) or a SensorCalibration (returned as it is)."""
+    if isinstance(spec, SensorCalibration):
+        return spec
+    if isinstance(spec, NoisePreset):
+        return SensorCalibration(preset=spec)
+    name = check_sensor_spec(spec)
+    if name in SENSOR_PRESETS:
+        return SensorCalibration(preset=get_noise_preset(name), source=f"sensor preset {name}")
+    return load_sensor_preset(name)
 
 
 def check_iso(iso):

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from dirtypixels_tf.physics import mosaic
+from dirtypixels_tf.training.data import make_sensor
 
 BACKUP_DIR = "backup"
 METADATA_FILE = "training_metadata.json"
@@ -203,7 +204,7 @@ def build_callbacks(config, run_dir, summary_features, input_names, predictor, c
                 input_names,
                 predictor,
                 config.checkpoint.image_summaries_every,
-                config.data.pattern,
+                make_sensor(config).pattern,
             )
         )
     return callbacks, backup

@@ -30,6 +30,15 @@ from typing import Literal
 
 import yaml
 
+from dirtypixels_tf.catalog import (
+    DEFAULT_PRESET,
+    DEFAULT_PROFILE,
+    LIGHT_PROFILES,
+    NO_PSF,
+    PATTERNS,
+    check_sensor_spec,
+)
+
 PARAMS_FILE = "params.yaml"
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 DEFAULT_CONFIG_NAME = "default"
@@ -75,7 +84,8 @@ class DataConfig:
         the steps per epoch, is min(N, available); for tfrecords the count cannot be read cheaply, so train_examples
         is required (1,281,167 for ImageNet's training set).
     profile: a light-level profile name (3lux, 6lux, 2to20lux, 2to200lux) or [low, high] light levels (lux / 2000),
-        drawn log-uniformly per image; sensor: a noise preset (physics/noise.py) or a calibrated sensor.yaml path; pattern: the Bayer phase;
+        drawn log-uniformly per image; sensor: a noise preset (catalog.SENSOR_PRESETS) or a calibrated sensor.yaml path;
+        pattern: the Bayer phase (null: the sensor's: a sensor.yaml's, else the release's BGGR);
     psf: "none", "center", "offaxis", "periphery" (Diamond et al. 2017's PSFs), "motion-L" (a random-walk PSF of side 2L + 1
         drawn with the experiment's seed, NIDF's blur) or a .npy/.npz/.mat file; one PSF for the whole dataset.
     batch_size: the GLOBAL batch, split evenly between the replicas; epochs; steps_per_epoch: None = dataset size //
@@ -96,10 +106,10 @@ class DataConfig:
     train_examples: int | None = None
     eval_examples: int | None = None
     label_offset: int = 0
-    profile: str | list[float] = "3lux"
-    sensor: str = "Nexus_6P_rear"
-    pattern: Literal["RGGB", "BGGR", "GRBG", "GBRG"] = "BGGR"
-    psf: str = "none"
+    profile: str | list[float] = DEFAULT_PROFILE
+    sensor: str = DEFAULT_PRESET
+    pattern: Literal[PATTERNS] | None = None
+    psf: str = NO_PSF
     batch_size: int = 32
     epochs: int = 1
     steps_per_epoch: int | None = None
@@ -517,7 +527,7 @@ def _validate_model(config):
 
 def _validate_data(config):
     """The data section: sources and their paths, counts, light profile, sensor, augmentation, PSF."""
-    from dirtypixels_tf.physics import noise, optics
+    from dirtypixels_tf.physics import optics
 
     data = config.data
     if data.source in ("folder", "tfrecords"):
@@ -542,19 +552,18 @@ def _validate_data(config):
     _positive(data.shuffle_buffer, "data.shuffle_buffer", allow_zero=True)
     if isinstance(data.profile, str):
         _require(
-            data.profile in noise.LIGHT_PROFILES,
-            f"data.profile: expected one of {', '.join(noise.LIGHT_PROFILES)} or [low, high], received {data.profile!r}",
+            data.profile in LIGHT_PROFILES,
+            f"data.profile: expected one of {', '.join(LIGHT_PROFILES)} or [low, high], received {data.profile!r}",
         )
     else:
         _require(
             len(data.profile) == 2 and 0 < data.profile[0] <= data.profile[1],
             f"data.profile: [low, high] light levels need 0 < low <= high, received {data.profile!r}",
         )
-    _require(
-        data.sensor in noise.SENSOR_PRESETS or os.path.isfile(data.sensor),
-        f"data.sensor: expected one of {', '.join(noise.SENSOR_PRESETS)} or an existing sensor.yaml, "
-        f"received {data.sensor!r}",
-    )
+    try:
+        check_sensor_spec(data.sensor)
+    except ValueError as error:
+        raise ConfigError(f"data.{error}") from None
     _require(
         len(data.crop_area) == 2 and 0 < data.crop_area[0] <= data.crop_area[1] <= 1,
         f"data.crop_area: expected [low, high] with 0 < low <= high <= 1, received {data.crop_area!r}",

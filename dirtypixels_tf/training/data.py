@@ -41,7 +41,7 @@ def epoch_seed(seed, epoch):
 
 
 def make_sensor(config):
-    """The SensorModel of config.data (preset, light levels, Bayer phase, PSF, unprocessing)."""
+    """The SensorModel of config.data (sensor spec, light levels, Bayer phase or the sensor's, PSF, unprocessing)."""
     data = config.data
     profile = data.profile if isinstance(data.profile, str) else tuple(data.profile)
     return SensorModel(

@@ -11,6 +11,7 @@ import os
 
 import keras
 
+from dirtypixels_tf.catalog import NO_PSF
 from dirtypixels_tf.models.isp import copy_weights
 from dirtypixels_tf.models.joint import PsfSizeError
 from dirtypixels_tf.models.loading import MODEL_FILE
@@ -23,7 +24,7 @@ def build_model(config):
     """The uncompiled Keras model of an ExperimentConfig (see the module docstring)."""
     spec = config_lib.model_spec(config)
     psf_size = None
-    if spec.psf_size is None and config.data.psf != "none":  # an ISP that takes PSFs gets the data's PSF size
+    if spec.psf_size is None and config.data.psf != NO_PSF:  # an ISP that takes PSFs gets the data's PSF size
         psf_size = tuple(optics.resolve_psf(config.data.psf, config.seed).shape[:2])
     try:
         return build_spec_model(spec, pretraining=spec.pretrains(config.loss.kind), psf_size=psf_size)

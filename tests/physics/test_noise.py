@@ -143,7 +143,7 @@ def test_bad_noise_terms_are_named():
 
 def _release_noise_levels():
     """(alpha, sigma) of every sensor preset at the light levels the configs use (2 to 200 lux)."""
-    from dirtypixels_tf.physics.sensor_presets import SENSOR_PRESETS
+    from dirtypixels_tf.catalog import SENSOR_PRESETS
 
     return [
         (name, lux, *noise.noise_at_lux(lux, name)) for name in SENSOR_PRESETS for lux in (2.0, 3.0, 6.0, 20.0, 200.0)
