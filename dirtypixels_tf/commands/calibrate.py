@@ -13,9 +13,8 @@ import os
 import sys
 import warnings
 
+from dirtypixels_tf.catalog import PATTERNS, RELEASE_PATTERN
 from dirtypixels_tf.commands.common import UsageError, positive_float, positive_int
-
-RELEASE_PATTERN = "BGGR"  # physics.mosaic.RELEASE_PATTERN (not imported here: it would import TensorFlow)
 
 IMAGE_EXTENSIONS = (".npy", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -262,9 +261,9 @@ def register(commands):
     noise.add_argument(
         "--pattern",
         default=None,
-        choices=("RGGB", "BGGR", "GRBG", "GBRG"),
+        choices=PATTERNS,
         help="Bayer phase to read RAW files in and to record (default: the camera's own, from the RAW metadata; "
-        "BGGR, the release's, for .npy frames)",
+        f"{RELEASE_PATTERN}, the release's, for .npy frames)",
     )
     noise.add_argument(
         "--method",

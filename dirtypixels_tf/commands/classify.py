@@ -8,6 +8,17 @@ exit status is then 1.
 
 import sys
 
+from dirtypixels_tf.catalog import (
+    CLASSIFY_SIGNATURE,
+    DEFAULT_PRESET,
+    DEFAULT_PROFILE,
+    ISP_SIGNATURE,
+    PATTERNS,
+    RELEASE_PATTERN,
+    SERVING_SIGNATURE,
+    SIGNATURES,
+    UINT16_SIGNATURE,
+)
 from dirtypixels_tf.commands.common import UsageError, non_negative_int, positive_int, sensor_spec
 
 
@@ -21,7 +32,7 @@ def _top_k(outputs, k):
     if "probabilities" in outputs:
         order = np.argsort(-outputs["probabilities"][0])[:k]
         return [(str(i), float(outputs["probabilities"][0][i])) for i in order]
-    raise UsageError(f"the signature's outputs {sorted(outputs)} hold no class scores; use serving_default")
+    raise UsageError(f"the signature's outputs {sorted(outputs)} hold no class scores; use {SERVING_SIGNATURE}")
 
 
 def run(args):
@@ -62,12 +73,12 @@ def run(args):
                 continue
             signature = args.signature or frame.signature
             try:
-                if signature == "classify":
-                    if frame.signature != "serving_default":
+                if signature == CLASSIFY_SIGNATURE:
+                    if frame.signature != SERVING_SIGNATURE:
                         raise UsageError(f"{path}: signature 'classify' takes float RAW frames, not sensor values")
                     inputs = frame.inputs
                     example = make_example(inputs["raw"][0], inputs["alpha"][0], inputs["sigma"][0])
-                    scores = client.classify([example], args.model, "classify", args.version)[0]
+                    scores = client.classify([example], args.model, CLASSIFY_SIGNATURE, args.version)[0]
                     best = sorted(scores, key=lambda pair: -pair[1])[: args.top_k]
                     version = "latest" if args.version is None else args.version
                 else:
@@ -90,31 +101,33 @@ def register(commands):
         help="classify RAW frames, images or camera RAW files with a model server",
         description="Send each FILE to a TF Serving (or `dirtypixels serve`) model over gRPC and print the top "
         "labels. .npy: a RAW mosaic in [0, 1] (noise from --alpha/--sigma, a fixed --profile, or else estimated from "
-        "the frame itself) or integer sensor values (--black-level, --white-level, --iso; signature raw_uint16). "
+        f"the frame itself) or integer sensor values (--black-level, --white-level, --iso; signature {UINT16_SIGNATURE}). "
         "PNG/JPEG: simulated at --profile with the sensor model at the model's size. DNG/camera RAW: central crop, "
-        "levels and ISO from the file (raw_uint16; without an ISO, the noise is estimated from the frame).",
+        f"levels and ISO from the file ({UINT16_SIGNATURE}; without an ISO, the noise is estimated from the frame).",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help=".npy, image or camera RAW files")
     parser.add_argument("--server", required=True, metavar="HOST:PORT", help="gRPC address, e.g. 127.0.0.1:8500")
     parser.add_argument("--model", required=True, help="model name on the server")
     parser.add_argument("--version", type=positive_int, default=None, help="model version (default: latest)")
     parser.add_argument(
-        "--signature", default=None, help="serving_default, raw_uint16 or classify (default: by kind of file)"
+        "--signature",
+        default=None,
+        help=f"{', '.join(s for s in SIGNATURES if s != ISP_SIGNATURE)} (default: by kind of file)",
     )
     parser.add_argument(
         "--profile",
         default=None,
-        help="light profile of images (default 3lux) and of .npy mosaics without --alpha/--sigma (default: their "
+        help=f"light profile of images (default {DEFAULT_PROFILE}) and of .npy mosaics without --alpha/--sigma (default: their "
         "noise is estimated from the frame itself)",
     )
     parser.add_argument(
         "--sensor",
         type=sensor_spec,
-        default="Nexus_6P_rear",
-        help="sensor noise preset or calibrated sensor.yaml of the simulation (Nexus_6P_rear)",
+        default=DEFAULT_PRESET,
+        help=f"sensor noise preset or calibrated sensor.yaml of the simulation ({DEFAULT_PRESET})",
     )
     parser.add_argument(
-        "--pattern", default="BGGR", choices=("RGGB", "BGGR", "GRBG", "GBRG"), help="model's Bayer phase"
+        "--pattern", default=RELEASE_PATTERN, choices=PATTERNS, help=f"model's Bayer phase ({RELEASE_PATTERN})"
     )
     parser.add_argument("--alpha", type=float, default=None, help="Poisson scale of the frames ([0, 1] units)")
     parser.add_argument("--sigma", type=float, default=None, help="Gaussian std of the frames ([0, 1] units)")

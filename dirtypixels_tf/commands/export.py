@@ -9,6 +9,7 @@ signatures and export/README.md for which client uses which.
 import json
 import os
 
+from dirtypixels_tf.catalog import DEFAULT_PRESET, UINT16_SIGNATURE
 from dirtypixels_tf.commands.common import UsageError, path_or_name, positive_int, sensor_spec
 
 
@@ -57,11 +58,7 @@ def run(args):
         tflite_parity,
     )
     from dirtypixels_tf.models.loading import load_model
-    from dirtypixels_tf.physics import noise
-    from dirtypixels_tf.physics.sensor import resolve_sensor
 
-    # A preset name is recorded by name; a sensor.yaml by its noise (the file itself stays on this machine).
-    sensor = args.sensor if args.sensor in noise.SENSOR_PRESETS else resolve_sensor(args.sensor)[0]
     class_names = read_class_names(args.class_names) if args.class_names else default_class_names(args.source)
     steps = 2 + (2 if args.tflite else 0)
     with tqdm(total=steps, unit="step", disable=args.quiet) as progress:
@@ -70,7 +67,9 @@ def run(args):
         progress.update()
         progress.set_description("writing the SavedModel")
         fold = None if args.fold_batch_norm == "none" else args.fold_batch_norm
-        path = export_savedmodel(model, args.out, args.version, sensor, args.top_k, class_names, fold_batch_norm=fold)
+        path = export_savedmodel(
+            model, args.out, args.version, args.sensor, args.top_k, class_names, fold_batch_norm=fold
+        )
         progress.update()
         if args.tflite:
             progress.set_description("converting to TFLite")
@@ -81,7 +80,7 @@ def run(args):
             progress.update()
     signatures = ", ".join(read_export_metadata(path)["signatures"])
     named = f"{len(class_names)} class names" if class_names else "no class names (give --class-names)"
-    print(f"wrote {path} (signatures {signatures}; sensor {args.sensor} in raw_uint16; {named})")
+    print(f"wrote {path} (signatures {signatures}; sensor {args.sensor} in {UINT16_SIGNATURE}; {named})")
     if args.tflite:
         ops = "built-in and SELECT_TF_OPS (needs the Flex delegate)" if info["select_tf_ops"] else "built-in only"
         agreement = "" if parity["top1_agreement"] is None else f"top-1 agreement {parity['top1_agreement']:.1%}, "
@@ -118,8 +117,8 @@ def register(commands):
     export.add_argument(
         "--sensor",
         type=sensor_spec,
-        default="Nexus_6P_rear",
-        help="sensor noise preset or calibrated sensor.yaml baked into raw_uint16",
+        default=DEFAULT_PRESET,
+        help=f"sensor noise preset or calibrated sensor.yaml baked into {UINT16_SIGNATURE}",
     )
     export.add_argument("--top-k", type=positive_int, default=5, help="classes in the top-k outputs (5)")
     export.add_argument(

@@ -22,7 +22,7 @@ import os
 import sys
 import time
 
-from dirtypixels_tf.catalog import NO_NOISE
+from dirtypixels_tf.catalog import MOTION_PSF_PREFIX, NO_NOISE
 from dirtypixels_tf.commands.common import UsageError
 
 
@@ -57,7 +57,7 @@ def _report(config, run_dir):
     source = data_lib.eval_source(config)
     if not config.compare_isps or source is None:
         return None
-    if config.data.psf.startswith("motion-"):
+    if config.data.psf.startswith(MOTION_PSF_PREFIX):
         print(
             f"report: skipped (data.psf {config.data.psf!r} is a random PSF drawn with the training seed; the report's "
             "cells are seeded seed + 1 and would draw another)"

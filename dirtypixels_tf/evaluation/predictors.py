@@ -17,6 +17,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.catalog import ISP_SIGNATURE, SERVING_SIGNATURE
 from dirtypixels_tf.data import preprocessing
 from dirtypixels_tf.evaluation.baselines import ConventionalIsp
 from dirtypixels_tf.export import layout
@@ -99,10 +100,12 @@ class SavedModelPredictor(Predictor):
             raise ValueError(f"path must be a SavedModel directory (or a base path of versions); received {path!r}")
         self.loaded = tf.saved_model.load(directory)
         signatures = self.loaded.signatures
-        if "serving_default" not in signatures:
-            raise ValueError(f"SavedModel {directory!r} has no serving_default signature; it has {list(signatures)}")
-        self.serving = signatures["serving_default"]
-        self.isp = signatures.get("isp")
+        if SERVING_SIGNATURE not in signatures:
+            raise ValueError(
+                f"SavedModel {directory!r} has no {SERVING_SIGNATURE} signature; it has {list(signatures)}"
+            )
+        self.serving = signatures[SERVING_SIGNATURE]
+        self.isp = signatures.get(ISP_SIGNATURE)
         self.metadata = {}
         specs = self.serving.structured_input_signature[1]
         if not {"raw", "alpha", "sigma"} <= set(specs):

@@ -43,12 +43,21 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.catalog import (
+    CLASSIFY_METHOD_NAME,
+    CLASSIFY_SIGNATURE,
+    DEFAULT_PRESET,
+    ISP_SIGNATURE,
+    SENSOR_PRESETS,
+    SERVING_SIGNATURE,
+    SIGNATURES,
+    UINT16_SIGNATURE,
+)
 from dirtypixels_tf.export import fold
 from dirtypixels_tf.export.layout import EXTRA_DIR, METADATA_FILE, WARMUP_FILE, is_version_name
 from dirtypixels_tf.physics import noise
+from dirtypixels_tf.physics.sensor_files import resolve_sensor
 
-SIGNATURES = ("serving_default", "raw_uint16", "classify", "isp")
-CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
 # Noise levels beyond 1000 x full scale carry no signal and overflow the Anscombe transform in float32 (sigma = 1e30
 # gave NaN logits): the signatures refuse them. The release's presets reach alpha 10 and sigma 22 (Pixel at 3 lux).
 MAX_NOISE = 1000.0
@@ -85,12 +94,10 @@ def _check_class_names(class_names, num_classes):
 
 
 def _check_sensor(sensor):
-    """(name, NoisePreset) from a preset name or a NoisePreset."""
-    if isinstance(sensor, noise.NoisePreset):
-        return "custom", sensor
-    if isinstance(sensor, str):
-        return sensor, noise.get_noise_preset(sensor)
-    raise ValueError(f"sensor must be a sensor preset name or a NoisePreset; received {sensor!r}")
+    """(name, NoisePreset) of a sensor spec (physics.sensor_files.resolve_sensor); the name is "custom" for anything
+    but a preset name (a sensor.yaml is recorded by its noise: the file itself stays on the exporting machine)."""
+    name = sensor if isinstance(sensor, str) and sensor in SENSOR_PRESETS else "custom"
+    return name, resolve_sensor(sensor).preset
 
 
 def _assert(condition, message, *data):
@@ -266,7 +273,7 @@ def _set_classify_method_name(export_dir):
     saved_model = saved_model_pb2.SavedModel()
     with open(path, "rb") as file:
         saved_model.ParseFromString(file.read())
-    saved_model.meta_graphs[0].signature_def["classify"].method_name = CLASSIFY_METHOD_NAME
+    saved_model.meta_graphs[0].signature_def[CLASSIFY_SIGNATURE].method_name = CLASSIFY_METHOD_NAME
     with open(path, "wb") as file:
         file.write(saved_model.SerializeToString())
     fingerprinting_utils.write_fingerprint(export_dir)
@@ -287,15 +294,15 @@ def warmup_inputs(image_size, batch_size=1):
     }
     example = make_example(raw[0], alpha, sigma)
     return {
-        "serving_default": float_inputs,
-        "raw_uint16": {
+        SERVING_SIGNATURE: float_inputs,
+        UINT16_SIGNATURE: {
             "raw": np.full([batch_size, height, width, 1], 64, np.uint16),
             "black_level": np.full([batch_size], 64.0, np.float32),
             "white_level": np.full([batch_size], 1023.0, np.float32),
             "iso": np.full([batch_size], 100.0 / noise.lux_to_light_level(3.0), np.float32),
         },
-        "classify": {"inputs": np.array([example] * batch_size, dtype=object)},
-        "isp": float_inputs,
+        CLASSIFY_SIGNATURE: {"inputs": np.array([example] * batch_size, dtype=object)},
+        ISP_SIGNATURE: float_inputs,
     }
 
 
@@ -330,7 +337,7 @@ def _write_warmup(export_dir, image_size, signatures):
     path = os.path.join(export_dir, EXTRA_DIR, WARMUP_FILE)
     with tf.io.TFRecordWriter(path) as writer:
         for name in signatures:
-            if name == "classify":
+            if name == CLASSIFY_SIGNATURE:
                 request = classification_pb2.ClassificationRequest()
                 request.model_spec.signature_name = name
                 for serialized in inputs[name]["inputs"]:
@@ -346,7 +353,7 @@ def _write_warmup(export_dir, image_size, signatures):
 
 
 def export_savedmodel(
-    model, base_path, version=None, sensor=noise.DEFAULT_PRESET, top_k=5, class_names=None, fold_batch_norm="head"
+    model, base_path, version=None, sensor=DEFAULT_PRESET, top_k=5, class_names=None, fold_batch_norm="head"
 ):
     """Write `model` as BASE/N, a SavedModel with the signatures of the module docstring; returns its path.
 
@@ -355,7 +362,8 @@ def export_savedmodel(
             model, models/joint.py IspModel); trained weights as they are (EMA weights folded in by training).
         base_path: the model's base directory (created if missing); versions are integer subdirectories.
         version: the version number N, or None for one more than the highest present (1 for an empty base path).
-        sensor: the sensor noise preset baked into "raw_uint16" (a noise.SENSOR_PRESETS name or a NoisePreset).
+        sensor: the sensor whose noise is baked into "raw_uint16" (a spec of physics.sensor_files.resolve_sensor: a
+            preset name, a sensor.yaml path or a NoisePreset).
         top_k: how many classes the top-k outputs hold (at most the number of classes).
         class_names: one name per logit (default "0", "1", ...).
         fold_batch_norm: "head" (default) or "all" exports the inference copy of export/fold.py with those batch
@@ -379,7 +387,7 @@ def export_savedmodel(
 
     model = fold.export_copy(model, fold_batch_norm)
     functions = _Signatures(model, image_size, classifies, preset, top_k, names)
-    signatures = SIGNATURES if classifies else ("serving_default", "raw_uint16", "isp")
+    signatures = SIGNATURES if classifies else (SERVING_SIGNATURE, UINT16_SIGNATURE, ISP_SIGNATURE)
     temporary = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base_path)
     try:
         archive = keras.export.ExportArchive()

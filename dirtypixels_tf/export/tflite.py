@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.catalog import DEFAULT_PRESET, DEFAULT_PROFILE, SERVING_SIGNATURE
 from dirtypixels_tf.export import fold
-from dirtypixels_tf.physics import noise
 from dirtypixels_tf.physics.sensor import SensorModel
 
 QUANTIZE_CHOICES = (None, "dynamic")
@@ -74,7 +74,7 @@ def export_tflite(model, path, quantize=None, fold_batch_norm="head"):
         # unfrozen (READ_VARIABLE fails at run time); the SavedModel route freezes them all.
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint("serving_default", _tflite_function(model))
+        archive.add_endpoint(SERVING_SIGNATURE, _tflite_function(model))
         archive.write_out(savedmodel_dir, verbose=False)
         try:
             flatbuffer = _convert(savedmodel_dir, quantize, select_tf_ops=False)
@@ -91,7 +91,7 @@ def export_tflite(model, path, quantize=None, fold_batch_norm="head"):
     return {"path": path, "quantize": quantize, "select_tf_ops": select_tf_ops, "bytes": len(flatbuffer)}
 
 
-def simulated_inputs(image_size, count, profile="3lux", seed=0):
+def simulated_inputs(image_size, count, profile=DEFAULT_PROFILE, seed=0):
     """`count` RAW frames simulated by SensorModel at a light profile from smooth random colour scenes.
 
     Returns {"raw": [count, H, W, 1], "alpha": [count], "sigma": [count]} as float32 NumPy arrays.
@@ -100,21 +100,21 @@ def simulated_inputs(image_size, count, profile="3lux", seed=0):
     rng = np.random.default_rng(seed)
     coarse = rng.uniform(0.05, 0.95, [count, max(2, height // 4), max(2, width // 4), 3]).astype(np.float32)
     scenes = tf.image.resize(coarse, [height, width], method="bilinear")
-    sensor = SensorModel(preset=noise.DEFAULT_PRESET, light_levels=profile)
+    sensor = SensorModel(preset=DEFAULT_PRESET, light_levels=profile)
     frames = sensor.simulate(scenes, tf.constant([seed, 1], tf.int64))
     return {key: value.numpy().astype(np.float32) for key, value in frames.items()}
 
 
-def tflite_parity(tflite_path, savedmodel_dir, count=16, profile="3lux", seed=0):
+def tflite_parity(tflite_path, savedmodel_dir, count=16, profile=DEFAULT_PROFILE, seed=0):
     """Compare a .tflite model with an exported SavedModel version on simulated inputs (one frame at a time).
 
     Returns {"count", "compared" ("logits", or "image" for a model without a classifier), "max_abs_diff",
     "mean_abs_diff" (of the compared output), "top1_agreement" (fraction of frames with the same arg-max class;
     None without a classifier)}.
     """
-    reference = tf.saved_model.load(os.fspath(savedmodel_dir)).signatures["serving_default"]
+    reference = tf.saved_model.load(os.fspath(savedmodel_dir)).signatures[SERVING_SIGNATURE]
     interpreter = tf.lite.Interpreter(model_path=os.fspath(tflite_path))
-    runner = interpreter.get_signature_runner("serving_default")
+    runner = interpreter.get_signature_runner(SERVING_SIGNATURE)
     raw_spec = reference.structured_input_signature[1]["raw"]
     inputs = simulated_inputs(tuple(raw_spec.shape[1:3]), count, profile, seed)
     key = "logits" if "logits" in reference.structured_outputs else "image"

@@ -30,6 +30,7 @@ Where the counts differ from the papers (Diamond et al. 2021, Tables 1-2):
 
 import dataclasses
 
+from dirtypixels_tf.catalog import MODEL_PRESETS
 from dirtypixels_tf.models import heads
 from dirtypixels_tf.models.counting import count_multiply_adds, count_params
 from dirtypixels_tf.models.joint import IspModel
@@ -53,103 +54,88 @@ class Preset:
 
 _SLIM_MOBILENET = {"head": "mobilenet_v1", "head_bn_momentum": heads.SLIM_BN_MOMENTUM}
 
-PRESETS = {
-    preset.name: preset
-    for preset in (
-        Preset(
-            "joint_mobilenet_v1_128",
-            ModelSpec(128, "anscombe", **_SLIM_MOBILENET),
-            4_280_662,
-            302_662_656,
-            "Diamond et al. 2021 Table 1, joint Anscombe network + MobileNet-v1: 4.28 M, 282 M",
+# (spec, expected_params, expected_macs, paper) of each preset, in the order of catalog.MODEL_PRESETS, which names them.
+_PRESET_FIELDS = (
+    (  # joint_mobilenet_v1_128
+        ModelSpec(128, "anscombe", **_SLIM_MOBILENET),
+        4_280_662,
+        302_662_656,
+        "Diamond et al. 2021 Table 1, joint Anscombe network + MobileNet-v1: 4.28 M, 282 M",
+    ),
+    (  # joint_packed_mobilenet_v1_128
+        ModelSpec(
+            128,
+            "anscombe",
+            isp_settings={"domain": "packed", "first_conv": "plain", "prior_width": 8},
+            **_SLIM_MOBILENET,
         ),
-        Preset(
-            "joint_packed_mobilenet_v1_128",
-            ModelSpec(
-                128,
-                "anscombe",
-                isp_settings={"domain": "packed", "first_conv": "plain", "prior_width": 8},
-                **_SLIM_MOBILENET,
-            ),
-            4_281_967,
-            220_775_424,
-            "beyond the papers: the release's Anscombe network with its prior on the packed Bayer planes",
-        ),
-        Preset(
-            "joint_mobilenet_v1_128_no_anscombe",
-            ModelSpec(128, "anscombe", isp_settings={"anscombe": False}, **_SLIM_MOBILENET),
-            4_280_662,
-            302_662_656,
-            "Diamond et al. 2021 Table 2, proposed joint architecture (no Anscombe layers): 4.28 M, 282 M",
-        ),
-        Preset(
-            "mobilenet_v1_128",
-            ModelSpec(128, **_SLIM_MOBILENET),
-            4_233_001,
-            186_401_792,
-            "Diamond et al. 2021 Table 1, MobileNet-v1 (the release's stage 1 on clean images, slim's 128 model): "
-            "4.23 M, 181 M",
-        ),
-        Preset(
-            "raw_mobilenet_v1_128",
-            ModelSpec(128, "bilinear", **_SLIM_MOBILENET),
-            4_233_001,
-            186_844_160,
-            "Diamond et al. 2021 Table 1, MobileNet-v1 from scratch on RAW: 4.23 M, 181 M",
-        ),
-        Preset(
-            "raw_mobilenet_v2_140_128",
-            ModelSpec(128, "bilinear", "mobilenet_v2", head_width=1.4),
-            6_110_569,
-            191_755_776,
-            "Diamond et al. 2021 Table 2, MobileNet-v2 from scratch: 6.90 M, 320 M",
-        ),
-        Preset(
-            "chen_unet_mobilenet_v1_128",
-            ModelSpec(128, "chen_unet", "mobilenet_v1"),
-            11_993_269,
-            943_473_664,
-            "Diamond et al. 2021 Table 1, U-Net of Chen et al. 2018 + MobileNet-v1: 11.99 M, 537 M",
-        ),
-        Preset(
-            "chen_unet_anscombe_mobilenet_v1_128",
-            ModelSpec(128, "chen_unet", "mobilenet_v1", isp_settings={"anscombe": True}),
-            11_993_269,
-            943_473_664,
-            "Diamond et al. 2021 Table 2, U-Net + Anscombe layers + MobileNet-v1: 11.99 M, 537 M",
-        ),
-        Preset(
-            "joint_inception_v4_shrinkage_299",
-            ModelSpec(300, "shrinkage_fields", "inception_v4"),
-            42_652_171,
-            12_722_966_160,
-            "Diamond et al. 2017 Table 2, shrinkage fields denoising + Inception-v4",
-        ),
-        Preset(
-            "joint_inception_v4_shrinkage_deblur_299",
-            ModelSpec(
-                300, "shrinkage_fields", "inception_v4", isp_settings={"task": "deblur_denoise"}, psf_size=(25, 25)
-            ),
-            42_652_171,
-            12_411_926_160,
-            "Diamond et al. 2017 Table 1, joint deblurring and denoising + Inception-v4 (per-image PSF input)",
-        ),
-        Preset(
-            "liu_vgg16",
-            ModelSpec(224, "liu", "VGG16", num_classes=1000, freeze="head"),
-            3_582_723,
-            91_896_491_008,
-            "Liu et al. 2018, denoiser + frozen VGG-16 (joint loss lambda 0.25)",
-        ),
-        Preset(
-            "nidf",
-            ModelSpec(256, "nidf"),
-            3_851_334,
-            18_448_318_464,
-            "Miao and Zhu (NIDF), denoiser + deblurrer cascade (no classifier)",
-        ),
-    )
-}
+        4_281_967,
+        220_775_424,
+        "beyond the papers: the release's Anscombe network with its prior on the packed Bayer planes",
+    ),
+    (  # joint_mobilenet_v1_128_no_anscombe
+        ModelSpec(128, "anscombe", isp_settings={"anscombe": False}, **_SLIM_MOBILENET),
+        4_280_662,
+        302_662_656,
+        "Diamond et al. 2021 Table 2, proposed joint architecture (no Anscombe layers): 4.28 M, 282 M",
+    ),
+    (  # mobilenet_v1_128
+        ModelSpec(128, **_SLIM_MOBILENET),
+        4_233_001,
+        186_401_792,
+        "Diamond et al. 2021 Table 1, MobileNet-v1 (the release's stage 1 on clean images, slim's 128 model): "
+        "4.23 M, 181 M",
+    ),
+    (  # raw_mobilenet_v1_128
+        ModelSpec(128, "bilinear", **_SLIM_MOBILENET),
+        4_233_001,
+        186_844_160,
+        "Diamond et al. 2021 Table 1, MobileNet-v1 from scratch on RAW: 4.23 M, 181 M",
+    ),
+    (  # raw_mobilenet_v2_140_128
+        ModelSpec(128, "bilinear", "mobilenet_v2", head_width=1.4),
+        6_110_569,
+        191_755_776,
+        "Diamond et al. 2021 Table 2, MobileNet-v2 from scratch: 6.90 M, 320 M",
+    ),
+    (  # chen_unet_mobilenet_v1_128
+        ModelSpec(128, "chen_unet", "mobilenet_v1"),
+        11_993_269,
+        943_473_664,
+        "Diamond et al. 2021 Table 1, U-Net of Chen et al. 2018 + MobileNet-v1: 11.99 M, 537 M",
+    ),
+    (  # chen_unet_anscombe_mobilenet_v1_128
+        ModelSpec(128, "chen_unet", "mobilenet_v1", isp_settings={"anscombe": True}),
+        11_993_269,
+        943_473_664,
+        "Diamond et al. 2021 Table 2, U-Net + Anscombe layers + MobileNet-v1: 11.99 M, 537 M",
+    ),
+    (  # joint_inception_v4_shrinkage_299
+        ModelSpec(300, "shrinkage_fields", "inception_v4"),
+        42_652_171,
+        12_722_966_160,
+        "Diamond et al. 2017 Table 2, shrinkage fields denoising + Inception-v4",
+    ),
+    (  # joint_inception_v4_shrinkage_deblur_299
+        ModelSpec(300, "shrinkage_fields", "inception_v4", isp_settings={"task": "deblur_denoise"}, psf_size=(25, 25)),
+        42_652_171,
+        12_411_926_160,
+        "Diamond et al. 2017 Table 1, joint deblurring and denoising + Inception-v4 (per-image PSF input)",
+    ),
+    (  # liu_vgg16
+        ModelSpec(224, "liu", "VGG16", num_classes=1000, freeze="head"),
+        3_582_723,
+        91_896_491_008,
+        "Liu et al. 2018, denoiser + frozen VGG-16 (joint loss lambda 0.25)",
+    ),
+    (  # nidf
+        ModelSpec(256, "nidf"),
+        3_851_334,
+        18_448_318_464,
+        "Miao and Zhu (NIDF), denoiser + deblurrer cascade (no classifier)",
+    ),
+)
+PRESETS = {name: Preset(name, *fields) for name, fields in zip(MODEL_PRESETS, _PRESET_FIELDS, strict=True)}
 
 
 def get_preset(name):

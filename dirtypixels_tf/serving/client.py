@@ -22,6 +22,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from dirtypixels_tf.catalog import CLASSIFY_SIGNATURE, SERVING_SIGNATURE, UINT16_SIGNATURE
+
 DEFAULT_MODEL = "dirtypixels"
 
 
@@ -73,7 +75,7 @@ class PredictionClient:
         self,
         inputs,
         model=DEFAULT_MODEL,
-        signature="serving_default",
+        signature=SERVING_SIGNATURE,
         version=None,
         version_label=None,
         output_filter=None,
@@ -89,7 +91,7 @@ class PredictionClient:
         return outputs, response.model_spec
 
     def predict(
-        self, raw, alpha, sigma, model=DEFAULT_MODEL, signature="serving_default", version=None, version_label=None
+        self, raw, alpha, sigma, model=DEFAULT_MODEL, signature=SERVING_SIGNATURE, version=None, version_label=None
     ):
         """RAW mosaics in [0, 1] with their noise (alpha, sigma) -> the signature's outputs by name."""
         raw = as_batch(raw, np.float32)
@@ -110,9 +112,9 @@ class PredictionClient:
             "white_level": per_image(white_level, batch, "white_level"),
             "iso": per_image(iso, batch, "iso"),
         }
-        return self.request(inputs, model, "raw_uint16", version, version_label)[0]
+        return self.request(inputs, model, UINT16_SIGNATURE, version, version_label)[0]
 
-    def classify(self, examples, model=DEFAULT_MODEL, signature="classify", version=None, version_label=None):
+    def classify(self, examples, model=DEFAULT_MODEL, signature=CLASSIFY_SIGNATURE, version=None, version_label=None):
         """Classify tf.Examples (tf.train.Example or serialized bytes) -> per example a list of (label, score)."""
         request = classification_pb2.ClassificationRequest()
         _model_spec(request.model_spec, model, signature, version, version_label)
@@ -137,7 +139,7 @@ class PredictionClient:
     def image_size(self, model=DEFAULT_MODEL, version=None):
         """(H, W) of the frames the model takes, read from its serving_default signature."""
         signatures, _ = self.metadata(model, version)
-        dims = [d.size for d in signatures["serving_default"].inputs["raw"].tensor_shape.dim]
+        dims = [d.size for d in signatures[SERVING_SIGNATURE].inputs["raw"].tensor_shape.dim]
         return dims[1], dims[2]
 
     def status(self, model=DEFAULT_MODEL, version=None):

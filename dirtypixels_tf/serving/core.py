@@ -40,12 +40,12 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
 )
 
+from dirtypixels_tf.catalog import CLASSIFY_METHOD_NAME, SERVING_SIGNATURE
 from dirtypixels_tf.export import layout
 from dirtypixels_tf.serving.repository import ServingError
 
 LOGGER = logging.getLogger("dirtypixels_tf.serving")
-CLASSIFY_METHOD_NAME = "tensorflow/serving/classify"
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = SERVING_SIGNATURE  # a request that names no signature gets this one, as in TF Serving
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 _INVALID = grpc.StatusCode.INVALID_ARGUMENT
 

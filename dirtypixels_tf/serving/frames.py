@@ -23,8 +23,9 @@ import os
 
 import numpy as np
 
-from dirtypixels_tf.physics import mosaic, noise
-from dirtypixels_tf.physics.sensor import resolve_sensor
+from dirtypixels_tf.catalog import DEFAULT_PRESET, DEFAULT_PROFILE, RELEASE_PATTERN, SERVING_SIGNATURE, UINT16_SIGNATURE
+from dirtypixels_tf.physics import noise
+from dirtypixels_tf.physics.sensor_files import resolve_sensor
 
 CAMERA_RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".pef", ".srw", ".raw")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -69,7 +70,7 @@ def _float_frame(path, mosaic, alpha, sigma, kind, source):
         "alpha": np.array([alpha], np.float32),
         "sigma": np.array([sigma], np.float32),
     }
-    return Frame(path, "serving_default", inputs, f"{kind}, alpha {alpha:.4g} sigma {sigma:.4g} ({source})")
+    return Frame(path, SERVING_SIGNATURE, inputs, f"{kind}, alpha {alpha:.4g} sigma {sigma:.4g} ({source})")
 
 
 def _camera_raw_frame(path, image_size, pattern, iso):
@@ -99,7 +100,7 @@ def _noise_of_profile(profile, sensor):
             f"profile {profile!r} is a range of light levels: give the frame's --alpha and --sigma, or a fixed profile "
             f"({', '.join(p for p, (a, b) in noise.LIGHT_PROFILES.items() if a == b)})"
         )
-    return resolve_sensor(sensor)[0].at_light_level(low)
+    return resolve_sensor(sensor).preset.at_light_level(low)
 
 
 def _as_mosaic(array, path):
@@ -114,8 +115,8 @@ def read_frame(
     path,
     image_size,
     profile=None,
-    sensor=noise.DEFAULT_PRESET,
-    pattern=mosaic.RELEASE_PATTERN,
+    sensor=DEFAULT_PRESET,
+    pattern=RELEASE_PATTERN,
     alpha=None,
     sigma=None,
     black_level=None,
@@ -157,7 +158,7 @@ def read_frame(
     if extension in CAMERA_RAW_EXTENSIONS:
         return _camera_raw_frame(path, image_size, pattern, iso)
     if extension in IMAGE_EXTENSIONS:
-        return _simulated_frame(path, image_size, profile or "3lux", sensor, pattern, alpha, sigma, seed)
+        return _simulated_frame(path, image_size, profile or DEFAULT_PROFILE, sensor, pattern, alpha, sigma, seed)
     raise ValueError(
         f"{path}: unknown kind of file; classify reads .npy RAW frames, images ({', '.join(IMAGE_EXTENSIONS)}) and "
         f"camera RAW ({', '.join(CAMERA_RAW_EXTENSIONS)})"
@@ -172,7 +173,7 @@ def _uint16_frame(path, values, black_level, white_level, iso, kind):
         "iso": np.array([iso], np.float32),
     }
     description = f"{kind}, black {black_level:g} white {white_level:g} ISO {iso:g}"
-    return Frame(path, "raw_uint16", inputs, description)
+    return Frame(path, UINT16_SIGNATURE, inputs, description)
 
 
 def read_image(path):
@@ -208,4 +209,4 @@ def _simulated_frame(path, image_size, profile, sensor, pattern, alpha, sigma, s
     inputs = {name: value.numpy().astype(np.float32) for name, value in frame.items()}
     setting = f"alpha {alpha:.4g} sigma {sigma:.4g}" if alpha is not None else f"{profile} on {sensor}"
     description = f"{depth} image simulated at {setting} (alpha {inputs['alpha'][0]:.4g} sigma {inputs['sigma'][0]:.4g}), {pattern}"
-    return Frame(path, "serving_default", inputs, description)
+    return Frame(path, SERVING_SIGNATURE, inputs, description)
