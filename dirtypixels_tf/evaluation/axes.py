@@ -1,7 +1,7 @@
 """The axes of an evaluation grid: light levels (rows) and PSFs (columns).
 
 Conventions:
-- A light level is a profile name of physics.noise.LIGHT_PROFILES ("3lux", "2to20lux": a range is sampled
+- A light level is a profile name of catalog.LIGHT_PROFILES ("3lux", "2to20lux": a range is sampled
   log-uniformly per image), a number of lux ("12", "12lux", "0.5": light level = lux / 2000, noise from the sensor
   preset), or "none": no noise at all (the RAW mosaic of the blurred clean image, clipped to [0, 1]); a model is
   then told alpha = NO_NOISE_ALPHA (1e-6: the GAT divides by alpha) and sigma = 0.
@@ -15,7 +15,7 @@ import dataclasses
 import math
 import re
 
-from dirtypixels_tf.catalog import NO_NOISE, NO_PSF
+from dirtypixels_tf.catalog import LIGHT_PROFILES, NO_NOISE, NO_PSF
 from dirtypixels_tf.physics import noise, optics
 
 NO_NOISE_ALPHA = 1e-6
@@ -48,13 +48,13 @@ def parse_light_level(spec):
     text = str(spec).strip()
     if text == NO_NOISE:
         return LightLevel(NO_NOISE, None, None)
-    if text in noise.LIGHT_PROFILES:
-        low, high = noise.LIGHT_PROFILES[text]
+    if text in LIGHT_PROFILES:
+        low, high = LIGHT_PROFILES[text]
         return LightLevel(text, low, high)
     match = _LUX.match(text)
     if match is None or float(match.group(1)) <= 0:
         raise ValueError(
-            f"light level must be a profile ({', '.join(noise.LIGHT_PROFILES)}), a positive number of lux (e.g. 12) "
+            f"light level must be a profile ({', '.join(LIGHT_PROFILES)}), a positive number of lux (e.g. 12) "
             f"or '{NO_NOISE}'; received {spec!r}"
         )
     lux = float(match.group(1))

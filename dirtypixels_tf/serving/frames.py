@@ -23,7 +23,14 @@ import os
 
 import numpy as np
 
-from dirtypixels_tf.catalog import DEFAULT_PRESET, DEFAULT_PROFILE, RELEASE_PATTERN, SERVING_SIGNATURE, UINT16_SIGNATURE
+from dirtypixels_tf.catalog import (
+    DEFAULT_PRESET,
+    DEFAULT_PROFILE,
+    LIGHT_PROFILES,
+    RELEASE_PATTERN,
+    SERVING_SIGNATURE,
+    UINT16_SIGNATURE,
+)
 from dirtypixels_tf.physics import noise
 from dirtypixels_tf.physics.sensor_files import resolve_sensor
 
@@ -98,7 +105,7 @@ def _noise_of_profile(profile, sensor):
     if low != high:
         raise ValueError(
             f"profile {profile!r} is a range of light levels: give the frame's --alpha and --sigma, or a fixed profile "
-            f"({', '.join(p for p, (a, b) in noise.LIGHT_PROFILES.items() if a == b)})"
+            f"({', '.join(p for p, (a, b) in LIGHT_PROFILES.items() if a == b)})"
         )
     return resolve_sensor(sensor).preset.at_light_level(low)
 
