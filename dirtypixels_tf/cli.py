@@ -14,11 +14,12 @@
 
 Each subcommand lives in dirtypixels_tf/commands/<name>.py with a `register(subparsers)` function. Bad arguments
 exit with status 2 and a one-line message. Arguments and paths are checked before TensorFlow is imported, so a
-wrong one is reported at once; TensorFlow's C++ start-up messages are hidden unless `--verbose` is given.
+wrong one is reported at once; TensorFlow's C++ messages (start-up notices, logs) are hidden unless `--verbose`
+is given.
 """
 
 import argparse
-import os
+import contextlib
 import sys
 
 from dirtypixels_tf.commands import (
@@ -33,7 +34,7 @@ from dirtypixels_tf.commands import (
     simulate,
     train,
 )
-from dirtypixels_tf.commands.common import UsageError, import_tensorflow
+from dirtypixels_tf.commands.common import UsageError, import_tensorflow, native_logs_hidden
 
 COMMANDS = (simulate, count, train, evaluate, export, serve, serving_config, classify, calibrate, convert)
 
@@ -60,13 +61,12 @@ def _all_subparsers(action):
 def main(argv=None):
     """Run the command line; returns the exit status (argument errors exit with status 2)."""
     args = build_parser().parse_args(argv)
-    if not args.verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         if getattr(args, "validate", None) is not None:
-            args.validate(args)  # the command's own checks that need no TensorFlow
-        import_tensorflow(args.verbose)
-        return args.run(args)
+            args.validate(args)  # the command's own checks, which import no TensorFlow: nothing of it to hide
+        with contextlib.nullcontext() if args.verbose else native_logs_hidden():
+            import_tensorflow(args.verbose)
+            return args.run(args)
     except (UsageError, ValueError) as error:
         args.parser.error(str(error))  # prints usage and "error: ..." to stderr, exits with status 2
 

@@ -1,6 +1,7 @@
 """What the subcommands share: the usage error and argument types."""
 
 import argparse
+import contextlib
 
 from dirtypixels_tf.catalog import LIGHT_PROFILES, check_sensor_spec
 
@@ -58,35 +59,54 @@ def path_or_name(names_hint):
 
 
 def import_tensorflow(verbose=False):
-    """Import TensorFlow; unless `verbose`, without its C++ start-up messages (absl's pre-initialisation lines,
-    the oneDNN and CUDA notices, 'failed call to cuInit' on a machine without a GPU). Captured messages are
-    shown if the import fails."""
+    """Import TensorFlow; unless `verbose`, with its Python logger at ERROR and its C++ logger at FATAL (what the
+    C++ logs write before that takes effect is hidden by `native_logs_hidden`)."""
     import os
     import sys
-    import tempfile
 
     if verbose or "tensorflow" in sys.modules:
         import tensorflow  # noqa: F401
 
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")
+
+
+@contextlib.contextmanager
+def native_logs_hidden():
+    """Send what native code writes to file descriptor 2 into a temporary file while Python's `sys.stderr` keeps
+    its destination. TensorFlow's C++ messages ignore TF_CPP_MIN_LOG_LEVEL until absl is initialised: each of its
+    shared libraries prints absl's 'All log messages before absl::InitializeLog()' line and the oneDNN and CUDA
+    notices when it is loaded, and some are loaded only when first used, so they are hidden for the whole command,
+    not only around `import tensorflow`. The hidden text is shown if the command fails other than by a usage error."""
+    import os
+    import sys
+    import tempfile
+
+    python_stderr = sys.stderr
+    python_stderr.flush()
+    saved = os.dup(2)
+    if python_stderr is sys.__stderr__:  # the process's own stderr (not one a caller replaced): keep it on fd 2's copy
+        sys.stderr = open(
+            saved, "w", buffering=1, encoding=python_stderr.encoding, errors=python_stderr.errors, closefd=False
+        )
     with tempfile.TemporaryFile() as captured:
-        saved = os.dup(2)
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # device discovery prints the CUDA notices: do it while captured
+            yield
+        except (SystemExit, KeyboardInterrupt, UsageError, ValueError):  # ValueError: a bad value, as in cli.main
+            raise
         except BaseException:
-            os.dup2(saved, 2)
             captured.seek(0)
             sys.stderr.write(captured.read().decode(errors="replace"))
             raise
         finally:
+            sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-    tf.get_logger().setLevel("ERROR")
+            sys.stderr = python_stderr
 
 
 def sensor_spec(text):

@@ -54,6 +54,7 @@ def test_bad_arguments_are_refused(tiny_model, tmp_path):
 # +-8 %: 59 % to 84 % for one model on four sets of simulated_inputs.
 AGREEMENT = 0.6
 FRAMES = 256
+CHANCE = 0.1  # 10 classes
 
 
 def _synthetic_task(count, seed):
@@ -69,8 +70,8 @@ def _synthetic_task(count, seed):
 
 
 def test_dynamic_range_tflite_of_a_trained_model_keeps_its_decisions(tmp_path):
-    """After a short training on a synthetic task (48 steps, then batch-norm statistics of the training frames: it
-    is 46 % accurate against 10 % chance, so its decisions depend on the frame) the quantized model must take most
+    """After a short training on a synthetic task (48 steps, then batch-norm statistics of the training frames) the
+    model is more accurate than chance, so its decisions depend on the frame; the quantized model must take most
     of the SavedModel's decisions (AGREEMENT) on FRAMES of the task's fresh frames and of simulated_inputs."""
     keras.utils.set_random_seed(1)
     head = build_head("mobilenet_v1", (SIZE, SIZE, 3), 10, width=0.25)
@@ -90,7 +91,10 @@ def test_dynamic_range_tflite_of_a_trained_model_keeps_its_decisions(tmp_path):
     predicted = np.argmax(model.predict(test_frames, batch_size=64, verbose=0)["logits"], axis=1)
     accuracy = float(np.mean(predicted == test_labels))
     print(f"synthetic task accuracy after 48 steps: {accuracy:.2f} (chance 0.10)")
-    assert accuracy >= 0.3 and len(set(predicted.tolist())) >= 3  # decisions that depend on the frame
+    # The premise, not a score (training's round-off differs between CPUs: 0.46 and 0.24 seen): above chance by 4
+    # binomial standard deviations of the test set, which a model that learned nothing passes with p < 1e-4.
+    assert accuracy >= CHANCE + 4 * np.sqrt(CHANCE * (1 - CHANCE) / len(test_labels))
+    assert len(set(predicted.tolist())) >= 3  # decisions that depend on the frame
     path = export_savedmodel(model, tmp_path / "trained")
     info = export_tflite(model, tmp_path / "trained.tflite", quantize="dynamic")
     parity = tflite_parity(info["path"], path, count=FRAMES, profile="6lux")

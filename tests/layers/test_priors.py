@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tolerances import model_bound
 
 from dirtypixels_tf.layers.priors import LiuDecodingModule, LiuEncodingModule, NidfUNet, ResidualUNetPrior
 
@@ -189,9 +190,12 @@ def test_mixed_float16_is_finite_and_close_to_float32(name, randomize, mixed_pre
 def test_batch_gives_each_image_its_result_alone_at_inference(name, randomize):
     layer, inputs = _built(name, randomize)
     batch = layer(*inputs).numpy()
+    # Batch and single image may sum in another order (oneDNN blocks by batch): round-off only, far below the O(1)
+    # change that an image seeing the other one would make.
+    bound = model_bound(layer, batch)
     for i in range(2):
         alone = layer(*[x[i : i + 1] for x in inputs]).numpy()
-        np.testing.assert_allclose(batch[i : i + 1], alone, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(batch[i : i + 1], alone, rtol=0, atol=bound)
 
 
 @pytest.mark.parametrize(
