@@ -142,3 +142,10 @@ def test_an_over_size_body_is_refused_with_413(exported, frames):
         )
         assert status == 200 and len(answer["outputs"]["top_k_labels"][0]) == 5
         assert set(answer["outputs"]["top_k_labels"][0]) <= set(CLASS_NAMES)
+        # the limit itself: a body of exactly --max-message-mb is served, one byte more is refused
+        limit = int(0.05 * 1024 * 1024)
+        body = json.dumps({"inputs": {k: v[:1].tolist() for k, v in frames.items()}}).encode()
+        status, answer = _call(small.rest_port, "/v1/models/tiny:predict", data=body.ljust(limit))
+        assert status == 200 and len(answer["outputs"]["logits"]) == 1
+        status, answer = _call(small.rest_port, "/v1/models/tiny:predict", data=body.ljust(limit + 1))
+        assert status == 413 and f"{limit + 1} bytes is larger than the maximum of {limit} bytes" in answer["error"]
