@@ -244,6 +244,27 @@ def test_relations_between_settings_are_checked():
         load("default.yaml", ["schedule.kind=constant"])
     with pytest.raises(config_lib.ConfigError, match=r"^distribution\.sync_batch_norm: must be true"):
         load("default.yaml", ["distribution.strategy=multi_worker"])
+    with pytest.raises(
+        config_lib.ConfigError, match=r"^data\.pattern: the frames are BGGR mosaics but the ISP reads RGGB"
+    ):
+        load("default.yaml", ["model.isp_settings={pattern: RGGB}"])
+    with pytest.raises(
+        config_lib.ConfigError, match=r"^data\.pattern: the frames are GRBG mosaics but the ISP reads BGGR"
+    ):
+        load("release_joint_3lux.yaml", ["data.pattern=GRBG"])  # a preset's ISP is BGGR
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "BGGR", "GRBG", "GBRG"])
+def test_the_isp_and_its_comparison_read_the_frames_bayer_phase(pattern):
+    """data.pattern sets the phase of the simulated mosaics: the ISP built, and the ISP of each comparison run,
+    read that phase unless model.isp_settings names it."""
+    from dirtypixels_tf.training.fit import comparison_config
+
+    config = load("default.yaml", [f"data.pattern={pattern}"])
+    assert build_model(config).get_layer("isp").pattern == pattern
+    assert config_lib.model_spec(comparison_config(config, "bilinear")).isp_settings["pattern"] == pattern
+    assert config_lib.pretrain_config(config).data.pattern == pattern
+    assert config_lib.model_spec(config_lib.pretrain_config(config)).isp_settings["pattern"] == pattern
 
 
 def test_overrides_and_base_chain(tmp_path):
@@ -251,7 +272,8 @@ def test_overrides_and_base_chain(tmp_path):
         "model: {isp: bilinear, head: mobilenet_v1, image_size: 32, num_classes: 10}\ndata: {epochs: 3}\n"
     )
     (tmp_path / "child.yaml").write_text("base: parent.yaml\ndata: {batch_size: 8}\n")
-    config = config_lib.load_config(tmp_path / "child.yaml", ["data.epochs=5", "model.isp_settings={pattern: RGGB}"])
+    overrides = ["data.epochs=5", "model.isp_settings={pattern: RGGB}", "data.pattern=RGGB"]
+    config = config_lib.load_config(tmp_path / "child.yaml", overrides)
     assert (config.data.epochs, config.data.batch_size, config.model.isp) == (5, 8, "bilinear")
     assert config.model.isp_settings == {"pattern": "RGGB"}
     config_lib.save_params(config, tmp_path / "run")
