@@ -658,10 +658,18 @@ def _validate_loss(config, spec):
 
 
 def _validate_run(config, spec):
-    """Stage weights, distribution, checkpoints, seed, comparisons and the stage-1 settings."""
+    """The Bayer phase, stage weights, distribution, checkpoints, seed, comparisons and the stage-1 settings."""
     from dirtypixels_tf.models import isp
+    from dirtypixels_tf.physics import mosaic
 
     loss = config.loss
+    if spec.isp is not None:
+        isp_pattern = str(spec.isp_settings.get("pattern", mosaic.RELEASE_PATTERN)).upper()
+        _require(
+            isp_pattern == config.data.pattern,
+            f"data.pattern: the frames are {config.data.pattern} mosaics but the ISP reads {isp_pattern} "
+            f"(model.isp_settings.pattern or the preset's); give them one Bayer phase",
+        )
     _require(config.stages.isp_weights is None or spec.isp is not None, "stages.isp_weights: this model has no ISP")
     _require(config.stages.head_weights is None or spec.head is not None, "stages.head_weights: this model has no head")
     dist = config.distribution
@@ -751,12 +759,15 @@ def model_spec(config):
     model = config.model
     if model.preset is not None:
         return presets.get_preset(model.preset).spec.with_num_classes(model.num_classes)
+    isp_settings = dict(model.isp_settings)
+    if model.isp is not None:
+        isp_settings.setdefault("pattern", config.data.pattern)  # the ISP reads the frames' Bayer phase
     return ModelSpec(
         model.image_size,
         model.isp,
         model.head,
         num_classes=model.num_classes or 1000,
-        isp_settings=dict(model.isp_settings),
+        isp_settings=isp_settings,
         head_width=model.head_width,
         freeze=model.freeze,
     )

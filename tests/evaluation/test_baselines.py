@@ -73,6 +73,20 @@ def test_display_pipeline_beats_the_noisy_input_through_the_same_tone_stages():
     )
 
 
+@pytest.mark.parametrize("pattern", mosaic.PATTERNS)
+def test_demosaickers_and_their_pipelines_keep_the_measured_pixels_of_every_pattern(pattern):
+    """The mosaic (with the same phase) of each demosaicker's output, alone and as a pipeline, is its input."""
+    raw = mosaic.mosaic(CROP[None], pattern).numpy()
+    for name in DEMOSAIC_ONLY:
+        outputs = {
+            "demosaic": baselines.demosaic(raw[0, :, :, 0], name, pattern)[None],
+            "pipeline": baselines.get_pipeline(name, pattern).process_batch(raw, 0.01, 0.01),
+        }
+        for kind, output in outputs.items():
+            again = mosaic.mosaic(output.astype(np.float32), pattern).numpy()
+            np.testing.assert_allclose(again, raw, atol=1e-5, err_msg=f"{name} {kind}")
+
+
 def test_demosaickers_on_a_noise_free_mosaic():
     raw = mosaic.mosaic(CROP[None]).numpy()[0, :, :, 0]
     scores = {name: metrics.psnr(np.clip(baselines.demosaic(raw, name), 0, 1), CROP)[0] for name in DEMOSAIC_ONLY}
@@ -91,6 +105,18 @@ def test_pack_and_unpack_bayer_planes():
     assert planes[0, 0].tolist() == [raw[0, 1], raw[1, 1], raw[0, 0], raw[1, 0]]
     for pattern in mosaic.PATTERNS:
         np.testing.assert_array_equal(baselines.unpack_bayer(baselines.pack_bayer(raw, pattern), pattern), raw)
+
+
+@pytest.mark.parametrize("pattern", mosaic.PATTERNS)
+def test_pack_bayer_orders_the_planes_by_colour_for_every_pattern(pattern):
+    """Planes G1, R, B, G2 whatever the phase. Each pixel holds 10 x its colour (R 1, G 2, B 3) + its index in the
+    2x2 tile (row-major), the colour read from the pattern's name (its letters are the tile in row-major order)."""
+    tile = np.array([10 * ("RGB".index(letter) + 1) + k for k, letter in enumerate(pattern)], np.float64)
+    codes = np.tile(tile.reshape(2, 2), (2, 3))
+    planes = baselines.pack_bayer(codes, pattern)
+    greens = [k for k in range(4) if pattern[k] == "G"]
+    expected = [20 + greens[0], 10 + pattern.index("R"), 30 + pattern.index("B"), 20 + greens[1]]
+    np.testing.assert_array_equal(planes, np.broadcast_to(expected, (2, 3, 4)))
 
 
 def _frames(source, lux):

@@ -25,6 +25,22 @@ def test_top_k_on_crafted_logits():
     assert metrics.top_k_accuracy(LOGITS, LABELS, 7) == 1.0  # k >= classes: always correct
 
 
+def test_top_k_at_every_rank_boundary_agrees_with_in_top_k():
+    """Distinct logits, the label at every rank r of 7: correct exactly when r <= k (rank k + 1 is the first miss),
+    as TensorFlow's in_top_k says."""
+    import tensorflow as tf
+
+    classes = 7
+    logits = np.stack([np.random.default_rng(row).permutation(classes) for row in range(classes)]).astype(np.float32)
+    ranks = np.arange(1, classes + 1)  # row r - 1 holds its label at rank r
+    labels = np.array([int(np.argsort(-logits[r - 1])[r - 1]) for r in ranks])
+    for k in range(1, classes + 1):
+        correct = metrics.top_k_correct(logits, labels, k)
+        np.testing.assert_array_equal(correct, ranks <= k, err_msg=f"k = {k}")
+        np.testing.assert_array_equal(correct, tf.math.in_top_k(labels, logits, k).numpy(), err_msg=f"k = {k}")
+        assert metrics.top_k_accuracy(logits, labels, k) == k / classes
+
+
 def test_top_k_rejects_bad_labels():
     with pytest.raises(ValueError, match=r"labels must be class indices in \[0, 7\).*7"):
         metrics.top_k_correct(LOGITS, np.array([0, 1, 2, 7]), 1)

@@ -178,6 +178,19 @@ def test_saved_model_cli_shows_the_signatures(exported):
     assert re.search(r"outputs\['image'\].*?shape: \(-1, 32, 32, 3\)", blocks["isp"], re.S)
 
 
+@pytest.mark.parametrize("top_k, columns", [(3, 3), (20, 10)])
+def test_top_k_outputs_hold_the_k_best_classes_at_most_every_class(tiny_model, frames, top_k, columns):
+    """The signatures' top-k outputs for top_k 3 and 20 on 10 classes: the 3 best, or all 10, best first."""
+    from dirtypixels_tf.export.savedmodel import _Signatures
+
+    logits = tiny_model(frames)["logits"]
+    outputs = _Signatures(tiny_model, (SIZE, SIZE), True, None, top_k, CLASS_NAMES).predictions({"logits": logits})
+    probabilities = tf.nn.softmax(logits).numpy()
+    order = np.argsort(-probabilities, axis=1)[:, :columns]
+    np.testing.assert_array_equal(outputs["top_k_classes"], order)
+    np.testing.assert_allclose(outputs["top_k_scores"], np.take_along_axis(probabilities, order, 1), atol=TOLERANCE)
+
+
 def test_metadata_and_warmup_file(exported):
     metadata = read_export_metadata(exported[1])
     assert metadata["class_names"] == CLASS_NAMES and metadata["image_size"] == [SIZE, SIZE]

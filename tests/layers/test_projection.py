@@ -32,11 +32,13 @@ def dense_blur(psf, height, width, channels):
 
 
 def dense_mosaic(height, width, pattern):
-    """Matrix of S: row p picks, at pixel p, the colour its filter passes."""
-    masks = mosaic.bayer_masks_numpy(height, width, pattern).reshape(-1, 3).astype(np.float64)
+    """Matrix of S: row p picks, at pixel p = (i, j), the colour its filter passes, read from the pattern's name
+    (its letters are the 2x2 tile (0, 0), (0, 1), (1, 0), (1, 1); e.g. BGGR: B at even rows and even columns)."""
     matrix = np.zeros((height * width, height * width * 3))
-    for p in range(height * width):
-        matrix[p, p * 3 : p * 3 + 3] = masks[p]
+    for i in range(height):
+        for j in range(width):
+            p = i * width + j
+            matrix[p, p * 3 + "RGB".index(pattern[2 * (i % 2) + j % 2])] = 1.0
     return matrix
 
 
@@ -53,7 +55,7 @@ def random(*shape):
 # ---- (a) A = S --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pattern", ["BGGR", "GRBG"])
+@pytest.mark.parametrize("pattern", mosaic.PATTERNS)
 def test_mosaic_projection_equals_dense_minimizer(pattern):
     v, y = random(2, 4, 6, 3), random(2, 4, 6, 1)
     gammas = np.array([0.5, 3.0], np.float32)
@@ -112,16 +114,17 @@ def test_blur_projection_with_small_gamma_inverts_an_invertible_psf():
 # ---- (c) A = S k* -----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("pattern", mosaic.PATTERNS)
 @pytest.mark.parametrize("gamma", [0.1, 2.0])
-def test_mosaic_blur_projection_meets_the_stated_cg_tolerance(gamma):
-    """With the default settings the true relative residual of the normal equations is <= the tolerance (1e-5)
-    up to float32 rounding of z, and so ||z - z*|| <= ||r|| / gamma."""
+def test_mosaic_blur_projection_meets_the_stated_cg_tolerance(gamma, pattern):
+    """With the default settings the true relative residual of the normal equations (of A = S k* with the pattern's
+    S) is <= the tolerance (1e-5) up to float32 rounding of z, and so ||z - z*|| <= ||r|| / gamma."""
     height = width = 6
     psf = random(3, 3, 3)
     psf /= psf.sum(axis=(0, 1))
     v, y = random(1, height, width, 3), random(1, height, width, 1)
-    z = projection.soft_projection_mosaic_blur(v, y, gamma, psf).numpy()[0].reshape(-1).astype(np.float64)
-    a = dense_mosaic(height, width, "BGGR") @ dense_blur(psf, height, width, 3)
+    z = projection.soft_projection_mosaic_blur(v, y, gamma, psf, pattern).numpy()[0].reshape(-1).astype(np.float64)
+    a = dense_mosaic(height, width, pattern) @ dense_blur(psf, height, width, 3)
     lhs = a.T @ a + gamma * np.eye(a.shape[1])
     rhs = a.T @ y[0].reshape(-1) + gamma * v[0].reshape(-1)
     residual = np.linalg.norm(rhs - lhs @ z)
@@ -235,6 +238,21 @@ def _model(operator, fixed_psf=False, **kwargs):
     model = keras.Model(inputs, layer(*inputs))
     arrays = [v, y] if psf is None else [v, y, psf]
     return model, layer, arrays
+
+
+@pytest.mark.parametrize("pattern", mosaic.PATTERNS)
+@pytest.mark.parametrize("operator", ["mosaic", "mosaic_blur"])
+def test_layer_projects_with_its_pattern(operator, pattern):
+    """The layer's pattern reaches the operator: its output is the dense minimizer with that pattern's S (CG run to
+    a relative residual of 1e-7, so ||z - z*|| <= 1e-7 ||b|| / gamma ~ 1e-6, under the float32 rounding allowed)."""
+    cg = {"cg_tolerance": 1e-7, "cg_iterations": 100} if operator == "mosaic_blur" else {}
+    layer, v, y, psf = _layer_and_inputs(operator, pattern=pattern, **cg)
+    z = layer(v, y, psf).numpy()
+    a = dense_mosaic(4, 4, pattern)
+    for i in range(2):
+        dense = a if psf is None else a @ dense_blur(psf[i], 4, 4, 3)
+        expected = dense_soft_projection(dense, v[i], y[i], 0.8).reshape(4, 4, 3)
+        np.testing.assert_allclose(z[i], expected, atol=1e-5)
 
 
 def test_gamma_is_positive_and_starts_at_gamma_init():

@@ -133,10 +133,11 @@ def test_release_normalization_runs_over_the_masked_three_channel_image():
     np.testing.assert_allclose(paper.transform(raw, alpha, sigma)[3]["offset"].numpy(), d.min(axis=(1, 2)), rtol=1e-5)
 
 
-def test_bilinear_isp_is_exact_on_constant_images():
-    model = build("bilinear")
+@pytest.mark.parametrize("pattern", mosaic.PATTERNS)
+def test_bilinear_isp_is_exact_on_constant_images(pattern):
+    model = IspModel(isp.build_isp("bilinear", pattern=pattern), (SIZE, SIZE))
     images = np.full((1, SIZE, SIZE, 3), [0.2, 0.4, 0.6], np.float32)
-    features = {"raw": mosaic.mosaic(images), "alpha": tf.ones([1]), "sigma": tf.ones([1])}
+    features = {"raw": mosaic.mosaic(images, pattern), "alpha": tf.ones([1]), "sigma": tf.ones([1])}
     np.testing.assert_allclose(model(features)["image"].numpy(), images, atol=1e-6)
 
 
@@ -188,19 +189,32 @@ def _without_prior_residual(layer):
 HIGH_LIGHT = (0.1, 0.1)  # 200 lux: alpha 1.9e-3, sigma 4.7e-3 with the release sensor
 
 
-def test_release_network_with_identity_prior_is_the_mosaic_plus_the_inverse_bias():
+def _masks_of(pattern, size):
+    """[size, size, 3] masks read from the pattern's name: its letters are the 2x2 tile (0, 0), (0, 1), (1, 0), (1, 1)."""
+    masks = np.zeros((size, size, 3), np.float32)
+    for i in range(size):
+        for j in range(size):
+            masks[i, j, "RGB".index(pattern[2 * (i % 2) + j % 2])] = 1.0
+    return masks
+
+
+@pytest.mark.parametrize("anscombe", [True, False])
+@pytest.mark.parametrize("pattern", mosaic.PATTERNS)
+def test_release_network_with_identity_prior_is_the_mosaic_plus_the_inverse_bias(pattern, anscombe):
     # Guards against the Anscombe network's inverse without its scale and offset: the closed form below holds only
     # if max-normalization is undone before the inverse GAT. With r = 0 the data step keeps x_0 = S^T D', which
     # equals the measured mosaic at the measured entries (there v = y), and the unmeasured entries hold
     # (D(0) - min D) k, the normalized GAT of 0. The algebraic inverse (D^2/4 - 1/8 - s^2) alpha maps the GAT of a
-    # value y back to y + alpha / 4 (its 1/4 is the asymptotic bias correction), so the output is S^T y + alpha / 4.
-    layer = isp.build_isp("anscombe")
+    # value y back to y + alpha / 4 (its 1/4 is the asymptotic bias correction), so the output is S^T y + alpha / 4;
+    # without the GAT (anscombe=False, the ablation) it is S^T y. Over every Bayer pattern: S^T, the mosaic of x_0
+    # and the projection's masks must all follow the network's pattern.
+    layer = isp.build_isp("anscombe", pattern=pattern, anscombe=anscombe)
     model = IspModel(layer, (SIZE, SIZE))
     _without_prior_residual(layer)
     clean = _scenes(SIZE)
-    features = SensorModel(light_levels="6lux").simulate(clean, seed=[0, 1])
+    features = SensorModel(light_levels="6lux", pattern=pattern).simulate(clean, seed=[0, 1])
     raw, alpha = features["raw"].numpy(), features["alpha"].numpy()[:, None, None, None]
-    expected = raw * mosaic.bayer_masks_numpy(SIZE, SIZE) + alpha / 4
+    expected = raw * _masks_of(pattern, SIZE) + (alpha / 4 if anscombe else 0.0)
     np.testing.assert_allclose(model(features)["image"].numpy(), expected, rtol=1e-4, atol=1e-5)
 
 

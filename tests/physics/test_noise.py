@@ -73,10 +73,35 @@ def test_light_level_for_noise_inverts_the_noise_model(preset, intensity):
     assert np.sqrt(alpha * intensity + sigma**2) == pytest.approx(0.2, rel=1e-9)
 
 
-def test_every_release_preset_is_there():
-    assert noise.SENSOR_PRESETS["Pixel7x7"] == (7.3344e-05, 0.0077)
-    assert len(noise.SENSOR_PRESETS) == 10
-    assert noise.LIGHT_PROFILES["2to20lux"] == (0.001, 0.010)
+# The original release's calibration, (Poisson scale, Gaussian std) at ISO 100, and its named light profiles.
+RELEASE_PRESETS = {
+    "Nexus_6P_rear": (0.00018724, 0.0004733),
+    "Nexus_6P_front": (0.00015, 0.0003875),
+    "SEMCO": (0.000388, 0.0025),
+    "OV2740": (0.000088021, 0.00022673),
+    "Pixel": (0.0153, 0.0328),
+    "Pixel3x3": (2.2682e-4, 0.0017),
+    "Pixel5x5": (1.2361e-4, 0.0043),
+    "Pixel7x7": (7.3344e-05, 0.0077),
+    "GAUSS": (0, 1),
+    "POISSON": (1, 0),
+}
+RELEASE_PROFILES = {
+    "3lux": (0.0015, 0.0015),
+    "6lux": (0.003, 0.003),
+    "2to20lux": (0.001, 0.010),
+    "2to200lux": (0.001, 0.1),
+}
+
+
+def test_every_release_preset_and_light_profile_is_there_with_its_values():
+    assert noise.DEFAULT_PRESET == "Nexus_6P_rear"
+    assert {name: tuple(values) for name, values in noise.SENSOR_PRESETS.items()} == RELEASE_PRESETS
+    for name, (poisson, gauss) in RELEASE_PRESETS.items():
+        assert noise.get_noise_preset(name) == noise.NoisePreset(poisson, gauss)
+    assert {name: tuple(levels) for name, levels in noise.LIGHT_PROFILES.items()} == RELEASE_PROFILES
+    for name, levels in RELEASE_PROFILES.items():
+        assert noise.get_light_profile(name) == levels
 
 
 def test_bad_input_is_named():

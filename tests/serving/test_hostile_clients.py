@@ -236,6 +236,7 @@ def test_classify_over_max_batch_is_refused(strict, frames):
             client.classify(examples, model="tiny")
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "has a batch of 9, more than this server's --max-batch of 8" in error.value.details()
+        assert len(client.classify(examples[:8], model="tiny")) == 8  # a batch of exactly --max-batch is served
 
 
 MALFORMED_HTTP = {

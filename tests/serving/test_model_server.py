@@ -66,6 +66,35 @@ def test_every_signature_round_trips(client, exported, frames):
         np.testing.assert_allclose([score for _, score in classes], probabilities[index], atol=1e-5)
 
 
+def test_classify_with_a_shared_context_lets_each_example_override_it(client, exported, frames):
+    """example_list_with_context: each example is read as context + example (TF Serving's rule), so the context's
+    alpha and sigma reach every example, and an example's own sigma wins over the context's."""
+    from tensorflow_serving.apis import classification_pb2
+
+    alpha, sigma, own_sigma = 0.05, 0.02, 0.4
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name, request.model_spec.signature_name = "tiny", "classify"
+    listed = request.input.example_list_with_context
+    listed.context.ParseFromString(make_example(frames["raw"][0], alpha, sigma))
+    del listed.context.features.feature["raw"]
+    for index in range(3):
+        example = listed.examples.add()
+        example.ParseFromString(make_example(frames["raw"][index], alpha, own_sigma))
+        del example.features.feature["alpha"]
+        if index < 2:
+            del example.features.feature["sigma"]
+    response = client.prediction.Classify(request, timeout=60)
+    local = tf.saved_model.load(exported[1]).signatures["serving_default"]
+    sigmas = np.float32([sigma, sigma, own_sigma])
+    expected = local(raw=frames["raw"][:3], alpha=np.float32([alpha] * 3), sigma=sigmas)["probabilities"].numpy()
+    assert len(response.result.classifications) == 3
+    for index, result in enumerate(response.result.classifications):
+        assert [c.label for c in result.classes] == CLASS_NAMES
+        np.testing.assert_allclose([c.score for c in result.classes], expected[index], atol=1e-5)
+    with_context_sigma = local(raw=frames["raw"][2:3], alpha=np.float32([alpha]), sigma=np.float32([sigma]))
+    assert np.abs(with_context_sigma["probabilities"].numpy()[0] - expected[2]).max() > 1e-3  # the override matters
+
+
 def test_output_filter_returns_only_the_outputs_asked_for(client, frames):
     outputs, _ = client.request(frames, model="tiny", output_filter=["top_k_classes", "top_k_scores"])
     assert sorted(outputs) == ["top_k_classes", "top_k_scores"]

@@ -47,6 +47,23 @@ def test_row_and_columnar_predict_equal_grpc(server, client, frames):
     np.testing.assert_array_equal(answer["outputs"]["top_k_classes"], expected["top_k_classes"])
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_row_predict_of_a_single_output_signature_answers_each_row_with_its_own_result(server, client, frames, batch):
+    """The "isp" signature has one output ("image"): row format answers a list of bare values, one per instance."""
+    expected = client.predict(frames["raw"][:batch], frames["alpha"][:batch], frames["sigma"][:batch], "tiny", "isp")
+    assert set(expected) == {"image"}
+    instances = [
+        {"raw": frames["raw"][i].tolist(), "alpha": float(frames["alpha"][i]), "sigma": float(frames["sigma"][i])}
+        for i in range(batch)
+    ]
+    status, rows = _call(server.rest_port, "/v1/models/tiny:predict", {"signature_name": "isp", "instances": instances})
+    assert status == 200 and len(rows["predictions"]) == batch
+    for index, row in enumerate(rows["predictions"]):
+        np.testing.assert_allclose(row, expected["image"][index], atol=1e-5)
+    if batch > 1:  # the frames differ, so a row answered with another row's result would be caught
+        assert np.abs(expected["image"][0] - expected["image"][1]).max() > 1e-3
+
+
 def test_uint16_signature_over_rest_checks_integers(server, client):
     raw = np.random.default_rng(1).integers(64, 1023, (1, SIZE, SIZE, 1))
     inputs = {"raw": raw.tolist(), "black_level": [64.0], "white_level": [1023.0], "iso": [800.0]}
@@ -125,3 +142,10 @@ def test_an_over_size_body_is_refused_with_413(exported, frames):
         )
         assert status == 200 and len(answer["outputs"]["top_k_labels"][0]) == 5
         assert set(answer["outputs"]["top_k_labels"][0]) <= set(CLASS_NAMES)
+        # the limit itself: a body of exactly --max-message-mb is served, one byte more is refused
+        limit = int(0.05 * 1024 * 1024)
+        body = json.dumps({"inputs": {k: v[:1].tolist() for k, v in frames.items()}}).encode()
+        status, answer = _call(small.rest_port, "/v1/models/tiny:predict", data=body.ljust(limit))
+        assert status == 200 and len(answer["outputs"]["logits"]) == 1
+        status, answer = _call(small.rest_port, "/v1/models/tiny:predict", data=body.ljust(limit + 1))
+        assert status == 413 and f"{limit + 1} bytes is larger than the maximum of {limit} bytes" in answer["error"]

@@ -75,6 +75,104 @@ def test_release_recipe_numbers():
     assert load("shrinkage2017_pretrain_3lux.yaml").lbfgs.iterations == 400
 
 
+# The papers' and the release's training recipes (reference_facts.md, "Training recipes"), checked on every config
+# of a family: a number changed in one member (e.g. a decay rate) fails for that member.
+LIGHT_PROFILES = ("3lux", "6lux", "2to20lux", "2to200lux")
+RELEASE_RMSPROP = {"name": "rmsprop", "learning_rate": 4.5e-4, "rho": 0.9, "momentum": 0.9, "epsilon": 1.0}
+RELEASE_SCHEDULE = {"kind": "exponential", "decay_rate": 0.94, "decay_epochs": 2.0, "staircase": True}
+PAPER_2017_RMSPROP = {"name": "rmsprop", "learning_rate": 4.5e-3, "rho": 0.9, "epsilon": 1.0}
+PAPER_2017_SCHEDULE = {"kind": "exponential", "decay_rate": 0.94, "decay_epochs": 1.0, "staircase": True}
+# Diamond et al. 2017 Table 2 settings: (profile, PSF)
+SETTINGS_2017 = {
+    "3lux": ("3lux", "none"),
+    "6lux": ("6lux", "none"),
+    "6lux_offaxis": ("6lux", "offaxis"),
+    "6lux_periphery": ("6lux", "periphery"),
+}
+LIU_SIGMAS = (15, 30, 45, 60)
+
+
+def _assert_fields(section, expected, name):
+    actual = {key: getattr(section, key) for key in expected}
+    assert actual == pytest.approx(expected), name
+
+
+def _release_families():
+    for profile in LIGHT_PROFILES:
+        for family in ("release_joint", "raw_mobilenet_v1", "raw_mobilenet_v2_140", "bilinear_finetune_mobilenet_v1"):
+            yield f"{family}_{profile}.yaml", profile, 4e-5
+        yield f"release_stage1_isp_{profile}.yaml", profile, 0.0  # the release builds its ISP with weight_decay=0
+    yield "release_stage1_head.yaml", None, 4e-5
+
+
+@pytest.mark.parametrize("name, profile, weight_decay", list(_release_families()), ids=lambda v: str(v))
+def test_release_recipe_in_every_config_of_the_2021_families(name, profile, weight_decay):
+    """Seed 001 / the release: RMSProp (decay 0.9, momentum 0.9, epsilon 1.0, TF1's accumulator at ones), lr 4.5e-4,
+    staircase exponential decay 0.94 every 2 epochs, at the light level the name says, 128x128 input."""
+    config = load(name)
+    _assert_fields(config.optimizer, RELEASE_RMSPROP, name)
+    _assert_fields(config.schedule, RELEASE_SCHEDULE, name)
+    assert config.optimizer.tf1_rmsprop_init is True and config.optimizer.weight_decay == weight_decay, name
+    assert config_lib.model_spec(config).image_size == 128, name
+    if profile is not None:
+        assert (config.data.profile, config.data.sensor, config.data.psf) == (profile, "Nexus_6P_rear", "none"), name
+    if config.loss.kind == "classification":  # the release's 256 per clone x 4 clones, 1001 classes
+        assert config.data.batch_size == 1024 and config_lib.model_spec(config).num_classes == 1001, name
+    else:
+        spec = config_lib.model_spec(config)
+        assert (config.loss.kind, spec.isp, spec.isp_settings["iterations"]) == ("l1", "anscombe", 1), name
+
+
+@pytest.mark.parametrize("setting", SETTINGS_2017)
+@pytest.mark.parametrize("family", ["shrinkage2017_joint", "inception_v4_finetune"])
+def test_2017_recipe_in_every_joint_and_finetune_config(family, setting):
+    """Seed 000: RMSProp (decay 0.9, epsilon 1.0), lr 4.5e-3 decayed by 0.94 every epoch, 2 epochs, at the Table 2
+    setting the name says."""
+    name = f"{family}_{setting}.yaml"
+    config = load(name)
+    _assert_fields(config.optimizer, PAPER_2017_RMSPROP, name)
+    _assert_fields(config.schedule, PAPER_2017_SCHEDULE, name)
+    assert config.data.epochs == 2 and config.loss.kind == "classification", name
+    assert (config.data.profile, config.data.psf) == SETTINGS_2017[setting], name
+
+
+@pytest.mark.parametrize("setting", SETTINGS_2017)
+def test_2017_pretraining_in_every_shrinkage_config(setting):
+    """Seed 000 Sec. 6: 400 L-BFGS iterations for average PSNR; 2000 100x100 patches for denoising, 200 180x180
+    colour patches for joint deblurring and denoising."""
+    name = f"shrinkage2017_pretrain_{setting}.yaml"
+    config = load(name)
+    profile, psf = SETTINGS_2017[setting]
+    assert (config.trainer, config.lbfgs.iterations, config.loss.kind) == ("lbfgs", 400, "psnr"), name
+    assert (config.data.profile, config.data.psf) == (profile, psf), name
+    task, examples, size = ("denoise", 2000, 100) if psf == "none" else ("deblur_denoise", 200, 180)
+    spec = config_lib.model_spec(config)
+    assert (spec.isp_settings["task"], config.lbfgs.examples, spec.image_size) == (task, examples, size), name
+
+
+@pytest.mark.parametrize("sigma", LIU_SIGMAS)
+def test_liu_recipe_in_every_config_of_the_family(sigma):
+    """Liu et al.: Gaussian noise sigma / 255 (GAUSS at light level 255 / sigma); pretraining with SGD, batch 32,
+    48x48 patches, MSE; joint training with lambda 0.25 and the classifier frozen."""
+    light = 255 / sigma
+    pretrain = load(f"liu_pretrain_sigma{sigma}.yaml")
+    joint = load(f"liu_joint_sigma{sigma}.yaml")
+    for config in (pretrain, joint):
+        assert config.data.sensor == "GAUSS" and config.data.profile == pytest.approx([light, light], rel=1e-4)
+    assert (pretrain.optimizer.name, pretrain.data.batch_size, pretrain.loss.kind) == ("sgd", 32, "mse")
+    assert config_lib.model_spec(pretrain).image_size == 48
+    assert (joint.loss.kind, joint.loss.weight, config_lib.model_spec(joint).freeze) == ("liu", 0.25, "head")
+
+
+def test_nidf_recipe_in_both_configs():
+    """NIDF: Adam, lr 1e-4 pretraining then 1e-5 joint with weight 0.5, batch 16, AWGN sigma in [10, 40] / 255."""
+    pretrain, joint = load("nidf_pretrain.yaml"), load("nidf_joint.yaml")
+    for config, rate in ((pretrain, 1e-4), (joint, 1e-5)):
+        assert (config.optimizer.name, config.optimizer.learning_rate, config.data.batch_size) == ("adam", rate, 16)
+        assert config.data.sensor == "GAUSS" and config.data.profile == pytest.approx([255 / 40, 255 / 10])
+    assert (joint.loss.kind, joint.loss.weight) == ("nidf", 0.5)
+
+
 def _build_groups(big):
     groups = {}
     for name in NAMED:
@@ -146,6 +244,27 @@ def test_relations_between_settings_are_checked():
         load("default.yaml", ["schedule.kind=constant"])
     with pytest.raises(config_lib.ConfigError, match=r"^distribution\.sync_batch_norm: must be true"):
         load("default.yaml", ["distribution.strategy=multi_worker"])
+    with pytest.raises(
+        config_lib.ConfigError, match=r"^data\.pattern: the frames are BGGR mosaics but the ISP reads RGGB"
+    ):
+        load("default.yaml", ["model.isp_settings={pattern: RGGB}"])
+    with pytest.raises(
+        config_lib.ConfigError, match=r"^data\.pattern: the frames are GRBG mosaics but the ISP reads BGGR"
+    ):
+        load("release_joint_3lux.yaml", ["data.pattern=GRBG"])  # a preset's ISP is BGGR
+
+
+@pytest.mark.parametrize("pattern", ["RGGB", "BGGR", "GRBG", "GBRG"])
+def test_the_isp_and_its_comparison_read_the_frames_bayer_phase(pattern):
+    """data.pattern sets the phase of the simulated mosaics: the ISP built, and the ISP of each comparison run,
+    read that phase unless model.isp_settings names it."""
+    from dirtypixels_tf.training.fit import comparison_config
+
+    config = load("default.yaml", [f"data.pattern={pattern}"])
+    assert build_model(config).get_layer("isp").pattern == pattern
+    assert config_lib.model_spec(comparison_config(config, "bilinear")).isp_settings["pattern"] == pattern
+    assert config_lib.pretrain_config(config).data.pattern == pattern
+    assert config_lib.model_spec(config_lib.pretrain_config(config)).isp_settings["pattern"] == pattern
 
 
 def test_overrides_and_base_chain(tmp_path):
@@ -153,7 +272,8 @@ def test_overrides_and_base_chain(tmp_path):
         "model: {isp: bilinear, head: mobilenet_v1, image_size: 32, num_classes: 10}\ndata: {epochs: 3}\n"
     )
     (tmp_path / "child.yaml").write_text("base: parent.yaml\ndata: {batch_size: 8}\n")
-    config = config_lib.load_config(tmp_path / "child.yaml", ["data.epochs=5", "model.isp_settings={pattern: RGGB}"])
+    overrides = ["data.epochs=5", "model.isp_settings={pattern: RGGB}", "data.pattern=RGGB"]
+    config = config_lib.load_config(tmp_path / "child.yaml", overrides)
     assert (config.data.epochs, config.data.batch_size, config.model.isp) == (5, 8, "bilinear")
     assert config.model.isp_settings == {"pattern": "RGGB"}
     config_lib.save_params(config, tmp_path / "run")
