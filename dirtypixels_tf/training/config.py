@@ -665,9 +665,10 @@ def _validate_run(config, spec):
     loss = config.loss
     if spec.isp is not None:
         isp_pattern = str(spec.isp_settings.get("pattern", mosaic.RELEASE_PATTERN)).upper()
+        frames = frames_pattern(config)
         _require(
-            isp_pattern == config.data.pattern,
-            f"data.pattern: the frames are {config.data.pattern} mosaics but the ISP reads {isp_pattern} "
+            isp_pattern == frames,
+            f"data.pattern: the frames are {frames} mosaics but the ISP reads {isp_pattern} "
             f"(model.isp_settings.pattern or the preset's); give them one Bayer phase",
         )
     _require(config.stages.isp_weights is None or spec.isp is not None, "stages.isp_weights: this model has no ISP")
@@ -751,6 +752,13 @@ def require_complete(config):
     return config
 
 
+def frames_pattern(config):
+    """The Bayer phase of the run's frames: data.pattern, else its sensor's (a sensor.yaml's, else BGGR)."""
+    from dirtypixels_tf.physics.sensor_files import resolve_sensor
+
+    return config.data.pattern or resolve_sensor(config.data.sensor).pattern
+
+
 def model_spec(config):
     """The models.ModelSpec of `config.model`: its preset's (num_classes may override it) or the explicit fields."""
     from dirtypixels_tf.models import presets
@@ -761,7 +769,7 @@ def model_spec(config):
         return presets.get_preset(model.preset).spec.with_num_classes(model.num_classes)
     isp_settings = dict(model.isp_settings)
     if model.isp is not None:
-        isp_settings.setdefault("pattern", config.data.pattern)  # the ISP reads the frames' Bayer phase
+        isp_settings.setdefault("pattern", frames_pattern(config))  # the ISP reads the frames' Bayer phase
     return ModelSpec(
         model.image_size,
         model.isp,
