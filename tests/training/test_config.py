@@ -267,6 +267,22 @@ def test_the_isp_and_its_comparison_read_the_frames_bayer_phase(pattern):
     assert config_lib.model_spec(config_lib.pretrain_config(config)).isp_settings["pattern"] == pattern
 
 
+@pytest.mark.parametrize("pattern", ["RGGB", "GRBG"])
+def test_without_data_pattern_the_isp_reads_the_sensor_files_phase(tmp_path, pattern):
+    """data.pattern unset: the frames take a calibrated sensor.yaml's phase, and so do the ISP and the
+    comparison's ISP (not the release's BGGR)."""
+    from dirtypixels_tf.physics import noise, sensor_files
+    from dirtypixels_tf.training.fit import comparison_config
+
+    calibration = sensor_files.SensorCalibration(noise.NoisePreset(2e-4, 5e-4), pattern)
+    path = sensor_files.save_sensor_preset(tmp_path / "sensor.yaml", calibration)
+    config = load("default.yaml", [f"data.sensor={path}"])
+    assert config.data.pattern is None
+    assert config_lib.frames_pattern(config) == pattern
+    assert build_model(config).get_layer("isp").pattern == pattern
+    assert config_lib.model_spec(comparison_config(config, "bilinear")).isp_settings["pattern"] == pattern
+
+
 def test_overrides_and_base_chain(tmp_path):
     (tmp_path / "parent.yaml").write_text(
         "model: {isp: bilinear, head: mobilenet_v1, image_size: 32, num_classes: 10}\ndata: {epochs: 3}\n"
