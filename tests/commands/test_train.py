@@ -1,9 +1,15 @@
 """`dirtypixels train`: the default experiment at a tiny size, overrides, and clear errors."""
 
 import json
+import subprocess
+import sys
 
+import keras
+import numpy as np
 import pytest
 
+import dirtypixels_tf.models.isp  # noqa: F401  (registers the ISP layers for loading)
+import dirtypixels_tf.models.joint  # noqa: F401
 from dirtypixels_tf import cli
 from dirtypixels_tf.data.fashion_mnist import FASHION_MNIST_CLASSES
 
@@ -52,6 +58,37 @@ def test_default_experiment_trains_both_models_and_prints_their_accuracy(tmp_pat
         cli.main(["train", "--run-dir", str(tmp_path / "run"), *sets(TINY + ["seed=1"])])
     assert exit_info.value.code == 2
     assert "holds a run of another config" in capsys.readouterr().err
+
+
+def _train_in_a_fresh_process(run_dir, overrides):
+    command = [sys.executable, "-c", "import sys; from dirtypixels_tf.cli import main; sys.exit(main())"]
+    command += ["train", "--run-dir", str(run_dir), "--quiet", *sets(overrides)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_the_default_job_run_twice_gives_the_same_weights_and_report(tmp_path):
+    """The default job's whole chain (stage 1, stage 2, the bilinear comparison, precise batch norm, the report) at
+    a tiny size, run twice in fresh processes with one seed: every model's weights equal bit for bit, and so do the
+    test metrics and the report's cells. Each batch is a function of (seed, epoch, batch index) and every random
+    draw is stateless, so nothing may depend on the process, the clock or the load (the two runs go side by side)."""
+    overrides = TINY + ["precise_bn_batches=2", "seed=7"]
+    runs = [tmp_path / "first", tmp_path / "second"]
+    processes = [_train_in_a_fresh_process(run, overrides) for run in runs]
+    for process in processes:
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output[-3000:]
+    for part in ("stage1/model.keras", "model.keras", "compare/bilinear/model.keras"):
+        first, second = (keras.models.load_model(run / part, compile=False).get_weights() for run in runs)
+        assert len(first) == len(second) > 0, part
+        for a, b in zip(first, second):
+            np.testing.assert_array_equal(a, b, err_msg=part)
+    metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
+    assert metrics[0]["test"] == metrics[1]["test"]
+    assert metrics[0]["comparisons"]["bilinear"]["test"] == metrics[1]["comparisons"]["bilinear"]["test"]
+    for name in ("joint", "bilinear"):
+        cells = [json.loads((run / "report" / name / "evaluation.json").read_text())["cells"] for run in runs]
+        assert cells[0] == cells[1], name
+    assert (runs[0] / "report" / "report.md").read_text() == (runs[1] / "report" / "report.md").read_text()
 
 
 @pytest.mark.parametrize(
