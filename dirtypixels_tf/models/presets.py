@@ -4,28 +4,8 @@
 measure; `paper` quotes the paper's figures for the same row (parameters in millions, "FLOPs" = multiply-adds in
 millions), which the tests compare against where the architecture is fully specified. 1001 classes means
 background first (the original release and TF-slim). Bayer frames need even sizes, so the "299" Inception-v4
-presets take 300x300 RAW frames: past its first (valid, stride-2) convolution Inception-v4 has the same feature
-map sizes at 300 as at 299.
-
-Where the counts differ from the papers (Diamond et al. 2021, Tables 1-2):
-- Parameters match: 4.28 M for the joint Anscombe model (47,661 ISP + 4,233,001 MobileNet-v1 at 1001 classes) and
-  11.99 M for the Chen U-Net model (7,760,268 + 4,233,001). The ISP's 47,661 are the prior's 47,659 plus the
-  release's two learned scalars (lambda and beta for one iteration), as in its checkpoints.
-- Multiply-adds do not all match. MobileNet-v1 at 128 is 186.4 M here (as in TF-slim's own table) against the
-  paper's 181 M; the release Anscombe network is 116.3 M (its dilated first convolution counted in full, as by
-  hand) against the 101 M the paper's total implies, so the joint model is 302.7 M against 282 M (+7.3 %). The
-  Chen U-Net is 757.1 M here, also by hand from its published layers
-  (5 levels of two 3x3 convolutions at 64x64 to 4x4, 32 to 512 channels), against the 356 M the paper's 537 M
-  implies: the paper must count differently, and the architecture is checked by its exact parameter count.
-- joint_packed_mobilenet_v1_128 (not in the papers): the Anscombe network with its prior at half resolution on the
-  packed 2x2 blocks (12 channels + noise channel, top width 8, 3 levels; models/isp.py, domain="packed"): 48,966
-  ISP parameters (48,964 of the prior + lambda + beta) and 34.4 M multiply-adds against the release's 116.3 M, so
-  220.8 M for the joint model (1.18 x MobileNet-v1's 186.4 M, against 1.62 x for the release).
-- The shrinkage-fields denoiser keeps the colour channels apart by folding them into the batch axis, so its 24
-  filters run three times per image: 469.0 M multiply-adds at 300x300 (the deblurring variant merges the channels
-  in its proximal operator and is 158.0 M).
-- MobileNet-v2 1.4 from keras.applications has 6.11 M trainable parameters and 191 M multiply-adds at 128x128
-  against the paper's 6.90 M and 320 M (the paper's figures match no MobileNet-v2 1.4 at 128 that we know of).
+presets take 300x300 RAW frames (past its first valid stride-2 convolution Inception-v4 has the same feature map
+sizes at 300 as at 299). Where the counts differ from the papers' and why: docs/models.md.
 """
 
 import dataclasses

@@ -1,82 +1,16 @@
 """Noise calibration from RAW captures: the clipped Poisson-Gaussian noise (alpha, sigma) per ISO.
 
-Calibration runs once, offline, on whole frames, so this module is NumPy / SciPy (no TensorFlow graph). The
-dark-frame terms of Wei et al. 2020 are fitted in physics/dark_noise.py; the sensor.yaml that holds the result is
-read and written by physics/sensor_files.py.
-
-Noise (Diamond et al. 2017 and 2021, Sec. 3.2, after Foi et al. 2008 and 2009). Captures are RAW mosaics [H, W] in [0, 1]
-(`data.camera_raw.read_raw` gives them) of the package's sensor: y = clip(alpha P(x / alpha) + N(0, sigma^2), 0, 1),
-so Var[y] = alpha x + sigma^2 away from 0 and 1. Each mosaic is split into its four Bayer planes (2x2
-subsampling, so a plane holds one colour filter) and each plane into blocks of `block` x `block` plane pixels.
-Per block:
-- mean: the mean of its pixels;
-- variance, "spatial" (one or more frames of any scenes): the mean square of the block's diagonal Haar details
-  (a - b - c + d) / 2 over its 2x2 cells, which cancel any signal that is constant or linear along rows or along
-  columns and have the noise's variance. The horizontal and vertical details (a - b + c - d) / 2 and
-  (a + b - c - d) / 2 measure the block's texture; for independent noise they are uncorrelated with the diagonal
-  one, so choosing blocks by texture hardly biases the variance. A block is smooth when both texture measures
-  stay below the noise curve times 1 + t sqrt(2 / n), n = (block / 2)^2 details per block and t =
-  `texture_tolerance` (standard deviations of a noise-only block's estimate; 1 by default), and (block a multiple
-  of 4) the energy of the three Haar details of the next scale (the details of the cells' (a + b + c + d) / 2,
-  also of the noise's variance, 3 (block / 4)^2 per block) stays below it with 3 t standard deviations: natural
-  texture's energy grows with scale, so this loose test catches coarse texture that the finest scale hides in
-  the noise. The curve starts from a robust fit (per-bin medians over all blocks) and is refitted on the smooth blocks until the selection
-  settles (at most 4 rounds);
-- variance, "temporal" (several frames of one static scene): the mean over the block of each pixel's variance
-  across the frames (ddof 1). Texture does not bias it where the model is linear in x, but near 0 and 1, where
-  clipping bends the curve, a block mixing dark and darker pixels has less variance than the model at its mean
-  (Jensen): there a block must also pass the texture test, on the Haar details of the frames' mean (noise
-  variance Var[y] / N) with tolerance 3. Blocks whose darkest and brightest mean pixels lie 4 noise stds inside
-  [0, 1] are kept whatever their texture.
-Blocks are pooled over frames and planes (one (alpha, sigma) per sensor, as the package's noise model has; but see
-colour planes below) and fitted one by one by weighted least squares with the clipped model (not by dropping blocks
-near 0 and 1): the predicted variance of a block is Var[y] at the x whose E[y] equals its measured mean, tabulated
-by `clipped_moments`, which sums the Poisson part exactly over photon counts (the Gaussian approximation of Foi et
-al. 2009 is off by 2-10 % in the variance at low counts and near saturation). Weights n / (2 f^2), f the previous
-fit's variance (three reweighting rounds). Dropped: blocks of variance exactly 0 (constant or fully saturated) and
-blocks beyond the saturation knee (mean above E[y] at x = 1, i.e. over half the pixels clipped), where the variance
-falls to 0 within a fraction of the noise and the noise of the block's own mean would dominate. `bins` equal
-intensity bins on [0, 1] serve the coverage check (kept blocks in at least 3 bins, else alpha and sigma cannot be
-told apart) and the returned points; the robust start uses `bins` bins of equal block counts.
-
-Spatial, colour planes: texture only adds variance, and a scene's texture differs by colour while the noise curve is
-one for the four planes. So once the selection settles, each plane's kept blocks (those 4 noise stds inside [0, 1])
-are compared with the other planes' by the mean of variance / `expected_variance_at_mean`; the plane furthest above
-the others, if by more than PLANE_TEXTURE_Z = 3 standard errors and 5 % of the noise variance, is left out and the
-selection and fit rerun, until no plane stands out (`_textured_plane`). On the astronaut at ISO 200 the blue plane's
-smooth blocks measure 25 to 40 % above the others' (3.6 to 4.9 standard errors over 6 seeds; the grain of the
-photograph's blue layer: the blue plane alone gives alpha +45 to +52 %) and are left out; at ISO 800 the blue plane in
-one seed of six (3.0 standard errors); at ISO 3200 and 6400, in frames without metadata (3 to 96 lux) and on the real
-Canon frame of the tests no plane. Measured and not used: a low quantile of the block variances per intensity bin,
-unbiased for pure noise by the chi-square quantile. Texture adds to a block's variance rather than scaling it, so at a
-quantile where chi-square samples are c times their mean it weighs 1 / c times more than in the mean (2.4 times at q =
-0.02 for 16 details): on the astronaut at ISO 200, +30 % in the bright bins against +8 to +21 % for the mean of the
-smooth blocks.
-
-The fit compares each block's variance with `expected_variance_at_mean`: the clipped model at the block's measured
-mean, corrected to second order for the noise of that mean (block^2 pixels, times N frames for "temporal"), which
-otherwise tilts the fit where clipping bends the curve; below E[y](0), where only that noise puts a black block's
-mean, the model continues along its slope at x = 0 (flat there, it was 2.5 % high on black blocks and sigma came
-out 4 to 5 % low on natural scenes with black areas).
-
-Accuracy (tests/physics/test_noise_estimation.py; gray charts of 16 levels from 0.002 to 1.05): alpha and sigma within
-5 %. At noise std 0.11 at mid-gray (ISO 10000 of Nexus_6P_rear, 4 seeds) alpha comes out +0.1 % (spatial, one frame)
-and +0.9 % (temporal, two frames), sigma +1.3 % and 0.0 %; before the correction for the noise of the block means it
-was +13 % and +6 %. On one natural image (skimage's astronaut as a BGGR mosaic, Nexus_6P_rear, 3 seeds;
-benchmarks/noise_calibration_accuracy.py): spatial, alpha -1.4 to +5.1 % and sigma -1.6 to +6.8 % at ISO 800 to 6400;
-at ISO 200 alpha +10.6 to +15.4 % (mean +12.2 %; +14.4 to +20.1 % with the blue plane kept) and sigma +2.4 to +6.1 %.
-There the photograph's own grain in its red and green planes, white like the noise (higher-order difference filters
-measure as much of it as the Haar detail), is a tenth of the noise variance even in its smoothest bright blocks, and
-no choice of blocks goes below it: chosen by their noise-free horizontal and vertical texture (at most 20 % of the
-noise) the blocks give alpha +13 %, and even chosen by the noise-free content of the measured diagonal details
-themselves (at most 10 %) +8 % (+4 to +11 % over 6 seeds). The estimator finds that grain on the noise-free
-photograph alone: alpha 2.6e-5, 7.0 % of ISO 200's (1.8 % of ISO 800's). Imaged through a lens first (blurred by
-`optics.get_psf("center")`, std 0.67 px, before mosaicking and noise, as a sensor sees a scene), the same photograph
-gives alpha +2.2 % (+0.7 to +5.2 % over 6 seeds) and sigma +1.9 % at ISO 200, and alpha -0.4 to +0.9 %, sigma +1.2 to
-+1.7 % on average at ISO 800 to 6400 (every seed within 6 %). Temporal (2 frames), alpha -1.6 to +0.4 % and sigma -2.9 to
-+2.0 % (means within 1.3 %) at ISO 200 to 6400. The robust start bins blocks by rank (equal counts), so the dark
-blocks where clipping reveals sigma get bins of their own (with equal-width bins sigma collapsed to 0 at low ISO).
-Frames without metadata: `estimate_frame_noise`.
+NumPy / SciPy, run once offline on whole frames. Captures are RAW mosaics [H, W] in [0, 1] of the model
+y = clip(alpha P(x / alpha) + N(0, sigma^2), 0, 1) (Diamond et al. 2017 and 2021, after Foi et al. 2008), so
+Var[y] = alpha x + sigma^2 away from 0 and 1. Each mosaic is split into its four Bayer planes and each plane into
+`block` x `block` blocks; a block gives its mean and its noise variance, either "spatial" (the mean square of its
+diagonal Haar details, which cancel signal linear along rows or columns; textured blocks are rejected by their
+horizontal and vertical details and by the next scale's) or "temporal" (each pixel's variance across frames of one
+static scene). The blocks of all planes are fitted by weighted least squares to the clipped model evaluated at
+each block's measured mean (`expected_variance_at_mean`, exact Poisson sums from `clipped_moments`); a colour plane
+whose smooth blocks stand out (PLANE_TEXTURE_Z) is left out as scene texture. The dark-frame terms of Wei et al.
+2020 are in physics/dark_noise.py, the sensor.yaml in physics/sensor_files.py, frames without metadata in
+`estimate_frame_noise`. The method in full and its measured accuracy: docs/noise_calibration.md.
 """
 
 import dataclasses
