@@ -1,40 +1,23 @@
 """Conventional ISPs as real pipelines: RAW mosaic + (alpha, sigma) [+ PSF] in, an RGB image out. NumPy, per image.
 
 Stages, in this order (each optional except demosaicking):
-1. Denoising, on the RAW mosaic before demosaicking, where the noise of each pixel is independent: the generalized
-   Anscombe transform (layers/anscombe.py, not max-normalized) makes the Poisson-Gaussian noise about N(0, 1); the
-   mosaic is packed into its four Bayer planes [H/2, W/2, 4] (G first: BM3D matches blocks on the first plane);
-   a Gaussian denoiser is run with the TRUE noise std 1 of the transformed domain; the exact unbiased inverse of
-   the CLIPPED measurement maps back (`clipped_gat_inverse`: x such that E[GAT(clip(y))] given x equals the
-   denoised value, tabulated per (alpha, sigma); Makitalo and Foi's exact unbiased inverse, with the sensor's
-   clipping at 0 and 1 in the expectation, as Foi 2009 models clipped data). Denoisers: "nlm" (scikit-image non-local means, fast mode, 3 x 3 patches, search
-   distance 3, h = 0.5 sigma; the planes are one multichannel image) and "bm3d" (the `bm3d` package, profile
-   "np", the planes filtered together with blocks matched on the first; optional extra [baselines]).
-   Why the clipping matters: at 3 lux (sigma = 0.32) about half of a dark pixel's measurements are clipped to 0, so
-   the mean of the clipped measurement of a black background is about 0.13, not 0; the closed-form inverse, which
-   ignores clipping, turned Fashion-MNIST's black backgrounds grey (11.1 dB against 12.7 dB for the noisy input).
-2. Demosaicking: "bilinear" (physics.mosaic.demosaic_bilinear), "malvar" (Malvar et al. 2004) or "menon"
-   (Menon et al. 2007), the last two from colour-demosaicing.
-3. Deconvolution with the known PSF [kh, kw] or [kh, kw, 3] (skipped when there is none): "wiener" (a Wiener
-   filter with a gradient prior, X = conj(K) Y / (|K|^2 + w |D|^2), w = 0.05 by default) or "hqs"
-   (half-quadratic splitting for 1/2 |k * x - y|^2 + w TV(x), anisotropic TV, w = 5e-3 by default, 12 iterations
-   with the penalty rho doubling from 10 w; see `deconvolve_hqs`). The default weights were chosen on a 64 x 64
-   astronaut crop with the periphery PSF after GAT denoising at 3 and 12 lux (+0.3 to +0.6 dB over the denoised
-   image; the smaller weights that suit noise-free input amplify the denoisers' residual noise). Boundaries: the
-   image is padded by reflection (edge pixel repeated) by the PSF's size, deconvolved circularly, and cropped back;
-   without padding the wrap-around ringing puts deconvolved images below the blurred input (measured on that crop
-   without noise: blurred 24.3 dB, padded Wiener 28.0 dB, unpadded 15.4 dB).
-4. White balance: None, "gray_world" (each channel scaled so its mean equals the green mean) or three gains (R, G, B).
+1. Denoising on the RAW mosaic, where each pixel's noise is independent: the generalized Anscombe transform
+   (layers/anscombe.py, not max-normalized) on the four Bayer planes [H/2, W/2, 4] (G first: BM3D matches blocks on
+   the first plane), a Gaussian denoiser at the transformed domain's noise std 1, then the exact unbiased inverse of
+   the CLIPPED measurement (`clipped_gat_inverse`; Makitalo and Foi 2013 with clipping as in Foi 2009), since the
+   inverse that ignores clipping turns dark backgrounds grey. Denoisers: "nlm" (scikit-image non-local means,
+   3 x 3 patches, search distance 3, h = 0.5 sigma) and "bm3d" (the `bm3d` package, profile "np"; extra [baselines]).
+2. Demosaicking: "bilinear" (physics.mosaic), "malvar" (Malvar et al. 2004) or "menon" (Menon et al. 2007).
+3. Deconvolution with the known PSF [kh, kw] or [kh, kw, 3], if any: "wiener" (gradient prior, weight 0.05) or
+   "hqs" (half-quadratic splitting with anisotropic TV, weight 5e-3, 12 iterations). The image is padded by
+   reflection (edge pixel repeated) by the PSF's size, deconvolved circularly and cropped back.
+4. White balance: None, "gray_world" (each channel's mean scaled to green's) or three gains (R, G, B).
 5. Tone: gamma=True applies the sRGB transfer curve.
-The output is clipped to [0, 1] (a displayable image). Simulated data (data.pipeline) treats the dataset's images
-as the linear scene and applies no colour response, so pipelines compared with those clean images use neither white
-balance nor gamma; "malvar_nlm_display" (gray world + sRGB) is for viewing real captures (data.camera_raw).
-
-Wrapping as "ISP + head" (evaluation/predictors.py): `ConventionalIsp.process_batch` maps a batch of features to images
-(it is what the grid evaluation calls, per batch, in Python). For training a head on a conventional ISP's output,
-`isp_dataset` maps a tf.data stream through tf.numpy_function (the pipeline runs on the CPU in the input pipeline,
-not differentiably); with an expensive denoiser (BM3D: seconds per image) `.cache(filename)` after it precomputes
-the processed set once.
+The output is clipped to [0, 1]. Simulated data (data.pipeline) has no colour response, so pipelines compared with
+its clean images use neither white balance nor gamma; "malvar_nlm_display" (gray world + sRGB) is for real captures.
+`ConventionalIsp.process_batch` is what the grid evaluation calls (evaluation/predictors.py); `isp_dataset` maps a
+tf.data stream through tf.numpy_function (on the CPU, not differentiable; `.cache(filename)` after it for BM3D).
+Why these defaults, with the measurements: docs/models.md, "Conventional baselines".
 """
 
 import dataclasses
@@ -55,11 +38,8 @@ DECONVOLUTIONS = (None, "wiener", "hqs")
 WHITE_BALANCES = (None, "gray_world")
 BM3D_INSTALL_HINT = "pip install bm3d, or the extra dirtypixels_tf[baselines]"
 
-# Non-local means on the Bayer planes (half the frame's size): 3 x 3 patches, search distance 3, h = 0.5 sigma.
-# The former 5 x 5 / 6 / 0.8 searched a 13 x 13 window of 16 x 16 planes (32 x 32 frames): every pixel averaged
-# most of its plane, which flattened each plane to its own level (malvar_nlm at 3 lux on Fashion-MNIST 11.9 dB
-# against the noisy input's 12.7 dB); measured at 3 lux: Fashion-MNIST 32 x 32 frames 14.4 dB (was 11.9 with the
-# clipped inverse), 128 x 128 photograph tiles 21.5 dB (21.6).
+# Non-local means on the Bayer planes (half the frame's size): a small search window, so that on 16 x 16 planes of
+# 32 x 32 frames a pixel does not average most of its plane (docs/models.md, "Conventional baselines").
 NLM_PATCH_SIZE = 3
 NLM_PATCH_DISTANCE = 3
 NLM_H = 0.5  # times the noise std (1 in the GAT domain)
@@ -181,10 +161,9 @@ def demosaic(raw, method, pattern=mosaic.RELEASE_PATTERN):
     }
     if method not in functions:
         raise ValueError(f"method must be one of {', '.join(DEMOSAICKERS)}; received {method!r}")
-    # colour-demosaicing filters the mosaic with scipy's "mirror" boundary, which repeats no pixel and so puts the
-    # wrong colour next to the border: Malvar's output of a constant colour was off by up to 0.21 along the
-    # edges, a Bayer-period fringe that dominates 32 x 32 frames. Reflecting an even number of pixels (edge not
-    # repeated) keeps each padded pixel's Bayer colour; the padding is cropped off again.
+    # colour-demosaicing's "mirror" boundary puts the wrong Bayer colour next to the border (a fringe along the
+    # edges); reflecting an even number of pixels (edge not repeated) keeps each padded pixel's colour, and the
+    # padding is cropped off again.
     padded = np.pad(np.asarray(raw, np.float64), DEMOSAIC_PAD, mode="reflect")
     image = functions[method](padded, pattern=mosaic.check_pattern(pattern))
     return np.asarray(image)[DEMOSAIC_PAD:-DEMOSAIC_PAD, DEMOSAIC_PAD:-DEMOSAIC_PAD]
