@@ -1,35 +1,23 @@
 """SavedModels with RAW-input signatures, for TensorFlow Serving (and the local server in dirtypixels_tf/serving).
 
-Layout: a base path holds one directory per version, BASE/1, BASE/2, ... (TF Serving's file-system source serves
-the highest by default). `export_savedmodel` writes the version into a hidden temporary sibling (BASE/.tmp-N-xxxx)
-and renames it into place when it is complete, so a server polling BASE never sees a half-written version; on any
-error the temporary directory is removed. Two exports into one base at once both publish: the second to finish
-takes the next free number. Files and directories get the modes of a plain mkdir under the umask (readable by a
-TF Serving container running as another user). (A process killed outright can leave a .tmp-* directory behind: servers
-ignore it, as its name is not a number, and it may be deleted by hand.)
+Layout: one directory per version under a base path, BASE/1, BASE/2, ... A version is written into a hidden sibling
+(BASE/.tmp-N-xxxx, ignored by servers as not a number) and renamed into place when complete, so a server polling
+BASE never sees a half-written version; a failed export removes it; concurrent exports both publish (the later takes
+the next free number). Modes are a plain mkdir's under the umask, so a TF Serving container can read them.
 
-Signatures (every input has a dynamic batch dimension B; H and W are the model's, fixed):
-- "serving_default": raw float32 [B, H, W, 1] Bayer mosaic in [0, 1]; alpha, sigma float32 [B] (noise in [0, 1]
-  units) -> probabilities [B, C], logits [B, C], top_k_classes int32 [B, k], top_k_scores [B, k] (probabilities,
-  best first) and top_k_labels string [B, k] (the class names of top_k_classes).
-- "raw_uint16": what a phone sends. raw uint16 [B, H, W, 1] sensor values; black_level, white_level float32 [B];
-  iso float32 [B]. The mosaic is normalized as clip((raw - black) / (white - black), 0, 1) and the noise is the
-  sensor preset's at that ISO (alpha, sigma = preset.at_iso(iso), baked in at export) -> the same outputs.
-- "classify": TF Serving's Classify API (method name tensorflow/serving/classify). inputs: serialized tf.Example
-  string [B] with features "raw" (float_list of H*W values, row-major) or "raw_bytes" (one bytes value: the H*W
-  mosaic as little-endian float32), and "alpha", "sigma" (float_list of one value) -> classes string [B, C] (the
-  class names, in class order) and scores [B, C] (probabilities).
-- "isp": raw, alpha, sigma as in serving_default -> image [B, H, W, 3], the ISP's intermediate linear image.
-A model without a classifier (an ISP preset) gets serving_default and raw_uint16 returning {"image"} and "isp".
-
-Bad inputs fail inside the graph with tf.errors.InvalidArgumentError (INVALID_ARGUMENT behind a server): NaN or
-infinite values, raw outside [0, 1], alpha outside (0, 1] or sigma outside [0, 1] (noise above full scale
-describes no sensor and overflows the Anscombe transform), white_level <= black_level, iso <= 0, a malformed
-tf.Example.
-
-Each version also holds assets.extra/tf_serving_warmup_requests (TF Serving replays these batch-1 requests before
-the version becomes available; so does the local server) and assets.extra/dirtypixels.json (image size, classes,
-sensor preset, signatures).
+Signatures (dynamic batch B; H and W the model's):
+- "serving_default": raw float32 [B, H, W, 1] Bayer mosaic in [0, 1]; alpha, sigma float32 [B] ([0, 1] units) ->
+  probabilities, logits [B, C]; top_k_classes int32, top_k_scores, top_k_labels string [B, k] (best first).
+- "raw_uint16": raw uint16 sensor values; black_level, white_level, iso float32 [B]: the mosaic is
+  clip((raw - black) / (white - black), 0, 1), the noise the sensor preset's at that ISO (baked in) -> the same.
+- "classify": TF Serving's Classify API (method tensorflow/serving/classify): serialized tf.Example [B] with "raw"
+  (float_list, H*W row-major) or "raw_bytes" (little-endian float32), "alpha", "sigma" -> classes, scores [B, C].
+- "isp": as serving_default -> image [B, H, W, 3], the ISP's linear image. An ISP-only model's other signatures
+  return {"image"} too.
+Bad inputs fail in the graph with InvalidArgumentError: non-finite values, raw outside [0, 1], alpha outside
+(0, MAX_NOISE] or sigma outside [0, MAX_NOISE], white_level <= black_level, iso <= 0, a malformed tf.Example.
+assets.extra holds tf_serving_warmup_requests (replayed before serving) and dirtypixels.json (image size, classes,
+sensor preset, signatures). export/README.md has the recipes and the client's view.
 """
 
 import datetime
@@ -58,8 +46,8 @@ from dirtypixels_tf.export.layout import EXTRA_DIR, METADATA_FILE, WARMUP_FILE, 
 from dirtypixels_tf.physics import noise
 from dirtypixels_tf.physics.sensor_files import resolve_sensor
 
-# Noise levels beyond 1000 x full scale carry no signal and overflow the Anscombe transform in float32 (sigma = 1e30
-# gave NaN logits): the signatures refuse them. The release's presets reach alpha 10 and sigma 22 (Pixel at 3 lux).
+# Noise beyond 1000 x full scale carries no signal and overflows the Anscombe transform in float32, so the signatures
+# refuse it; the release's presets reach alpha 10 and sigma 22 (Pixel at 3 lux).
 MAX_NOISE = 1000.0
 
 
