@@ -1,35 +1,22 @@
-"""Evaluation metrics: top-k accuracy from logits, PSNR and SSIM of images in [0, 1].
+"""Evaluation metrics: top-k accuracy from logits, PSNR and SSIM of images in [0, 1], Bayer-period artifacts.
 
 Conventions:
-- Top-k: example i is correct when its true class is among the k largest logits, ties counted in its favour
-  (the number of logits strictly greater than the true class's logit is < k; tf.math.in_top_k's rule). With fewer
-  than k classes every example is correct. `top_k_correct` returns the per-example booleans so a grid evaluation
-  can sum them over batches; `top_k_accuracy` is their mean.
-- Images are float [B, H, W, C] (or [H, W, C] for one image) in [0, 1]; the estimate is clipped to [0, 1] first
-  (a model's linear output can leave the range slightly; the reference is used as it is).
-- PSNR per image with peak 1.0: 10 log10(1 / MSE), MSE over every pixel and channel of the image; an MSE below
-  1e-10 counts as 1e-10, so identical images give 100 dB instead of infinity. Average over images AFTER taking
-  each image's PSNR (the mean of dB values, not the PSNR of the mean MSE).
-- SSIM per image (Wang et al. 2004) with TensorFlow's tf.image.ssim: max value 1.0, an 11 x 11 Gaussian window of
-  std 1.5, K1 = 0.01, K2 = 0.03, computed on the "valid" positions only (no padding) and averaged over positions and
-  channels. For images smaller than 11 pixels on a side the window shrinks to the smaller side. This equals
-  skimage.metrics.structural_similarity(x, y, data_range=1, channel_axis=-1, gaussian_weights=True, sigma=1.5,
-  use_sample_covariance=False) to within 1e-4 (tests/evaluation/test_metrics.py; measured 1e-5).
-- Bayer-period artifacts: `bayer_energy` is each image's luminance (mean of the channels) energy at the three
-  frequencies of a 2 x 2 period, (pi, pi), (pi, 0) and (0, pi): |sum_ij L_ij (-1)^(i+j)|^2 + |sum_ij L_ij (-1)^i|^2
-  + |sum_ij L_ij (-1)^j|^2, divided by the number of pixels (the squared DFT coefficients over H W). A checkerboard
-  or stripes of the mosaic's period show there; `bayer_artifact_ratio` is the summed energy of the estimates over
-  that of their clean references (about 1 or below for an artifact-free, denoised image; above 2 flags an artifact).
-  That ratio also counts residual noise: white noise of variance v adds v at every frequency, the Bayer ones too.
-  `bayer_peak_ratio` isolates a periodic pattern: the energy at the three Bayer frequencies over the mean energy at
-  their 8 neighbouring frequencies each (summed over images), estimates' over references'. White residual noise
-  brings it toward 1 / (the clean images' own peak), about 1 or below; a Bayer-period pattern raises it above 1.
-  Being a ratio of the estimate's own energies, it also moves with how much of the reference's content the estimate
-  keeps at and around those frequencies (denoising, blur), not only with a pattern.
-  `bayer_error_amplitudes` measures the pattern an estimate adds in absolute terms: the amplitude of the luminance
-  error (estimate - reference) at the three Bayer frequencies, sqrt of the sum of the squared coefficients
-  c = mean_ij e_ij s_ij over the sign patterns s = (-1)^(i+j), (-1)^i, (-1)^j; an added pattern a s gives exactly a,
-  white error of variance v about sqrt(3 v / (H W)). EIGHT_BIT_CODES converts it to 8-bit code values.
+- Top-k: example i is correct when fewer than k logits are strictly greater than its true class's logit (ties in
+  its favour, tf.math.in_top_k's rule; with fewer than k classes every example is correct). `top_k_correct` returns
+  per-example booleans a grid evaluation sums over batches; `top_k_accuracy` is their mean.
+- Images are float [B, H, W, C] (or [H, W, C]) in [0, 1]; the estimate is clipped to [0, 1] first (a linear output
+  can leave the range slightly), the reference is used as it is. Image metrics are per image, averaged after.
+- PSNR with peak 1.0: 10 log10(1 / MSE) over every pixel and channel; MSE is floored at 1e-10 (identical images give
+  100 dB). The mean is of the dB values, not the PSNR of the mean MSE.
+- SSIM (Wang et al. 2004) with tf.image.ssim: max value 1, 11 x 11 Gaussian window of std 1.5 (shrunk to the smaller
+  side of smaller images), K1 = 0.01, K2 = 0.03, "valid" positions only, averaged over positions and channels; it
+  matches skimage's structural_similarity with gaussian_weights=True, sigma=1.5, use_sample_covariance=False.
+- Bayer-period artifacts, on the luminance (channel mean) at the 2 x 2 period's frequencies (pi, pi), (pi, 0),
+  (0, pi): `bayer_energy` (squared DFT coefficients over H W), `bayer_artifact_ratio` (estimates' energy over the
+  references'; residual noise counts too), `bayer_peak_ratio` (that energy over its 8 neighbouring frequencies',
+  estimates' over references'; isolates a periodic pattern) and `bayer_error_amplitudes` (the pattern's amplitude in
+  the error estimate - reference, [0, 1] units; EIGHT_BIT_CODES converts to 8-bit code values). How to read them:
+  docs/models.md, "Reading the Bayer metrics"; SSIM's agreement with skimage: docs/numerics.md.
 """
 
 import numpy as np
@@ -135,7 +122,9 @@ def _bayer_signs(height, width):
 
 
 def bayer_energy(images):
-    """Per-image luminance energy at the Bayer frequencies (pi, pi), (pi, 0), (0, pi) (module docstring); images
+    """Per-image luminance (mean of the channels) energy at the Bayer frequencies (pi, pi), (pi, 0), (0, pi):
+    (|sum_ij L_ij (-1)^(i+j)|^2 + |sum_ij L_ij (-1)^i|^2 + |sum_ij L_ij (-1)^j|^2) / (H W), the squared DFT
+    coefficients over the number of pixels. A checkerboard or stripes of the mosaic's period show there. Images
     [B, H, W, C] or [H, W, C] with even H and W, clipped to [0, 1]. Returns float64 [B]."""
     luminance = _luminance(images)
     energy = sum(np.square((luminance * sign).sum(axis=(1, 2))) for sign in _bayer_signs(*luminance.shape[1:]))
@@ -143,9 +132,10 @@ def bayer_energy(images):
 
 
 def bayer_error_amplitudes(estimates, references):
-    """Per image, the amplitude of the Bayer-period pattern in the luminance error (module docstring): with
-    e = L(estimate) - L(reference) and c = mean_ij e_ij s_ij for each sign pattern s of the three Bayer frequencies,
-    sqrt(c_pp^2 + c_p0^2 + c_0p^2). Images as `bayer_energy`, of one shape; units of the [0, 1] range; float64 [B]."""
+    """Per image, the amplitude of the Bayer-period pattern in the luminance error: with e = L(estimate) -
+    L(reference) and c = mean_ij e_ij s_ij for each sign pattern s of the three Bayer frequencies,
+    sqrt(c_pp^2 + c_p0^2 + c_0p^2). An added pattern a s gives exactly a; white error of variance v about
+    sqrt(3 v / (H W)). Images as `bayer_energy`, of one shape; units of the [0, 1] range; float64 [B]."""
     estimates, references = np.asarray(estimates), np.asarray(references)
     if estimates.shape != references.shape:
         raise ValueError(
@@ -179,19 +169,23 @@ def bayer_peak_energies(images):
 
 
 def bayer_artifact_ratio(estimate, reference):
-    """Summed `bayer_energy` of the estimates over that of the references (same shapes)."""
+    """Summed `bayer_energy` of the estimates over that of the references (same shapes): about 1 or below for an
+    artifact-free, denoised image, above 2 for an artifact; white residual noise of variance v adds v here too."""
     estimate, reference = _as_batch(estimate, reference)
     return float(bayer_energy(estimate).sum() / max(bayer_energy(reference).sum(), PSNR_MSE_FLOOR))
 
 
 def peak_ratio(peak, neighbours, reference_peak, reference_neighbours):
-    """(peak / neighbours) over (reference_peak / reference_neighbours), each a sum over images (module docstring)."""
+    """(peak / neighbours) over (reference_peak / reference_neighbours), each a sum over images."""
     floor = PSNR_MSE_FLOOR
     return float((peak / max(neighbours, floor)) / max(reference_peak / max(reference_neighbours, floor), floor))
 
 
 def bayer_peak_ratio(estimate, reference):
-    """The Bayer-frequency peak of the estimates over that of the references (module docstring; same shapes)."""
+    """The Bayer-frequency peak of the estimates over that of the references (same shapes): the energy at the three
+    Bayer frequencies over the mean energy at their 8 neighbours (`bayer_peak_energies`), summed over images, the
+    estimates' ratio over the references'. White residual noise brings it toward 1 / (the references' own peak),
+    about 1 or below; a Bayer-period pattern raises it above 1."""
     estimate, reference = _as_batch(estimate, reference)
     sums = [part.sum() for images in (estimate, reference) for part in bayer_peak_energies(images)]
     return peak_ratio(*sums)
