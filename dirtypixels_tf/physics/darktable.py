@@ -1,32 +1,22 @@
 """Real cameras' noise from darktable's `noiseprofiles.json`, converted to the package's NoisePreset.
 
-darktable measures, per camera model and ISO, variance = a * x + b for each colour channel (R, G, B) with x the raw
-value normalized to [0, 1]: `a` is the Poisson scale (alpha) and `b` the Gaussian variance (sigma^2) at that ISO.
-The file is not shipped with this package (it is GPL-3+): it is read from the darktable installation
-(/usr/share/darktable/noiseprofiles.json), or from the path in DIRTYPIXELS_DARKTABLE_PROFILES, or a given path.
+darktable measures, per camera model and ISO, variance = a * x + b for each colour channel (R, G, B), x the raw value
+in [0, 1]: `a` is the Poisson scale (alpha) and `b` the Gaussian variance (sigma^2) at that ISO. The file is not
+shipped (it is GPL-3+): it is read from /usr/share/darktable/noiseprofiles.json, DIRTYPIXELS_DARKTABLE_PROFILES or a
+given path.
 
-Conversions stated once, here (darktable's own rules where it has one: its `common/noiseprofiles.c` and the
-lookup of its profiled-denoise modules):
-- Entries marked `"skip": true` (490 in darktable 4.2's file: failed fits kept for the record) are ignored, as
-  darktable ignores them.
-- Duplicates: where a camera still lists more than one profile for one ISO (107 ISOs of 19 cameras in darktable
-  4.2: repeated measurements), their `a` and `b` are averaged per channel and a warning names the camera and the
-  ISOs. (darktable itself takes whichever its ISO sort puts first, which depends on its version.)
-- Channels: the package's noise model has one (alpha, sigma) per image, so a profile gives the mean of its three
-  channels' `a` and of their `b`.
-- Between two measured ISOs, `a` and `b` (the variance, not sigma) are interpolated linearly in ISO, as
-  darktable's `dt_noiseprofile_interpolate` does; outside the measured range the nearest profile is kept as is
-  (darktable clamps to its profiled range), with a warning.
-- Negative `b` (639 of the 6,555 kept profiles: a fit artefact where read noise is tiny): the variance
-  a x + b is floored at 0 as darktable's transforms floor it, so sigma = sqrt(max(b, 0)) after interpolation.
+Conversions (darktable's own rules where it has one: `common/noiseprofiles.c` and its profiled-denoise modules):
+- Entries marked `"skip": true` (failed fits kept for the record) are ignored, as darktable ignores them.
+- Several profiles for one ISO of one camera: `a` and `b` are averaged per channel, with a warning naming them.
+- One (alpha, sigma) per image: a profile gives the mean of its three channels' `a` and of their `b`.
+- Between measured ISOs, `a` and `b` (the variance, not sigma) are interpolated linearly in ISO; outside the range
+  the nearest profile is kept, with a warning.
+- Negative `b` (a fit artefact where read noise is tiny): the variance is floored at 0, sigma = sqrt(max(b, 0))
+  after interpolation.
 - To the ISO-100 preset: poisson = alpha * 100 / ISO, gauss = sigma * 100 / ISO.
-
-Caveat: darktable measures noise inside its own pipeline, after white balance. For the Canon EOS 30D at ISO 640
-the ratios of its per-channel `a` (R/G 2.17, B/G 1.47) equal the camera's white-balance multipliers (2.17, 1.45),
-and the Poisson scale measured on that camera's real RAW frame (physics/noise_estimation.py, the CR2 that
-rawtran-doc ships) is 8.7 times darktable's green `a`, with a read noise darktable puts at or below zero. Treat
-these profiles as a plausible range of real cameras' noise, not as a calibration of their RAW data; calibrate
-from captures (`dirtypixels calibrate noise`) where the RAW noise itself matters.
+Caveat: darktable measures noise after its white balance, not on the RAW data; treat these profiles as a plausible
+range of real cameras' noise and calibrate from captures (`dirtypixels calibrate noise`) where the RAW noise itself
+matters. The file's counts and the evidence: docs/cameras.md, "darktable's noise profiles".
 """
 
 import dataclasses
