@@ -1,30 +1,23 @@
 """Unprocessing (Brooks et al. 2019): sRGB photographs -> linear camera RAW, and the camera pipeline back.
 
-The papers (Diamond et al. 2017, 2021) simulate RAW by mosaicking an sRGB image as if it were linear sensor data.
-Brooks et al. 2019 invert a camera's processing first, so the simulated mosaic has a camera's colour response,
-white balance and linear intensities. The two directions, per image:
+Diamond et al. (2017, 2021) mosaic an sRGB image as if it were linear sensor data; Brooks et al. 2019 first invert a
+camera's processing, so the mosaic has a camera's colour response, white balance and linear intensities. Per image:
 
     unprocess:  sRGB --inverse tone--> --inverse gamma--> linear sRGB --rgb_to_camera--> --1 / gains--> camera RGB
     process:    camera RGB --gains--> --camera_to_rgb, clip [0, 1]--> linear sRGB --gamma--> --tone--> sRGB
 
 - Values: float32 [B, H, W, 3]; sRGB and linear sRGB in [0, 1]; camera RGB >= 0 (clipped to [0, 1] by `unprocess`
-  unless clip=False). Mosaicking and noise are the sensor's (physics/sensor.py), after `unprocess`.
-- Tone curve: the smoothstep 3 x^2 - 2 x^3 on [0, 1]; its inverse 1/2 - sin(asin(1 - 2 y) / 3).
-- Gamma: x^(1 / 2.2) with x floored at 1e-8 (a plain power law, not the piecewise sRGB curve); inverse y^2.2.
-- Colour: `rgb_to_camera` [B, 3, 3] maps linear sRGB to camera RGB (camera = M @ rgb), rows summing to 1 so grey
-  stays grey before white balance. It is XYZ->camera of a real camera times sRGB->XYZ (D65), rows normalized. The
-  cameras (CAMERA_XYZ_TO_CAMERA): "Canon EOS 30D", LibRaw's matrix read by rawpy from the Canon CR2 that Debian's
-  rawtran-doc ships; "Nikon D5100", the least-squares fit of the NPL-measured spectral sensitivities in the
-  colour-science package to the CIE 1931 2-degree observer (400 to 700 nm, 10 nm steps; tests re-derive both).
-  With several cameras each image gets a random convex combination of their matrices (Brooks et al. 2019).
-- White balance: gains [B, 3] = brightness * (red_gain, 1, blue_gain); `process` multiplies camera RGB by them,
-  `unprocess` divides. Brooks et al.'s randomization is the default: red_gain ~ U(1.9, 2.4), blue_gain ~ U(1.5,
-  1.9), brightness = 1 / N(0.8, 0.1) (clipped to [0.5, 1.5] before inverting).
-- Highlights (`highlight_preserving`, on by default as in Brooks et al.): dividing by gains > 1 would turn white
-  into grey; for pixels whose mean camera value m exceeds 0.9 the inverse gain is blended towards 1 with weight
-  w = ((m - 0.9) / 0.1)^2 (never below the plain inverse), so saturated highlights stay saturated. Off, the round
-  trip process(unprocess(x)) is x to float32 round-off wherever no clipping acts; on, the same holds for pixels
-  with m <= 0.9.
+  unless clip=False). Mosaicking and noise follow, in the sensor (physics/sensor.py).
+- Tone: smoothstep 3 x^2 - 2 x^3, inverse 1/2 - sin(asin(1 - 2 y) / 3). Gamma: x^(1 / 2.2), x floored at 1e-8 (a
+  plain power law, not the piecewise sRGB curve); inverse y^2.2.
+- Colour: `rgb_to_camera` [B, 3, 3], camera = M @ rgb, is a camera's XYZ->camera times sRGB->XYZ (D65) with rows
+  normalized to sum 1 (grey stays grey). CAMERA_XYZ_TO_CAMERA: "Canon EOS 30D" and "Nikon D5100" (sources in
+  docs/cameras.md); several cameras give each image a random convex combination of their matrices.
+- White balance: gains [B, 3] = brightness * (red_gain, 1, blue_gain), red_gain ~ U(1.9, 2.4), blue_gain ~
+  U(1.5, 1.9), brightness = 1 / N(0.8, 0.1) clipped to [0.5, 1.5] before inverting (Brooks et al.'s defaults).
+- Highlights (`highlight_preserving`, on by default): where the mean camera value m exceeds 0.9 the inverse gain is
+  blended towards 1 with weight ((m - 0.9) / 0.1)^2 (never below the plain inverse), so saturation stays saturated.
+  process(unprocess(x)) is x to float32 round-off where no clipping acts (with it on, only where m <= 0.9).
 - Randomness: `sample_camera` takes a stateless seed [2] (physics/noise.py conventions).
 """
 
