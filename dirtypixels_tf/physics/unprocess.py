@@ -7,7 +7,8 @@ camera's processing, so the mosaic has a camera's colour response, white balance
     process:    camera RGB --gains--> --camera_to_rgb, clip [0, 1]--> linear sRGB --gamma--> --tone--> sRGB
 
 - Values: float32 [B, H, W, 3]; sRGB and linear sRGB in [0, 1]; camera RGB >= 0 (clipped to [0, 1] by `unprocess`
-  unless clip=False). Mosaicking and noise follow, in the sensor (physics/sensor.py).
+  unless clip=False). Mosaicking and noise follow in the sensor (physics/sensor.py). `sample_camera` takes a
+  stateless seed [2] (physics/noise.py conventions).
 - Tone: smoothstep 3 x^2 - 2 x^3, inverse 1/2 - sin(asin(1 - 2 y) / 3). Gamma: x^(1 / 2.2), x floored at 1e-8 (a
   plain power law, not the piecewise sRGB curve); inverse y^2.2.
 - Colour: `rgb_to_camera` [B, 3, 3], camera = M @ rgb, is a camera's XYZ->camera times sRGB->XYZ (D65) with rows
@@ -16,9 +17,8 @@ camera's processing, so the mosaic has a camera's colour response, white balance
 - White balance: gains [B, 3] = brightness * (red_gain, 1, blue_gain), red_gain ~ U(1.9, 2.4), blue_gain ~
   U(1.5, 1.9), brightness = 1 / N(0.8, 0.1) clipped to [0.5, 1.5] before inverting (Brooks et al.'s defaults).
 - Highlights (`highlight_preserving`, on by default): where the mean camera value m exceeds 0.9 the inverse gain is
-  blended towards 1 with weight ((m - 0.9) / 0.1)^2 (never below the plain inverse), so saturation stays saturated.
+  blended towards 1 with weight ((m - 0.9) / 0.1)^2 (never below the plain inverse), so saturation stays saturated;
   process(unprocess(x)) is x to float32 round-off where no clipping acts (with it on, only where m <= 0.9).
-- Randomness: `sample_camera` takes a stateless seed [2] (physics/noise.py conventions).
 """
 
 import dataclasses
