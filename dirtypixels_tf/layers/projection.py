@@ -3,29 +3,20 @@
     Pi(v, gamma, A, y) = argmin_z 1/2 ||y - A z||^2 + gamma/2 ||v - z||^2 = (A^T A + gamma I)^-1 (A^T y + gamma v)
 
 for three image formation operators A:
-- "mosaic": A = S, the Bayer subsampling of physics/mosaic.py. v is colour [B, H, W, 3], y RAW [B, H, W, 1].
-  Closed form z = (S^T y + gamma v) / (M + gamma), M the per-channel Bayer masks, elementwise.
-  The release writes the same step as x = (lambda M y + beta_k v) / (lambda M + beta_k); dividing through by
-  lambda shows gamma = beta_k / lambda.
-- "blur": A = k*, circular convolution with a PSF (conventions of physics/fourier.py: convolution, kernel centre
-  (kh // 2, kw // 2), circular boundary). v and y are both [B, H, W, C]. Exact in the Fourier domain:
-  z = F^-1[(conj(K) Y + gamma V) / (|K|^2 + gamma)]. The circular boundary is what makes the inverse exact; on
-  real photographs pad or taper the borders first if wrap-around artefacts matter.
-- "mosaic_blur": A = S k* (blur each colour channel, then mosaic). v colour [B, H, W, 3], y RAW [B, H, W, 1],
-  the PSF [kh, kw], [kh, kw, 3] or per image. No closed form: conjugate gradient (CG) on the normal equations
-  (A^T A + gamma I) z = A^T y + gamma v, warm-started at z = v, unrolled for a fixed number of iterations (so it is
-  differentiable and XLA-compilable); an image stops updating once its relative residual ||r|| / ||b|| (recursively
-  updated CG residual, b the right-hand side) is <= the tolerance. Defaults: DEFAULT_CG_ITERATIONS = 30 and
-  DEFAULT_CG_TOLERANCE = 1e-5 (at least MIN_CG_TOLERANCE = 1e-7: float32 CG run long past convergence drifts).
-  For a PSF with non-negative taps summing to 1 the system's eigenvalues lie in [gamma, 1 + gamma]. Measured on
-  32x32 random images with a Gaussian PSF (std 2 px): the tolerance is reached within 10 iterations at gamma = 0.1
-  and within 30 at gamma = 0.01 (the release's gammas start at 2); the result then agrees with the exact solution
-  to about 1e-4 of its maximum. Smaller gamma needs more iterations.
+- "mosaic": A = S, the Bayer subsampling of physics/mosaic.py; v colour [B, H, W, 3], y RAW [B, H, W, 1]. Closed
+  form z = (S^T y + gamma v) / (M + gamma), M the per-channel Bayer masks; the release's
+  x = (lambda M y + beta_k v) / (lambda M + beta_k) is the same step with gamma = beta_k / lambda.
+- "blur": A = k*, circular convolution with a PSF (physics/fourier.py conventions: kernel centre (kh // 2, kw // 2)),
+  v and y [B, H, W, C]; exact in the Fourier domain, z = F^-1[(conj(K) Y + gamma V) / (|K|^2 + gamma)], because the
+  boundary is circular (pad or taper real photographs' borders if wrap-around matters).
+- "mosaic_blur": A = S k*, v colour, y RAW. Conjugate gradient on the normal equations, warm-started at z = v and
+  unrolled for DEFAULT_CG_ITERATIONS = 30 (differentiable, XLA-compilable); an image stops updating once its relative
+  residual ||r|| / ||b|| is <= the tolerance (DEFAULT_CG_TOLERANCE = 1e-5, at least MIN_CG_TOLERANCE = 1e-7, as
+  float32 CG run long past convergence drifts). Smaller gamma needs more iterations (docs/numerics.md).
 
 PSFs: [kh, kw] or [kh, kw, C] shared by the batch, or [B, kh, kw, C] / [B, kh, kw, 1] one per image; kh <= H,
-kw <= W. gamma: a positive scalar or a [B] tensor (one per image). Height and width must be static. All Fourier
-and CG arithmetic runs in float32 / complex64 whatever the input dtype (float16 under mixed precision); the result
-is cast back to the dtype of v.
+kw <= W. gamma: a positive scalar or [B]. Height and width must be static. Fourier and CG arithmetic runs in float32
+/ complex64 whatever the input dtype (float16 under mixed precision); the result is cast back to v's dtype.
 """
 
 import math
