@@ -1,30 +1,22 @@
 """Generalized Anscombe transform (GAT) layers with the release's max-normalization and noise channel.
 
-Conventions decided here (Diamond et al. 2021 Eq. 10-11, Sec. 4.1; Makitalo and Foi 2013):
-- Input `y` is a [B, H, W, C] RAW image (mosaic [B, H, W, 1] or a masked 3-channel mosaic) in units of the
-  [0, 1] pixel range, *before* clipping would matter: y = alpha * Poisson(x / alpha) + N(0, sigma^2).
-- `alpha` (Poisson scale) and `sigma` (Gaussian std) are scalars or [B], one per image. alpha must be > 0: the
-  GAT divides by alpha and is not defined for pure Gaussian noise (alpha == 0); for that case build the ISP without
-  Anscombe layers, since its input noise is already Gaussian with std sigma. sigma may be 0 (the classic Anscombe
-  transform of pure Poisson data, the POISSON preset); negative values are refused.
-- Forward: with z = y / alpha and s = sigma / alpha, D = 2 sqrt(max(z + 3/8 + s^2, 0)). D's noise is about
-  N(0, 1) wherever the counts x / alpha are not tiny.
-- Max-normalization (release): D' = (D - min D) * k, k = 1 / (max D - min D), min and max over H, W, C of each image,
-  so D' is in [0, 1] and its noise std is k. Which image: the release's Anscombe network transforms the 3-channel
-  S^T y (zeros at the unmeasured colours, so min D <= D(0) = 2 sqrt(3/8 + s^2)); see AnscombeNetwork in models/isp.py. A range below RANGE_EPSILON (impossible for noisy data, whose GAT
-  noise has std 1; it happens only for constant, noise-free images) is replaced by RANGE_EPSILON, so k <= 1000.
-  (D', k, min D) undoes exactly: D = D' / k + min D.
-- Noise channel: a constant channel of value k (the noise std of D') appended last, so the prior's input is
-  [D', k] with C + 1 channels.
-- Inverses: algebraic (D^2/4 - 1/8 - s^2) * alpha, and the closed-form approximation of the exact unbiased
-  inverse, which adds 1/4 sqrt(3/2) D^-1 - 11/8 D^-2 + 5/8 sqrt(3/2) D^-3. Those correction terms diverge as D -> 0
-  (the approximation is valid for D >= sqrt(3/2) = 2 sqrt(3/8), the transform of zero counts, where it equals
-  exactly -s^2); they are evaluated at max(D, sqrt(3/2)), so the inverse is finite and continuous everywhere,
-  equal to the closed form for D >= sqrt(3/2), and keeps a gradient D / 2 below it. Outputs are not clipped:
-  estimates of dark pixels may be slightly negative.
-- Precision: the pure functions compute in float64 when `y` is float64 and in float32 otherwise. The layers use
-  the "float32" dtype policy by default (whatever the global policy, e.g. mixed_float16), so their inputs are cast
-  to float32 and they return float32: alpha ~ 1e-4 and the GAT's sqrt of large counts need more than float16.
+Conventions (Diamond et al. 2021 Eq. 10-11, Sec. 4.1; Makitalo and Foi 2013):
+- `y` is a RAW image [B, H, W, C] (mosaic, or a masked 3-channel mosaic) in [0, 1] units, before clipping matters:
+  y = alpha * Poisson(x / alpha) + N(0, sigma^2). `alpha`, `sigma`: scalars or [B]. alpha > 0 (the GAT divides by
+  it; for pure Gaussian noise build the ISP without Anscombe layers); sigma >= 0 (0 is the classic Anscombe transform).
+- Forward: z = y / alpha, s = sigma / alpha, D = 2 sqrt(max(z + 3/8 + s^2, 0)); D's noise is about N(0, 1) wherever
+  the counts x / alpha are not tiny.
+- Max-normalization (release): D' = (D - min D) k, k = 1 / (max D - min D) over H, W, C of each image, so D' is in
+  [0, 1] with noise std k. The Anscombe network transforms the 3-channel S^T y, zeros included, so min D <= D(0)
+  (models/isp.py). A range below RANGE_EPSILON (only constant, noise-free images) counts as RANGE_EPSILON, so
+  k <= 1000. D = D' / k + min D undoes it exactly.
+- Noise channel: a constant channel of value k appended last, so the prior's input [D', k] has C + 1 channels.
+- Inverses: algebraic (D^2/4 - 1/8 - s^2) alpha; and the closed-form unbiased approximation, which adds
+  1/4 sqrt(3/2) D^-1 - 11/8 D^-2 + 5/8 sqrt(3/2) D^-3, evaluated at max(D, sqrt(3/2)) (the transform of zero counts,
+  where it equals -s^2) so it stays finite and continuous with gradient D / 2 below. Outputs are not clipped: dark
+  pixels may come out slightly negative.
+- Precision: the pure functions compute in float64 for float64 `y`, else float32; the layers use the "float32"
+  dtype policy whatever the global policy (alpha ~ 1e-4 and the sqrt of large counts need more than float16).
 """
 
 import math
