@@ -2,25 +2,18 @@
 
 At inference a batch norm is a fixed per-channel affine map, y = (z - mean) * g + beta with g = gamma /
 sqrt(moving_variance + epsilon) (gamma = 1 and beta = 0 where the layer has none). After a convolution z = x * W + b
-it folds into the convolution: kernel W * g (on the output-channel axis) and bias (b - mean) * g + beta. Both are
-computed in float64 from the float32 weights and rounded once to float32, so the folded model computes the unfolded
-one up to float32 round-off: one rounding of each kernel and bias instead of the affine pass's roundings. (Folding in
-float32 rounds twice and moved the release model's MobileNet features past the release-parity bound.)
+it folds into kernel W * g (output-channel axis) and bias (b - mean) * g + beta, computed in float64 from the
+float32 weights and rounded once to float32 (folding in float32 would round twice), so the folded model computes
+the unfolded one up to float32 round-off.
 
 What is folded (`parts`):
 - "head": in the functional models (the classifier head: keras.applications MobileNet, Inception-v4, ...) every
   Conv2D or DepthwiseConv2D (linear, channels-last, called once) whose only consumer is a channels-last
-  BatchNormalization called once; the batch norm leaves the copy's graph;
+  BatchNormalization called once; the batch norm leaves the copy's graph. The default: it keeps release parity.
 - "all": also, in the ISP, every convolution + batch-norm unit of layers/priors.py (the Anscombe network's U-Net
-  prior, Liu et al.'s modules, the NIDF U-Net with batch_norm=True).
+  prior, Liu et al.'s modules, the NIDF U-Net with batch_norm=True); its changed round-off reaches the release-parity
+  bound (docs/numerics.md).
 Other batch norms (e.g. LiuDenoiser's after its strided convolutions) stay as they are, computed unfolded.
-
-Parity with the release's own TF1 graph (tests/commands/test_convert.py, the release reference, max difference
-over the scale of the release's values, run eagerly / as a tf.function): the unfolded model is within 1.3e-4 / 1.1e-4
-(features) and 6.7e-5 (logits), MobileNet amplifying the ISP's float32 round-off (at most 6e-6 per pixel); folding
-the head keeps 1.3e-4 / 1.0e-4 and 6.9e-5 / 6.8e-5. Folding the ISP's prior too changes the prior's round-off, which
-the inverse Anscombe transform and MobileNet amplify to 1.5e-4 / 2.0e-4 (features) and 1.1e-4 (logits): at the 2e-4
-bound of that test in a graph, which is why the default folds the head only.
 
 The copy is for inference only (training=False): training it would not train the original's parameters. It is
 not meant to be saved as .keras (its prior units no longer match their configs); call it, or export it
