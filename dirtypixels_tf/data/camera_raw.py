@@ -1,30 +1,21 @@
 """Real camera RAW input (any format LibRaw reads: DNG, CR2, NEF, ARW, ...) and simulated RAW output as DNG.
 
 Reading (`read_raw`, through rawpy, the optional extra [raw]):
-- The mosaic is the sensor's visible area (LibRaw's `raw_image_visible`: the masked optical-black margins are
-  dropped), as float32 [H, W] in [0, 1]: (raw - black) / (white - black) per pixel, with the black level of the
-  pixel's colour channel, then clipped to [0, 1].
-- Bayer phase. The file's phase (LibRaw's `raw_pattern` read through `color_desc`, e.g. pattern [[0, 1], [3, 2]]
-  with colours "RGBG" is RGGB) is moved onto the requested phase by dropping the first row and/or column:
+- The mosaic is the sensor's visible area (LibRaw's `raw_image_visible`, optical-black margins dropped), float32
+  [H, W] in [0, 1]: clip((raw - black) / (white - black), 0, 1), with the black level of the pixel's colour.
+- Bayer phase: the file's phase (LibRaw's `raw_pattern` through `color_desc`) is moved onto the requested one by
+  dropping the first column (columns swapped, RGGB<->GRBG, GBRG<->BGGR), the first row (rows swapped, RGGB<->GBRG,
+  GRBG<->BGGR) or both (RGGB<->BGGR, GRBG<->GBRG); then an odd height or width loses its last row or column, so the
+  mosaic holds whole 2x2 blocks. Only Bayer sensors are read (X-Trans, Foveon and CYGM files are refused).
+- ISO and exposure time: EXIF ISOSpeedRatings (34855) and ExposureTime (33434), read with tifffile from IFD0 or its
+  EXIF IFD for TIFF-based files; otherwise LibRaw's parsed metadata (rawpy's `other`, where present and > 0); else None.
 
-      file phase vs wanted phase                          crop
-      the same                                            none
-      columns swapped (RGGB<->GRBG, GBRG<->BGGR)          first column
-      rows swapped (RGGB<->GBRG, GRBG<->BGGR)             first row
-      both swapped (RGGB<->BGGR, GRBG<->GBRG)             first row and first column
-
-  then an odd height or width left over loses its last row or column, so the mosaic holds whole 2x2 blocks.
-  Only Bayer sensors are read (X-Trans, Foveon and four-colour CYGM files are refused).
-- ISO and exposure time: from the EXIF tags ISOSpeedRatings (34855) and ExposureTime (33434), read with tifffile
-  from IFD0 or its EXIF IFD for TIFF-based files (DNG, CR2, NEF, ARW, ...); otherwise from LibRaw's parsed
-  metadata (rawpy's `other`, where the installed rawpy has it and the value is > 0); None when neither has it.
-
-Writing (`write_dng`, with tifffile): one uncompressed CFA image in IFD0 (PhotometricInterpretation 32803) with
-the DNG tags a raw reader needs (DNGVersion 1.4, CFARepeatPatternDim 2x2, CFAPattern, BlackLevel, WhiteLevel,
-an identity ColorMatrix1 under D65 and a neutral AsShotNeutral, so "camera RGB" is taken as is). Values are
-stored as uint16 codes round(black + v * (white - black)); rawpy reads the codes back bit for bit, and
-`read_raw` returns v to within 0.5 / (white - black). ISO and exposure time go into IFD0 as the TIFF/EP tags
-34855 and 33434 (where `read_raw` finds them; LibRaw itself does not read ISO from IFD0).
+Writing (`write_dng`, with tifffile): one uncompressed CFA image in IFD0 (PhotometricInterpretation 32803) with the
+tags a raw reader needs (DNGVersion 1.4, CFARepeatPatternDim 2x2, CFAPattern, BlackLevel, WhiteLevel, an identity
+ColorMatrix1 under D65 and a neutral AsShotNeutral, so "camera RGB" is taken as is). Values are stored as uint16
+codes round(black + v * (white - black)); rawpy reads the codes back bit for bit and `read_raw` returns v to within
+0.5 / (white - black). ISO and exposure time go into IFD0 as the TIFF/EP tags 34855 and 33434 (where `read_raw`
+finds them; LibRaw itself does not read ISO from IFD0).
 """
 
 import dataclasses
