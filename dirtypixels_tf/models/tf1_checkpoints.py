@@ -1,29 +1,23 @@
 """The authors' TF1 checkpoints as Keras models: the release's joint model, its ISP, slim MobileNet-v1 and Inception-v4.
 
-Checkpoints are read with tf.train.load_checkpoint (a name -> array table; no TF1 graph is built). What a
-checkpoint holds is recognized from its variable names (slim's scopes):
-- "joint": the release's Anscombe network (`gauss_den/lambda`, `gauss_den/iter_N/beta`,
-  `gauss_den/iter_N/prior_grad/depth_L/{conv_in,conv_1,conv_2,out_conv,up_conv}/...`) and MobileNet-v1
-  (`MobilenetV1/Conv2d_0`, `Conv2d_K_depthwise`, `Conv2d_K_pointwise`, `Logits/Conv2d_1c_1x1`), as
-  `joint128/{3lux,6lux,2to20lux,2to200lux}/model.ckpt-N` of the release;
+Checkpoints are read with tf.train.load_checkpoint (a name -> array table; no TF1 graph is built) and recognized
+from their variable names (slim's scopes):
+- "joint": the release's Anscombe network (`gauss_den/lambda`, `gauss_den/iter_N/beta`, `gauss_den/iter_N/
+  prior_grad/depth_L/...`) and MobileNet-v1 (`MobilenetV1/...`), as the release's `joint128/*/model.ckpt-N`;
 - "isp": the Anscombe network alone (the release's stage-1 `multires128/...` checkpoints);
 - "mobilenet_v1": slim's MobileNet-v1 (e.g. `mobilenet_v1_1.0_128.ckpt`, the release's stage-2 starting point);
-- "inception_v4": slim's Inception-v4 (`InceptionV4/...`, the 2017 paper's head; its auxiliary head `AuxLogits`
-  is only used in training and is left out: the converted head has no auxiliary output).
-The architecture is inferred: iterations from the `gauss_den/iter_N` scopes, classes from the logits kernel,
-MobileNet's width from its last pointwise convolution (1024 x width channels). A preset (models/presets.py) can
-name the model instead; its image size and settings are then used and the checkpoint must fit it.
+- "inception_v4": slim's Inception-v4 (`InceptionV4/...`), without its training-only auxiliary head `AuxLogits`.
+The architecture is inferred (iterations from the `gauss_den/iter_N` scopes, classes from the logits kernel,
+MobileNet's width from its last pointwise convolution), or a preset (models/presets.py) names it and must fit.
 
-The models written are those `dirtypixels train` writes: a joint checkpoint becomes the joint classifier (inputs
-"raw", "alpha", "sigma"; outputs "logits", "image"), an ISP checkpoint the stage-1 ISP model (output "image"), a
-head checkpoint the stage-1 head model (input "clean" [B, H, W, 3] in [0, 1], output "logits", the head as the
-layer named after it), which a config's `stages.head_weights` takes. Models follow the release: Anscombe network
-with the algebraic inverse, GAT over S^T y, one shared lambda and one beta per iteration, head input clipped to
-[0, 1] then mapped to [-1, 1], 1001 classes with background at index 0, slim's batch-norm momentum 0.9997.
-
+The models written are those `dirtypixels train` writes: joint -> the joint classifier (inputs "raw", "alpha",
+"sigma"; outputs "logits", "image"); ISP -> the stage-1 ISP model ("image"); head -> the stage-1 head model (input
+"clean" [B, H, W, 3] in [0, 1], output "logits"), for a config's `stages.head_weights`. They follow the release:
+algebraic inverse, GAT over S^T y, one shared lambda and one beta per iteration, head input clipped to [0, 1] then
+mapped to [-1, 1], 1001 classes with background at index 0, slim's batch-norm momentum 0.9997.
 Every model weight must come from the checkpoint and every checkpoint variable must go into the model, except
-`global_step`, optimizer slots of a mapped variable (`NAME/RMSProp`, `NAME/Momentum`, `NAME/ExponentialMovingAverage`,
-...) and Inception-v4's `AuxLogits`; otherwise conversion stops with a message listing what did not map.
+`global_step`, optimizer slots of a mapped variable (`NAME/RMSProp`, `NAME/Momentum`, ...) and `AuxLogits`;
+otherwise conversion stops with a message listing what did not map.
 """
 
 import re
