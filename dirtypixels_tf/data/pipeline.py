@@ -1,29 +1,23 @@
 """The input pipeline: (image, label) sources -> preprocessing -> simulated sensor -> batched (features, label).
 
 Conventions:
-- Features of one example: "raw" float32 [H, W, 1], the noisy Bayer mosaic in [0, 1]; "alpha" and "sigma" float32
-  scalars, the noise level in [0, 1] units; optionally "psf" float32 [kh, kw, 3], the sensor's PSF per channel
-  ([1, 1, 3] ones without blur), and "clean" float32 [H, W, 3], the preprocessed image before optics, mosaic and
-  noise (the target of reconstruction losses). Batching adds a leading axis: raw [B, H, W, 1], alpha/sigma [B].
-- Randomness: example i of the stream gets the stateless seed example_seed(seed, i) (physics/noise.py); it is
-  split into the crop/flip seed and the sensor seed. The index is attached with Dataset.enumerate before any
-  sharding or shuffling, so example i gets the same crop and noise in any batch size, shuffle order and
-  replica count. Training streams repeat the source before enumerating, so index i of epoch e is i + e * N:
-  each epoch sees new crops and new noise, and an evaluation set (epochs=1, no shuffle) is the same on every run.
-- On-device simulation (simulate_on_device=True): the pipeline stops before the sensor and yields {"clean",
-  "sensor_seed" int64 [2]} (plus "psf" if asked); `simulate_batch(sensor, features)` then runs the same sensor with
-  the same per-example seeds where the model runs (inside the training step, per replica under MirroredStrategy),
-  giving bit for bit the frames the tf.data path gives, while the host only decodes, crops and resizes.
-- Shuffling happens after the simulation, on the small fixed-size examples, so the buffer never holds decoded
-  full-size photographs; its memory is shuffle_buffer x (one example's features).
-
-Distribution (tf.distribute):
-- `make_dataset(..., batch_size=GLOBAL batch)` and `strategy.experimental_distribute_dataset(dataset)`: the strategy
-  splits each global batch between the replicas. The dataset's auto-shard policy is DATA, so several workers
-  split the examples, never the files (file sharding would change the example indices).
-- `strategy.distribute_datasets_from_function(make_dataset_fn(..., global_batch_size=...))`: each input pipeline
-  keeps the examples with index % num_input_pipelines == input_pipeline_id and batches with the per-replica batch
-  size. Every pipeline reads (and decodes) the whole source to do so; with one machine there is one pipeline.
+- Features of one example: "raw" float32 [H, W, 1], the noisy Bayer mosaic in [0, 1]; "alpha", "sigma" float32
+  scalars, the noise in [0, 1] units; optionally "psf" float32 [kh, kw, 3] (per channel; [1, 1, 3] ones without blur)
+  and "clean" float32 [H, W, 3], the preprocessed image before optics, mosaic and noise (reconstruction target).
+  Batching adds a leading axis: raw [B, H, W, 1], alpha/sigma [B].
+- Randomness: example i gets the stateless seed example_seed(seed, i) (physics/noise.py), split into the crop/flip
+  and the sensor seed. Dataset.enumerate runs before any sharding or shuffling, so example i gets the same crop and
+  noise in any batch size, shuffle order and replica count. Training repeats the source before enumerating (index i
+  of epoch e is i + e * N: new crops and noise each epoch); an evaluation set (epochs=1, no shuffle) never changes.
+- simulate_on_device=True stops before the sensor and yields {"clean", "sensor_seed" int64 [2]} (plus "psf");
+  `simulate_batch(sensor, features)` then runs the same sensor with the same seeds where the model runs (in the
+  training step, per replica), bit for bit the tf.data path's frames, while the host only decodes and crops.
+- Shuffling comes after the simulation, on the small fixed-size examples (never decoded full-size photographs).
+Distribution: with `make_dataset(..., batch_size=GLOBAL batch)` and `strategy.experimental_distribute_dataset`, the
+strategy splits each global batch; the auto-shard policy is DATA (workers split examples, never files, which would
+change the example indices). With `strategy.distribute_datasets_from_function(make_dataset_fn(...,
+global_batch_size=...))` each input pipeline keeps the examples with index % num_input_pipelines ==
+input_pipeline_id, batches per replica, and reads the whole source to do so.
 """
 
 import numpy as np

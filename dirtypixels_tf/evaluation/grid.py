@@ -8,21 +8,15 @@ The parts: axes.py (what the rows and columns mean), predictors.py (the models, 
 results and their files); this module simulates the cells and measures them.
 
 Conventions:
-- Every cell simulates the same examples with the same seeds: example i gets example_seed(seed, i) (data.pipeline,
-  evaluation preprocessing = central crop + resize), so repeated runs give identical tables bit for bit and cells
-  differ only by light level and PSF (common random numbers). The inputs do not depend on the batch size; the
-  model's float rounding may (another batch size can move PSNR in the 6th decimal). A "motion-L" PSF column is
-  drawn with `seed` too.
-- Top-k accuracies (metrics.top_k_correct) need a "logits" output; PSNR and SSIM (metrics.psnr / metrics.ssim,
-  peak 1, the estimate clipped to [0, 1], averaged per image) compare the intermediate image (the model's "image"
-  output, or a SavedModel's "isp" signature, or a conventional ISP's output) with the SHARP clean image: the
-  preprocessed image before optics, mosaic and noise; "bayer" (metrics.bayer_artifact_ratio) is the image's
-  luminance energy at the Bayer frequencies over the clean images' (a checkerboard shows well above 1; residual
-  noise counts too), "bayer_peak" (metrics.bayer_peak_ratio) that energy over the neighbouring frequencies', over the
-  clean images' (a periodic pattern, though it also moves with what the image keeps of the clean content there), and
-  "bayer_error" (metrics.bayer_error_amplitudes) the RMS over images of the Bayer-period pattern's amplitude in the
-  luminance error (image - clean), in 8-bit code values (the steps of an 8-bit display; residual noise counts too).
-  A metric a model cannot give is None.
+- Every cell simulates the same examples with the same seeds (example_seed(seed, i), data.pipeline's evaluation
+  preprocessing: central crop + resize), so runs give identical tables and cells differ only by light level and PSF
+  (common random numbers). Inputs do not depend on the batch size, though the model's float rounding may (the 6th
+  decimal of PSNR). A "motion-L" PSF column is drawn with `seed` too.
+- Top-k accuracies (metrics.top_k_correct) need a "logits" output. PSNR, SSIM and the Bayer metrics (metrics.py:
+  "bayer" = bayer_artifact_ratio, "bayer_peak" = bayer_peak_ratio, "bayer_error" = the RMS over images of
+  bayer_error_amplitudes in 8-bit code values) compare the intermediate image (the model's "image" output, a
+  SavedModel's "isp" signature or a conventional ISP's output) with the SHARP clean image: the preprocessed image
+  before optics, mosaic and noise. A metric a model cannot give is None.
 """
 
 import math
