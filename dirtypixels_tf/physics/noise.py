@@ -1,27 +1,22 @@
 """Poisson-Gaussian sensor noise with clipping, sensor presets, and the lux -> ISO -> (alpha, sigma) mapping.
 
-Model (Diamond et al. 2021, Eq. 1): y = clip_[0,1]( alpha * Poisson(x / alpha) + N(0, sigma^2) ), x in [0, 1], so that
-E[y] = x and Var[y] = alpha * x + sigma^2 before clipping. alpha = 0 means no Poisson part, sigma = 0 no
-Gaussian part.
-
-Presets give (Poisson scale, Gaussian std) at ISO 100 in units of the [0, 1] range. The release's linear ISO
-model: alpha = poisson * ISO / 100, sigma = gauss * ISO / 100; light level = lux / 2000 and ISO = 100 /
-light_level, so alpha = poisson / light_level and sigma = gauss / light_level.
+Model (Diamond et al. 2021, Eq. 1): y = clip_[0,1]( alpha * Poisson(x / alpha) + N(0, sigma^2) ), x in [0, 1], so
+E[y] = x and Var[y] = alpha * x + sigma^2 before clipping; alpha = 0 means no Poisson part, sigma = 0 no Gaussian.
+Presets give (Poisson scale, Gaussian std) at ISO 100 in [0, 1] units. The release's linear ISO model:
+alpha = poisson * ISO / 100, sigma = gauss * ISO / 100, with light level = lux / 2000 and ISO = 100 / light level.
 
 Extended low-light terms (Wei et al. 2020, ELD), all optional and off by default (`NoiseTerms`, `add_sensor_noise`):
-- read noise of Tukey-lambda shape: sigma * T / std(T), T ~ Tukey-lambda(lam) (heavy-tailed for lam < 0.14, close to
-  Gaussian at 0.14); sigma stays the read noise's std, so the Poisson-Gaussian variance alpha x + sigma^2 holds;
-- row noise: one offset N(0, (row_noise * sigma)^2) per image row (row_noise relative to sigma, so it follows the
-  ISO with the read noise);
-- black-level (colour) bias: a constant offset per position of the 2x2 Bayer block (row-major, [0, 1] units), the
-  residual of an imperfect black-level subtraction;
+- read noise of Tukey-lambda shape: sigma * T / std(T), T ~ Tukey-lambda(lam) (heavy-tailed for lam < 0.14, near
+  Gaussian at 0.14); sigma stays the read noise's std, so the variance alpha x + sigma^2 holds;
+- row noise: one offset N(0, (row_noise * sigma)^2) per image row (relative to sigma, so it follows the ISO);
+- black-level bias: a constant offset per position of the 2x2 Bayer block (row-major, [0, 1] units);
 - ADC quantization at `bit_depth` bits: values rounded to multiples of 1 / (2^bit_depth - 1) after clipping (or
   without clipping when clip=False, as for dark frames read with their pedestal).
 Order: shot noise, read noise, row noise, bias, clip, quantization.
 
 Randomness is stateless: every sampler takes a `seed` of shape [2] (int32/int64), so the same seed gives the same
-noise bit for bit on every run and machine. Key it by example index (see `example_seed`) to make an evaluation
-set independent of batching and of the number of replicas.
+noise bit for bit on every run and machine. Key it by example index (`example_seed`) to make an evaluation set
+independent of batching and of the number of replicas.
 """
 
 import dataclasses
@@ -138,10 +133,8 @@ def _per_image(value, images):
     return tf.reshape(value, [-1, 1, 1, 1])
 
 
-# Expected photon count x / alpha under which the Poisson draw is exact. At 20 the moment-matched normal above it
-# biased the clipped variance near saturation by 3 % (x = 0.98, alpha = 0.012: 82 counts; tests/physics/
-# test_noise_estimation.py, test_clipped_moments_match_the_simulated_sensor): the skewness that clipping exposes
-# matters.
+# Expected photon count x / alpha under which the Poisson draw is exact (a moment-matched normal above): high, as
+# clipping near saturation exposes the normal's missing skewness (docs/numerics.md).
 POISSON_EXACT_BELOW = 1000.0
 
 

@@ -1,26 +1,20 @@
 """The request handling of the local model server, shared by its gRPC services (grpc_api.py) and REST (rest.py).
 
 PredictionCore answers TF Serving's PredictionService and ModelService requests (protos in, protos out) from a
-ModelRepository (repository.py); the transports only move bytes. Request semantics, as TF Serving's (status codes
-in capitals):
-- model_spec: name (NOT_FOUND "Servable not found for request: Latest(NAME)" if it is not this model's), then
-  version (NOT_FOUND if that version is not loaded) or version_label (INVALID_ARGUMENT "Unrecognized servable
-  version label" if unknown), else the latest loaded version. signature_name defaults to "serving_default".
-- Predict: an unknown signature is FAILED_PRECONDITION ('Serving signature key "X" not found.', TF Serving's code
-  and message). Inputs are checked from each TensorProto's declared dtype and shape BEFORE any array is built (a
-  128-byte proto may declare a 7 GB tensor): missing or extra inputs, wrong dtype (with the signature that takes
-  that dtype), a malformed shape, wrong rank, a height or width that is odd (not whole 2x2 Bayer blocks) or not the
-  model's -> INVALID_ARGUMENT naming the input; a batch over `max_batch` -> INVALID_ARGUMENT naming --max-batch; a
-  declared size over `max_bytes` (--max-message-mb) -> RESOURCE_EXHAUSTED. Then unequal or empty batches and
-  malformed values (INVALID_ARGUMENT). Values are checked in the graph (export/savedmodel.py): NaN or infinity,
-  raw outside [0, 1], alpha or sigma outside their range, ... -> INVALID_ARGUMENT with the graph's message.
-  output_filter works.
-- Classify: the signature must have method name tensorflow/serving/classify (INVALID_ARGUMENT otherwise, as in TF
-  Serving, so clients must name signature "classify"); an unknown signature, an empty input or more examples than
-  `max_batch` is INVALID_ARGUMENT.
+ModelRepository (repository.py); the transports only move bytes. Semantics, codes and messages are TF Serving's
+(serving/README.md, "Errors", lists them):
+- model_spec: the name (NOT_FOUND if not this model's), then version (NOT_FOUND if not loaded) or version_label
+  (INVALID_ARGUMENT if unknown), else the latest loaded version; signature_name defaults to "serving_default".
+- Predict: an unknown signature is FAILED_PRECONDITION. Inputs are checked from each TensorProto's declared dtype
+  and shape BEFORE any array is built (a 128-byte proto may declare a 7 GB tensor): missing or extra inputs, dtype,
+  shape, rank, an odd or foreign height or width, a batch over `max_batch` -> INVALID_ARGUMENT naming the input; a
+  declared size over `max_bytes` -> RESOURCE_EXHAUSTED; then unequal or empty batches and malformed values. Values
+  are checked in the graph (export/savedmodel.py) -> INVALID_ARGUMENT with its message. output_filter works.
+- Classify: the signature's method name must be tensorflow/serving/classify (clients name "classify"); an unknown
+  signature, an empty input or more examples than `max_batch` is INVALID_ARGUMENT.
 - GetModelMetadata: metadata_field must be ["signature_def"]; answers a SignatureDefMap packed in an Any.
-- GetModelStatus: every version seen, AVAILABLE or END (unloaded, or failed with its error; the error names the
-  version, never a server path); NOT_FOUND for another model or an unknown version.
+- GetModelStatus: every version seen, AVAILABLE or END (unloaded, or failed with an error that names the version,
+  never a server path); NOT_FOUND for another model or an unknown version.
 A bad request never affects the next one: each is answered on its own.
 """
 
