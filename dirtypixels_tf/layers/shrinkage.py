@@ -5,22 +5,18 @@ HQS for  min_x lambda/2 ||A x - y||^2 + g(C x)  alternates, with beta_1 < beta_2
     z_k = prox_{lambda g / beta_k}(C x_{k-1})                                (a learned proximal operator)
     x_k = (lambda/beta_k A^T A + C^T C)^-1 (lambda/beta_k A^T y + C^T z_k)   (inverse filtering)
 Conventions:
-- C is a bank of F filters [fh, fw, F] (default 24 of 5x5), each applied to every colour channel by convolution
-  with circular boundary (physics/fourier.py conventions: kernel centre (fh // 2, fw // 2)); C x for x
-  [B, H, W, C] is the response tensor [B, H, W, C, F]. C, C^T and the x-update all run in the Fourier domain, so
-  C^T is exactly the adjoint of C and the x-update is exact (circular boundary).
-- A is the identity (operator "identity", denoising) or a circular blur by a known PSF (operator "blur"; PSF
-  [kh, kw], [kh, kw, C] or per image [B, kh, kw, C] / [B, kh, kw, 1], as in layers/projection.py).
-- DC term: the x-update divides by lambda/beta |K|^2 + sum_i |C_i|^2 per frequency. Zero-mean filters give
-  C_i(0) = 0, but |K(0)|^2 = 1 for a PSF summing to 1 (and 1 for A = I), so the DC denominator is lambda/beta > 0
-  and no epsilon is added. Only where K and every C_i vanish together (a blur with spectral zeros and filters that
-  miss that frequency) is the system singular: frequencies whose denominator is below DENOMINATOR_FLOOR = 1e-6
-  are set to 0, the minimum-norm (pseudo-inverse) solution, rather than dividing float32 round-off by ~0.
-- Colour channels: kept separate (merge_channels=False: each channel's responses go through the same proximal
-  operator on their own) or merged (merge_channels=True: the channels' responses are summed before the proximal
-  operator and its output is copied onto every channel; the x-update stays per channel). Seed 000 keeps them
-  separate for denoising and merges them for joint deblurring and denoising.
-- All Fourier arithmetic runs in float32 / complex64 whatever the input dtype; the proximal operators run in the
+- C: F filters [fh, fw, F] (default 24 of 5x5), each applied to every colour channel by circular convolution
+  (physics/fourier.py: kernel centre (fh // 2, fw // 2)); C x for x [B, H, W, C] is [B, H, W, C, F]. C, C^T and the
+  x-update run in the Fourier domain, so C^T is exactly C's adjoint and the x-update exact.
+- A: the identity (operator "identity", denoising) or a circular blur by a known PSF (operator "blur"; PSF [kh, kw],
+  [kh, kw, C] or per image [B, kh, kw, C] / [B, kh, kw, 1], as in layers/projection.py).
+- The x-update divides by lambda/beta |K|^2 + sum_i |C_i|^2 per frequency; at DC that is lambda/beta > 0 (|K(0)| = 1,
+  zero-mean filters), so no epsilon is added. Frequencies below DENOMINATOR_FLOOR = 1e-6 (K and every C_i vanishing
+  together) are set to 0, the minimum-norm solution, rather than dividing round-off by ~0.
+- Colour channels: separate (merge_channels=False, each channel's responses through the proximal operator alone) or
+  merged (True: responses summed over channels, the operator's output copied onto each; the x-update stays per
+  channel). Seed 000 separates them for denoising and merges them for joint deblurring and denoising.
+- Fourier arithmetic runs in float32 / complex64 whatever the input dtype; the proximal operators run in the
   layer's compute dtype (float16 under mixed precision).
 """
 

@@ -1,24 +1,20 @@
 """TF Serving deployment files: writer and validators.
 
 `write_serving_config(out_dir, model_name, base_path)` writes, for the official tensorflow/serving image:
-- models.config: a ModelServerConfig (text proto) with one model, base path /models/NAME inside the container,
-  model_platform "tensorflow", version policy latest N (or specific versions), optional version labels;
+- models.config: a ModelServerConfig (text proto), one model at /models/NAME in the container, platform
+  "tensorflow", version policy latest N (or specific versions), optional version labels;
 - batching_parameters.txt: BatchingParameters (text proto) for --enable_batching;
-- monitoring.config: MonitoringConfig (text proto) enabling Prometheus metrics at /monitoring/prometheus/metrics
-  on the REST port;
-- docker-compose.yml: the tensorflow/serving:latest-gpu service with these files mounted at /config, the host's
-  base path mounted read-only at /models/NAME, gRPC on 8500 and REST on 8501, one NVIDIA GPU.
+- monitoring.config: MonitoringConfig (text proto), Prometheus metrics at /monitoring/prometheus/metrics (REST port);
+- docker-compose.yml: tensorflow/serving:latest-gpu with these files at /config, the host's base path read-only at
+  /models/NAME, gRPC on 8500, REST on 8501, one NVIDIA GPU.
 
-Validation: models.config is parsed with the protos tensorflow-serving-api ships (model_server_config_pb2 and
-google.protobuf.text_format). That package has neither the BatchingParameters nor the MonitoringConfig proto, so
-their files are read by a small parser of the text-proto subset they use and checked against the fields, types and
-rules of TF Serving's protos (session_bundle_config.proto, monitoring_config.proto):
-    max_batch_size, batch_timeout_micros, max_enqueued_batches, num_batch_threads: google.protobuf.Int64Value,
-        written `name { value: N }` (max_batch_size, max_enqueued_batches, num_batch_threads >= 1; timeout >= 0);
-    thread_pool_name: google.protobuf.StringValue; allowed_batch_sizes: repeated int64, strictly increasing, each
-        >= 1, the last equal to max_batch_size (TF Serving's default 1000 if unset);
-    pad_variable_length_inputs: bool.
-Fields of newer TF Serving releases that are not listed here are refused (the check would not know their rules).
+Validation: models.config is parsed with tensorflow-serving-api's protos. That package lacks BatchingParameters and
+MonitoringConfig, so their files are read by a parser of the text-proto subset they use and checked against TF
+Serving's protos (session_bundle_config.proto, monitoring_config.proto): max_batch_size, batch_timeout_micros,
+max_enqueued_batches, num_batch_threads are Int64Value, written `name { value: N }` (>= 1; the timeout >= 0);
+thread_pool_name a StringValue; allowed_batch_sizes repeated int64, strictly increasing, each >= 1, the last equal
+to max_batch_size (default 1000); pad_variable_length_inputs a bool. Fields of newer TF Serving releases not listed
+here are refused (the check would not know their rules).
 """
 
 import dataclasses
