@@ -13,8 +13,8 @@ MonitoringConfig, so their files are read by a parser of the text-proto subset t
 Serving's protos (session_bundle_config.proto, monitoring_config.proto): max_batch_size, batch_timeout_micros,
 max_enqueued_batches, num_batch_threads are Int64Value, written `name { value: N }` (>= 1; the timeout >= 0);
 thread_pool_name a StringValue; allowed_batch_sizes repeated int64, strictly increasing, each >= 1, the last equal
-to max_batch_size (default 1000); pad_variable_length_inputs a bool. Fields of newer TF Serving releases not listed
-here are refused (the check would not know their rules).
+to max_batch_size (TF Serving's default 1000 if unset); pad_variable_length_inputs a bool. Fields of newer TF
+Serving releases not listed here are refused (the check would not know their rules).
 """
 
 import dataclasses
