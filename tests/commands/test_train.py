@@ -108,39 +108,31 @@ def test_bad_settings_exit_2_naming_the_key(arguments, message, capsys):
     assert message in capsys.readouterr().err
 
 
+# The default job's claim as the README states it (figures over seeds 0 to 5: docs/results.md): at every seed the
+# joint model leads bilinear by at least CLAIM_LEAD_AT_3_LUX points of top-1 at 3 lux, and at every other report
+# level (6, 12, 48 lux, no noise) it is at most CLAIM_BAND points behind.
+CLAIM_SEEDS = range(6)
+CLAIM_LEAD_AT_3_LUX = 1.0
+CLAIM_BAND = 4.0
+
+
 @pytest.mark.slow
-def test_the_default_jobs_claim_at_a_reduced_budget(tmp_path, capsys):
-    """The default job's claim at a reduced budget (6,000 training images, 1,000 test images): averaged over the
-    report's light levels the joint model's top-1 is at least the bilinear comparison's minus 1 point, both are far
-    above chance (10 %), and the joint model's intermediate image shows no Bayer-period checkerboard at any level.
-    Guards against issue 14's default, which trained the joint model from a random ISP on the classification loss
-    alone: it fell behind bilinear as light increased and its "image" was a coloured checkerboard (Bayer energy
-    ratio 250 to 350 when that default was given a stage 1 but kept the classification-only stage 2)."""
-    budget = [
-        "data.train_examples=6000",
-        "data.eval_examples=1000",
-        "checkpoint.image_summaries_every=0",
-    ]  # the default's precise_bn_batches re-estimates the batch norms: their moving averages lag (both at chance)
-    assert cli.main(["train", "--run-dir", str(tmp_path / "run"), "--quiet", *sets(budget)]) == 0
+@pytest.mark.parametrize("seed", CLAIM_SEEDS)
+def test_the_default_jobs_claim(tmp_path, capsys, seed):
+    """The README's claim for one seed of the main job, run exactly as `dirtypixels train --set seed=N` (5 to 6
+    minutes on 2 cores): top-1 on all 10,000 test images from the report's cells."""
+    assert cli.main(["train", "--run-dir", str(tmp_path / "run"), "--quiet", "--set", f"seed={seed}"]) == 0
     capsys.readouterr()
-    tables = {
+    cells = {
         name: json.loads((tmp_path / "run" / "report" / name / "evaluation.json").read_text())["cells"]
         for name in ("joint", "bilinear")
     }
-    assert all(cell["examples"] == 1000 for cells in tables.values() for cell in cells)
-    mean = {name: sum(cell["top1"] for cell in cells) / len(cells) for name, cells in tables.items()}
-    assert mean["joint"] >= mean["bilinear"] - 0.01, mean
-    assert min(mean.values()) > 0.4, mean
-    # Bayer-period luminance energy over the clean image's: 0.9 to 4.0 measured at this budget (0.35 to 1.8 at the
-    # full one), 250 to 350 for the checkerboard of a classification-only stage 2.
-    assert all(cell["bayer"] < 10.0 for cell in tables["joint"]), [cell["bayer"] for cell in tables["joint"]]
-    # Bayer-frequency peak over the neighbouring frequencies', over the clean image's (a periodic pattern only): 1.7
-    # at 3 lux to 3.1 without noise measured at this budget, a faint pattern that the full budget reduces (1.05 to 1.35
-    # there; mean top-1 joint 53 %, bilinear 41 % at this budget).
-    peaks = [cell["bayer_peak"] for cell in tables["joint"]]
-    assert all(peak < 5.0 for peak in peaks), peaks
-    # The pattern's amplitude in the joint image's error, RMS in 8-bit code values: 1.35 to 2.42 measured at this
-    # budget (bilinear 1.04 to 1.24; 0.80 to 1.66 for the joint model at the full one); a checkerboard of 250 to 350
-    # times the clean image's Bayer energy has about 20.
-    errors = [cell["bayer_error"] for cell in tables["joint"]]
-    assert all(error < 4.0 for error in errors), errors
+    assert all(cell["examples"] == 10_000 for rows in cells.values() for cell in rows)
+    lead = {
+        joint["light_level"]: 100 * (joint["top1"] - bilinear["top1"])
+        for joint, bilinear in zip(cells["joint"], cells["bilinear"])
+    }
+    levels = list(lead)
+    assert levels == ["3 lux", "6 lux", "12 lux", "48 lux", "none"]
+    assert lead[levels[0]] >= CLAIM_LEAD_AT_3_LUX, lead
+    assert all(lead[level] >= -CLAIM_BAND for level in levels[1:]), lead
