@@ -36,7 +36,7 @@ from dirtypixels_tf.layers.bayer import BilinearDemosaic, MosaicAdjoint, PackBay
 from dirtypixels_tf.layers.priors import LiuDecodingModule, LiuEncodingModule, NidfUNet, ResidualUNetPrior
 from dirtypixels_tf.layers.projection import SoftProjection, release_gamma_inits
 from dirtypixels_tf.layers.shrinkage import ShrinkageFields
-from dirtypixels_tf.models.joint import IspModel
+from dirtypixels_tf.models.components import IspModel
 from dirtypixels_tf.physics import mosaic
 from dirtypixels_tf.physics.validation import check_bool, check_image, check_int, check_positive_number
 

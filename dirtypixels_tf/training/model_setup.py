@@ -1,7 +1,7 @@
 """The Keras model of an experiment config, and stage-1 weights loaded into it by component.
 
 The model is models/spec.build_model of the config's ModelSpec (training/config.model_spec): a JointClassifier,
-an IspModel or a HeadClassifier (models/joint.py), or the ISP's own pretraining model when the loss is its
+an IspModel or a HeadClassifier (models/joint.py, models/components.py), or the ISP's own pretraining model when the loss is its
 pretraining loss (ModelSpec.pretrains, e.g. NIDF's "nidf_pretrain"). Stage-1 weights are copied by component:
 the ISP by its own `load_pretrained` (from the stage-1 model's "isp" layer, or what its pretraining model holds),
 the head from the stage-1 model's head (or a .weights.h5 of the head model). Nothing is matched by variable names.
@@ -12,8 +12,8 @@ import os
 import keras
 
 from dirtypixels_tf.catalog import NO_PSF
+from dirtypixels_tf.models.components import PsfSizeError
 from dirtypixels_tf.models.isp import copy_weights
-from dirtypixels_tf.models.joint import PsfSizeError
 from dirtypixels_tf.models.loading import MODEL_FILE
 from dirtypixels_tf.models.spec import build_model
 from dirtypixels_tf.physics import optics

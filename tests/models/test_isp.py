@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from dirtypixels_tf.models import isp
-from dirtypixels_tf.models.joint import IspModel
+from dirtypixels_tf.models.components import IspModel
 from dirtypixels_tf.physics import mosaic, optics
 from dirtypixels_tf.physics.sensor import SensorModel
 

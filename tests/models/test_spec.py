@@ -5,8 +5,9 @@ import dataclasses
 import pytest
 
 from dirtypixels_tf.models import presets
+from dirtypixels_tf.models.components import IspModel
 from dirtypixels_tf.models.isp import ISP_CLASSES, NidfCascade
-from dirtypixels_tf.models.joint import HeadClassifier, IspModel, JointClassifier
+from dirtypixels_tf.models.joint import HeadClassifier, JointClassifier
 from dirtypixels_tf.models.spec import ModelSpec, build_model
 from dirtypixels_tf.training import config as config_lib
 from dirtypixels_tf.training.model_setup import build_experiment_model
