@@ -194,7 +194,7 @@ def register(commands):
         "train",
         help="train an experiment config (default: a few-minute Fashion-MNIST joint model vs bilinear ISP)",
         description="Train the experiment described by a YAML config (a bundled name such as release_joint_3lux, "
-        "or a file; schema in dirtypixels_tf/training/config.py) into a run directory, resuming from its backup if "
+        "or a file; schema in dirtypixels_tf/training/config/schema.py) into a run directory, resuming from its backup if "
         "one is there, then evaluate on the held-out split. Without --config: the bundled default.",
     )
     train.add_argument("--config", default=None, help="bundled config name or experiment YAML file (default: default)")

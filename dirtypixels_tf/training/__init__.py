@@ -4,7 +4,7 @@ tf.distribute strategies, callbacks and the runner.
     from dirtypixels_tf.training import load_config, resolve_config, run_experiment
     results = run_experiment(load_config(resolve_config("default")), "runs/default")
 
-See each module's docstring: config.py (the YAML schema), optimizers.py, losses.py, data.py, model_setup.py,
+See each module's docstring: config/ (the YAML schema), optimizers.py, losses.py, data.py, model_setup.py,
 strategy.py, callbacks.py (run directory layout), loop.py (multi-worker), lbfgs.py, fit.py (the runner).
 """
 
