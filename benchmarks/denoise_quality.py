@@ -54,8 +54,8 @@ from skimage.util import img_as_float32  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from dirtypixels_tf.evaluation import baselines, metrics  # noqa: E402
+from dirtypixels_tf.models.components import IspModel  # noqa: E402
 from dirtypixels_tf.models.isp import AnscombeNetwork, ChenUNet  # noqa: E402
-from dirtypixels_tf.models.joint import IspModel  # noqa: E402
 from dirtypixels_tf.physics import noise  # noqa: E402
 from dirtypixels_tf.physics.sensor import SensorModel  # noqa: E402
 

@@ -92,8 +92,7 @@ from dirtypixels_tf.models import presets  # noqa: E402
 from dirtypixels_tf.physics import noise  # noqa: E402
 from dirtypixels_tf.training import config as config_lib  # noqa: E402
 from dirtypixels_tf.training import data as data_lib  # noqa: E402
-from dirtypixels_tf.training import models as models_lib  # noqa: E402
-from dirtypixels_tf.training import optimizers, run_experiment  # noqa: E402
+from dirtypixels_tf.training import model_setup, optimizers, run_experiment  # noqa: E402
 from dirtypixels_tf.training.fit import evaluate as evaluate_metrics  # noqa: E402
 from dirtypixels_tf.training.losses import LIU_IMAGE_LOSS, SparseCrossEntropy  # noqa: E402
 
@@ -288,20 +287,20 @@ def train_run(config, run_dir, what):
     )
     model = results["model"]
     recalibrate_batch_norm(model, stream_inputs(config, model), what)
-    models_lib.inference_copy(model).save(os.path.join(run_dir, PRECISE_BN_FILE))
+    model_setup.inference_copy(model).save(os.path.join(run_dir, PRECISE_BN_FILE))
     return model, results["train_seconds"], results.get("test")
 
 
 def recalibrate_batch_norm(model, batches, what):
-    """Precise BN (training.models.precise_batch_norm) with a progress bar. With this short budget Keras' moving
+    """Precise BN (training.model_setup.precise_batch_norm) with a progress bar. With this short budget Keras' moving
     averages (momentum 0.99) lag the fast-changing weights so far that the trained models evaluate at chance in
     inference mode; the re-estimated statistics fix that. Returns the number of batches used."""
-    return models_lib.precise_batch_norm(model, tqdm(batches, desc=f"BN statistics ({what})", unit="batch"))
+    return model_setup.precise_batch_norm(model, tqdm(batches, desc=f"BN statistics ({what})", unit="batch"))
 
 
 def stream_inputs(config, model, batches=BN_BATCHES):
     """The first `batches` training batches of `config` as the inputs `model` takes."""
-    data = data_lib.ExperimentData(config, models_lib.model_input_names(model))
+    data = data_lib.ExperimentData(config, model_setup.model_input_names(model))
     return data.train_dataset(0, 0, 1).take(batches).map(lambda inputs, targets: inputs)
 
 

@@ -31,7 +31,7 @@ from dirtypixels_tf.models import heads, presets  # noqa: E402
 from dirtypixels_tf.physics.sensor import SensorModel  # noqa: E402
 from dirtypixels_tf.training.data import simulating_view  # noqa: E402
 from dirtypixels_tf.training.losses import SparseCrossEntropy  # noqa: E402
-from dirtypixels_tf.training.models import training_view  # noqa: E402
+from dirtypixels_tf.training.model_setup import training_view  # noqa: E402
 from dirtypixels_tf.training.optimizers import Tf1RMSprop, apply_weight_decay  # noqa: E402
 
 SIZE, CLASSES = 128, 1001

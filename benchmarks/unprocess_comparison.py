@@ -15,8 +15,7 @@ import sys
 
 from dirtypixels_tf.training import config as config_lib
 from dirtypixels_tf.training import data as data_lib
-from dirtypixels_tf.training import fit
-from dirtypixels_tf.training import models as models_lib
+from dirtypixels_tf.training import fit, model_setup
 
 
 def main(argv=None):
@@ -51,7 +50,7 @@ def main(argv=None):
     for trained_with, (model, _) in models.items():
         for tested_with in (False, True):
             config = config_lib.load_config(path, overrides + [f"data.unprocess={str(tested_with).lower()}"])
-            data = data_lib.ExperimentData(config, models_lib.model_input_names(model))
+            data = data_lib.ExperimentData(config, model_setup.model_input_names(model))
             metrics = fit.evaluate(model, data.eval_dataset(), config_lib.model_spec(config).num_classes)
             table[trained_with, tested_with] = metrics["top1"]
     print(f"{args.config}: {args.train_examples} training examples x {args.epochs} epochs, {args.eval_examples} test")

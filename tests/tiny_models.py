@@ -11,7 +11,7 @@ from dirtypixels_tf.export.tflite import simulated_inputs
 from dirtypixels_tf.models.heads import build_head
 from dirtypixels_tf.models.isp import build_isp
 from dirtypixels_tf.models.joint import JointClassifier
-from dirtypixels_tf.training.models import precise_batch_norm
+from dirtypixels_tf.training.model_setup import precise_batch_norm
 
 SIZE = 32
 CLASS_NAMES = [f"class_{k}" for k in range(10)]

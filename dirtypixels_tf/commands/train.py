@@ -7,7 +7,7 @@ runs/<config name>) receives params.yaml, model.keras, metrics.json, logs and ch
 running the same command again after an interruption resumes from its backup. Prints the test metrics.
 
 With compare_isps (the default experiment), the final report evaluates the trained model and each comparison on the
-whole evaluation split at REPORT_LIGHT_LEVELS (evaluation/grid.py, the run's sensor, Bayer phase, PSF, seed + 1 and
+whole evaluation split at REPORT_LIGHT_LEVELS (evaluation/report.py over grid.py, the run's sensor, Bayer phase, PSF, seed + 1 and
 centre crop): top-1, the intermediate image's PSNR, its Bayer-period energy ratio (metrics.bayer_artifact_ratio,
 which residual noise raises too), its Bayer-frequency peak (metrics.bayer_peak_ratio, a periodic pattern only) and
 the amplitude of the Bayer-period pattern in its error (grid.py's "bayer_error", in 8-bit code values), printed as
@@ -16,7 +16,6 @@ PSNR against light above example images at 3 and 48 lux). The same command on a 
 same config writes the report again without training.
 """
 
-import dataclasses
 import importlib.util
 import os
 import sys
@@ -49,8 +48,7 @@ REPORT_DIR = "report"
 def _report(config, run_dir):
     """The final report of a run with comparisons (module docstring); returns the figure's path, or None when the
     run has no comparison or no evaluation split (no report) or matplotlib is missing (the table only)."""
-    from dirtypixels_tf.evaluation import axes, figures, grid
-    from dirtypixels_tf.evaluation.predictors import head_function, load_predictor
+    from dirtypixels_tf.evaluation import report
     from dirtypixels_tf.training import config as config_lib
     from dirtypixels_tf.training import data as data_lib
 
@@ -63,79 +61,36 @@ def _report(config, run_dir):
             "cells are seeded seed + 1 and would draw another)"
         )
         return None
-    spec = config_lib.model_spec(config)
-    runs = {f"joint ({spec.isp})": run_dir}
+    runs = {f"joint ({config_lib.model_spec(config).isp})": run_dir}
     runs.update({isp: os.path.join(run_dir, "compare", isp) for isp in config.compare_isps})
     data = config.data
     options = dict(
         seed=config.seed + 1, sensor=data.sensor, pattern=data.pattern, central_fraction=data.central_fraction
     )
     names = data_lib.class_names(config)
-    tables, predictors = {}, {}
     out_dir = os.path.join(run_dir, REPORT_DIR)
-    for name, path in runs.items():
-        print(f"report: evaluating {name} at {', '.join(REPORT_LIGHT_LEVELS)} lux")
-        predictors[name] = load_predictor(path)
-        predictors[name].class_names = names
-        tables[name] = grid.evaluate(
-            predictors[name],
-            source,
-            light_levels=REPORT_LIGHT_LEVELS,
-            psfs=(data.psf,),
-            batch_size=250,
-            data_description=f"{data.source} evaluation split",
-            **options,
-        )
-        tables[name].save(os.path.join(out_dir, name.split()[0]), plot=False)
-    joint_name, joint = next(iter(tables.items()))
-    header = ["light", f"{joint_name} top-1"] + [f"{n} top-1" for n in list(tables)[1:]]
-    header += [f"{n.split()[0]} PSNR" for n in tables] + [f"{n.split()[0]} Bayer" for n in tables]
-    header += [f"{n.split()[0]} Bayer peak" for n in tables] + [f"{n.split()[0]} Bayer error" for n in tables]
-    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
-    for row in joint.rows:
-        label = "no noise" if row == axes.NO_NOISE else f"{row}"
-        column = joint.columns[0]
-        cells = [f"{100 * t.value(row, column, 'top1'):.1f} %" for t in tables.values()]
-        cells += [f"{t.value(row, column, 'psnr'):.1f} dB" for t in tables.values()]
-        cells += [f"{t.value(row, column, 'bayer'):.2f}" for t in tables.values()]
-        cells += [f"{t.value(row, column, 'bayer_peak'):.2f}" for t in tables.values()]
-        cells += [f"{t.value(row, column, 'bayer_error'):.2f}" for t in tables.values()]
-        lines.append("| " + " | ".join([label] + cells) + " |")
-    examples = joint.metadata["examples"]
-    print(f"report: top-1 and intermediate-image PSNR on {examples} test images; Bayer = luminance energy at the")
-    print(
-        "2x2-period frequencies over the clean image's (metrics.bayer_artifact_ratio; a checkerboard is well above 1;"
+    comparison = report.compare_runs(
+        runs,
+        source,
+        out_dir,
+        REPORT_LIGHT_LEVELS,
+        data.psf,
+        class_names=names,
+        log=print,
+        batch_size=250,
+        data_description=f"{data.source} evaluation split",
+        **options,
     )
-    print("residual noise raises it too); Bayer peak = that energy over the neighbouring frequencies', over the clean")
-    print("image's (metrics.bayer_peak_ratio: about 1 or below without a periodic pattern, well above 1 with one;")
-    print("it also moves with what the image keeps of the clean content there); Bayer error = RMS amplitude of the")
-    print("2x2-period pattern in the luminance error (image - clean), in 8-bit code values (residual noise counts too)")
-    print("\n".join(lines))
-    with open(os.path.join(out_dir, "report.md"), "w", encoding="utf-8") as stream:
-        stream.write("\n".join(lines) + "\n")
+    print(comparison.legend())
+    print("\n".join(comparison.lines))
     if importlib.util.find_spec("matplotlib") is None:
         print("report: no figure (it needs matplotlib: pip install 'dirtypixels_tf[plots]')")
         return None
-    bilinear = next((predictors[n] for n in list(predictors)[1:]), None)
-    head = head_function(bilinear.model) if bilinear is not None else None
-    rows = []
-    for level in REPORT_EXAMPLE_LEVELS:
-        panels, _ = figures.comparison_panels(
-            predictors[joint_name],
-            source,
-            head=head,
-            light_level=level,
-            psf=data.psf,
-            count=2,
-            class_names=names,
-            **options,
-        )
-        for row in panels:
-            rows += [[dataclasses.replace(p, title=f"{p.title}, {level} lux") for p in row]]
-    path = figures.plot_light_comparison(
-        tables, rows, os.path.join(out_dir, "report.png"), title=config.description or "experiment"
+    path = os.path.join(out_dir, report.FIGURE_FILE)
+    title = config.description or "experiment"
+    return report.comparison_figure(
+        comparison, source, path, REPORT_EXAMPLE_LEVELS, data.psf, class_names=names, title=title, **options
     )
-    return path
 
 
 def validate(args):
@@ -194,7 +149,7 @@ def register(commands):
         "train",
         help="train an experiment config (default: a few-minute Fashion-MNIST joint model vs bilinear ISP)",
         description="Train the experiment described by a YAML config (a bundled name such as release_joint_3lux, "
-        "or a file; schema in dirtypixels_tf/training/config.py) into a run directory, resuming from its backup if "
+        "or a file; schema in dirtypixels_tf/training/config/schema.py) into a run directory, resuming from its backup if "
         "one is there, then evaluate on the held-out split. Without --config: the bundled default.",
     )
     train.add_argument("--config", default=None, help="bundled config name or experiment YAML file (default: default)")

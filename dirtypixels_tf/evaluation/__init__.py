@@ -6,7 +6,7 @@
 
 See axes.py (light levels and PSFs), predictors.py (the models behind one call), grid.py (evaluate),
 table.py (EvaluationTable, its files and accuracy plot), metrics.py (top-k, PSNR, SSIM), baselines.py (conventional
-ISPs) and figures.py (example grids).
+ISPs), figures.py (example grids) and report.py (trained runs compared: table and figure).
 """
 
 from dirtypixels_tf._lazy import lazy_exports
@@ -15,6 +15,7 @@ _EXPORTS = {
     "evaluate": "dirtypixels_tf.evaluation.grid",
     "EvaluationTable": "dirtypixels_tf.evaluation.table",
     "load_predictor": "dirtypixels_tf.evaluation.predictors",
+    "compare_runs": "dirtypixels_tf.evaluation.report",
     "PIPELINES": "dirtypixels_tf.evaluation.baselines",
     "ConventionalIsp": "dirtypixels_tf.evaluation.baselines",
     "get_pipeline": "dirtypixels_tf.evaluation.baselines",

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from dirtypixels_tf.layers.priors import _ConvNormAct
-from dirtypixels_tf.models.joint import _ComponentModel
+from dirtypixels_tf.models.components import ComponentModel
 
 FOLD_PARTS = ("all", "head")
 _CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
@@ -146,14 +146,14 @@ def _fold_units(layer):
 def fold_batch_norm(model, parts="all"):
     """An inference-only copy of `model` with its batch norms folded into the convolutions before them.
 
-    model: a JointClassifier, IspModel or HeadClassifier (models/joint.py), or a functional keras.Model; it is left
+    model: a JointClassifier, IspModel or HeadClassifier (models/joint.py, models/components.py), or a functional keras.Model; it is left
     as it is. parts: "all" or "head" (module docstring). The copy computes the outputs of `model` at
     training=False up to float32 round-off (tests/export/test_fold.py states the bounds).
     """
     if parts not in FOLD_PARTS:
         raise ValueError(f"parts must be one of {FOLD_PARTS}; received {parts!r}")
     fold_units = parts == "all"
-    if isinstance(model, _ComponentModel):
+    if isinstance(model, ComponentModel):
         components = {}
         for key in model.COMPONENTS:
             part = getattr(model, key)

@@ -347,7 +347,7 @@ def export_savedmodel(
 
     Args:
         model: a keras.Model with inputs {"raw", "alpha", "sigma"} (models/joint.py JointClassifier, or an ISP
-            model, models/joint.py IspModel); trained weights as they are (EMA weights folded in by training).
+            model, models/components.py IspModel); trained weights as they are (EMA weights folded in by training).
         base_path: the model's base directory (created if missing); versions are integer subdirectories.
         version: the version number N, or None for one more than the highest present (1 for an empty base path).
         sensor: the sensor whose noise is baked into "raw_uint16" (a spec of physics.sensor_files.resolve_sensor: a

@@ -507,3 +507,17 @@ class NidfUNet(keras.layers.Layer):
             "residual": self.residual,
             "batch_norm": self.batch_norm,
         }
+
+
+# The priors the Anscombe network builds by name (its `prior` setting). Each is a Keras layer built as
+# cls(output_channels=..., levels=..., first_conv=..., width=..., name=...), mapping [B, H, W, C_in] (the image,
+# then the noise channel) to the prior's estimate [B, H, W, output_channels].
+PRIORS = {"residual_unet": ResidualUNetPrior}
+DEFAULT_PRIOR = "residual_unet"
+
+
+def prior_class(name):
+    """The prior class registered as `name` in PRIORS; ValueError naming the choices otherwise."""
+    if name not in PRIORS:
+        raise ValueError(f"prior must be one of {', '.join(PRIORS)}; received {name!r}")
+    return PRIORS[name]

@@ -24,7 +24,7 @@ _EXPORTS = {
     "ModelSpec": "dirtypixels_tf.models.spec",
     "build_model": "dirtypixels_tf.models.spec",
     "JointClassifier": "dirtypixels_tf.models.joint",
-    "IspModel": "dirtypixels_tf.models.joint",
+    "IspModel": "dirtypixels_tf.models.components",
     "HeadClassifier": "dirtypixels_tf.models.joint",
     "get_preset": "dirtypixels_tf.models.presets",
     "build_head": "dirtypixels_tf.models.heads",

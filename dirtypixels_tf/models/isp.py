@@ -33,10 +33,16 @@ import tensorflow as tf
 
 from dirtypixels_tf.layers.anscombe import GeneralizedAnscombe, InverseAnscombe, append_noise_channel
 from dirtypixels_tf.layers.bayer import BilinearDemosaic, MosaicAdjoint, PackBayer
-from dirtypixels_tf.layers.priors import LiuDecodingModule, LiuEncodingModule, NidfUNet, ResidualUNetPrior
+from dirtypixels_tf.layers.priors import (
+    DEFAULT_PRIOR,
+    LiuDecodingModule,
+    LiuEncodingModule,
+    NidfUNet,
+    prior_class,
+)
 from dirtypixels_tf.layers.projection import SoftProjection, release_gamma_inits
 from dirtypixels_tf.layers.shrinkage import ShrinkageFields
-from dirtypixels_tf.models.joint import IspModel
+from dirtypixels_tf.models.components import IspModel
 from dirtypixels_tf.physics import mosaic
 from dirtypixels_tf.physics.validation import check_bool, check_image, check_int, check_positive_number
 
@@ -130,8 +136,9 @@ class AnscombeNetwork(Isp):
     resolution on the packed image, space_to_depth(x_k) [B, H/2, W/2, 12] plus the noise channel, and returns 12
     channels that depth_to_space unpacks to [B, H, W, 3] before the same soft projection; its U-Net has
     prior_width channels at the top (8 for the preset; None: the release's rule, 26 for 13 inputs) and H, W must be
-    divisible by 2^levels. The release trains with iterations=1 (its code default is 4). The output is not clipped (the
-    joint model clips it before the head, joint.py).
+    divisible by 2^levels. prior: the name of the prior in layers/priors.PRIORS ("residual_unet", the release's).
+    The release trains with iterations=1 (its code default is 4). The output is not clipped (the joint model clips
+    it before the head, joint.py).
     """
 
     ANSCOMBE_INPUTS = ("adjoint", "mosaic")
@@ -154,10 +161,13 @@ class AnscombeNetwork(Isp):
         lambda_init=1.0,
         domain="full",
         prior_width=None,
+        prior=DEFAULT_PRIOR,
         **kwargs,
     ):
         super().__init__(pattern, **kwargs)
         self.iterations = check_int(iterations, "iterations")
+        self.prior = prior
+        prior_type = prior_class(prior)
         self.anscombe = check_bool(anscombe, "anscombe")
         self.unbiased_inverse = check_bool(unbiased_inverse, "unbiased_inverse")
         if initialization not in INITIALIZATIONS:
@@ -191,7 +201,7 @@ class AnscombeNetwork(Isp):
             self.inverse = InverseAnscombe(unbiased=unbiased_inverse, name="inverse_anscombe")
         self.initial = (MosaicAdjoint if initialization == "adjoint" else BilinearDemosaic)(pattern, name="initial")
         self.priors = [
-            ResidualUNetPrior(
+            prior_type(
                 output_channels=3 if domain == "full" else 12,
                 levels=levels,
                 first_conv=first_conv,
@@ -261,6 +271,7 @@ class AnscombeNetwork(Isp):
         return {
             **super().get_config(),
             "domain": self.domain,
+            "prior": self.prior,
             "prior_width": self.prior_width,
             "iterations": self.iterations,
             "anscombe": self.anscombe,

@@ -10,16 +10,16 @@ components as attributes (`.isp`, `.head`), so that nothing has to find them by 
   applies the head's own input normalization (e.g. [-1, 1] for MobileNet and Inception-v4, see
   heads.preprocess_for_head), so callers always feed RAW values in [0, 1]. The clip passes no gradient to pixels
   outside [0, 1], as in the release.
-- IspModel: the ISP alone (reconstruction, its stage 1): {"raw", "alpha", "sigma"[, "psf"]} -> the ISP's outputs.
 - HeadClassifier: the head alone on clean images (its stage 1): {"clean"} [B, H, W, 3] in [0, 1] -> {"logits"},
   through the same HeadPreprocessing as the joint model.
-The layers keep the names "isp", "head_preprocessing" and the head's own name (what TF1 checkpoint conversion and
-earlier runs refer to).
+The ISP alone is models/components.py: IspModel. The layers keep the names "isp", "head_preprocessing" and the
+head's own name (what TF1 checkpoint conversion and earlier runs refer to).
 """
 
 import keras
 
 from dirtypixels_tf.models import heads
+from dirtypixels_tf.models.components import ComponentModel, check_size, isp_outputs
 
 FREEZE_CHOICES = (None, "isp", "head")
 
@@ -49,63 +49,8 @@ class HeadPreprocessing(keras.layers.Layer):
         return {**super().get_config(), "head_name": self.head_name, "clip": self.clip}
 
 
-def _raw_inputs(image_size, psf_size=None):
-    height, width = image_size
-    inputs = {
-        "raw": keras.Input((height, width, 1), name="raw"),
-        "alpha": keras.Input((), name="alpha"),
-        "sigma": keras.Input((), name="sigma"),
-    }
-    if psf_size is not None:
-        inputs["psf"] = keras.Input((*psf_size, 3), name="psf")
-    return inputs
-
-
-class PsfSizeError(ValueError):
-    """An ISP that takes per-image PSFs (Isp.takes_psf) was given no PSF size."""
-
-
-def _isp_outputs(isp, image_size, psf_size):
-    """(inputs, outputs dict) of `isp` on symbolic RAW inputs."""
-    if isp.takes_psf and psf_size is None:
-        raise PsfSizeError(f"psf_size must be given for an ISP that takes per-image PSFs; received {psf_size!r}")
-    inputs = _raw_inputs(image_size, psf_size if isp.takes_psf else None)
-    outputs = isp(*(inputs[name] for name in ("raw", "alpha", "sigma", "psf") if name in inputs))
-    return inputs, dict(outputs)
-
-
-def _size(value, name):
-    if value is None:
-        return None
-    if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(isinstance(v, int) and v > 0 for v in value):
-        raise ValueError(f"{name} must be (height, width) of positive integers; received {value!r}")
-    return tuple(value)
-
-
-class _ComponentModel(keras.Model):
-    """A functional model over component layers; its config holds the serialized components and the settings."""
-
-    COMPONENTS = ()
-
-    def _settings(self):
-        return {}
-
-    def get_config(self):
-        config = {"name": self.name, **self._settings()}
-        for key in self.COMPONENTS:
-            config[key] = keras.saving.serialize_keras_object(getattr(self, key))
-        return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        for key in cls.COMPONENTS:
-            config[key] = keras.saving.deserialize_keras_object(config[key], custom_objects=custom_objects)
-        return cls(**config)
-
-
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
-class JointClassifier(_ComponentModel):
+class JointClassifier(ComponentModel):
     """ISP layer `isp` (models/isp.Isp) then head model `head` (heads.build_head named `head_name`), one model.
 
     image_size: (H, W) of the RAW frames, which is also the size of the head's input (no resizing: a head built for
@@ -122,14 +67,14 @@ class JointClassifier(_ComponentModel):
     ):
         if freeze not in FREEZE_CHOICES:
             raise ValueError(f"freeze must be one of {FREEZE_CHOICES}; received {freeze!r}")
-        image_size, psf_size = _size(image_size, "image_size"), _size(psf_size, "psf_size")
+        image_size, psf_size = check_size(image_size, "image_size"), check_size(psf_size, "psf_size")
         expected = tuple(head.inputs[0].shape[1:3])
         if None not in expected and expected != image_size:
             raise ValueError(
                 f"raw frames of size {image_size} do not fit head {head_name!r}, which expects {expected[0]}x"
                 f"{expected[1]} images: simulate or crop the RAW input at {expected[0]}x{expected[1]}"
             )
-        inputs, outputs = _isp_outputs(isp, image_size, psf_size)
+        inputs, outputs = isp_outputs(isp, image_size, psf_size)
         preprocessing = HeadPreprocessing(head_name, clip=clip_image, name="head_preprocessing")
         outputs["logits"] = head(preprocessing(outputs["image"]))
         if freeze == "isp":
@@ -152,31 +97,14 @@ class JointClassifier(_ComponentModel):
 
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
-class IspModel(_ComponentModel):
-    """The ISP layer `isp` alone: {"raw", "alpha", "sigma"[, "psf"]} -> its outputs (Isp.output_names).
-    image_size: (H, W) of the RAW frames; psf_size: (kh, kw) of per-image PSFs, for ISPs that take them."""
-
-    COMPONENTS = ("isp",)
-
-    def __init__(self, isp, image_size, psf_size=None, name="isp_model"):
-        image_size, psf_size = _size(image_size, "image_size"), _size(psf_size, "psf_size")
-        inputs, outputs = _isp_outputs(isp, image_size, psf_size)
-        super().__init__(inputs, outputs, name=name)
-        self.isp, self.image_size, self.psf_size = isp, image_size, psf_size
-
-    def _settings(self):
-        return {"image_size": self.image_size, "psf_size": self.psf_size}
-
-
-@keras.saving.register_keras_serializable(package="dirtypixels_tf")
-class HeadClassifier(_ComponentModel):
+class HeadClassifier(ComponentModel):
     """The head model `head` (named `head_name`) alone on clean images: {"clean"} [B, H, W, 3] in [0, 1] ->
     {"logits"}, through the same HeadPreprocessing layer as the joint model (the head's stage-1 training)."""
 
     COMPONENTS = ("head",)
 
     def __init__(self, head, head_name, image_size, name=None):
-        image_size = _size(image_size, "image_size")
+        image_size = check_size(image_size, "image_size")
         clean = keras.Input((*image_size, 3), name="clean")
         preprocessing = HeadPreprocessing(head_name, name="head_preprocessing")
         super().__init__({"clean": clean}, {"logits": head(preprocessing(clean))}, name=name or f"{head_name}_clean")

@@ -12,8 +12,8 @@ import dataclasses
 
 from dirtypixels_tf.catalog import MODEL_PRESETS
 from dirtypixels_tf.models import heads
+from dirtypixels_tf.models.components import IspModel
 from dirtypixels_tf.models.counting import count_multiply_adds, count_params
-from dirtypixels_tf.models.joint import IspModel
 from dirtypixels_tf.models.spec import ModelSpec, build_model
 
 

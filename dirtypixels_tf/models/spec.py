@@ -1,7 +1,7 @@
 """ModelSpec: what a model is, and `build_model`, the one path from a spec to a Keras model.
 
 Presets (models/presets.py) embed a ModelSpec; a training config's `model` section resolves to one
-(training/config.model_spec). Three kinds of model come out (models/joint.py):
+(training/config.model_spec). Three kinds of model come out (models/joint.py, models/components.py):
 - isp and head: a JointClassifier (RAW frames -> the ISP's outputs and "logits");
 - isp alone: an IspModel (reconstruction; with pretraining=True, the ISP's own pretraining_model);
 - head alone: a HeadClassifier on clean images (the head's stage 1).
@@ -10,8 +10,9 @@ Presets (models/presets.py) embed a ModelSpec; a training config's `model` secti
 import dataclasses
 
 from dirtypixels_tf.models import heads
+from dirtypixels_tf.models.components import IspModel
 from dirtypixels_tf.models.isp import ISP_CLASSES, build_isp
-from dirtypixels_tf.models.joint import FREEZE_CHOICES, HeadClassifier, IspModel, JointClassifier
+from dirtypixels_tf.models.joint import FREEZE_CHOICES, HeadClassifier, JointClassifier
 
 
 @dataclasses.dataclass(frozen=True)

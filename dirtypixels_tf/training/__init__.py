@@ -4,7 +4,7 @@ tf.distribute strategies, callbacks and the runner.
     from dirtypixels_tf.training import load_config, resolve_config, run_experiment
     results = run_experiment(load_config(resolve_config("default")), "runs/default")
 
-See each module's docstring: config.py (the YAML schema), optimizers.py, losses.py, data.py, models.py,
+See each module's docstring: config/ (the YAML schema), optimizers.py, losses.py, data.py, model_setup.py,
 strategy.py, callbacks.py (run directory layout), loop.py (multi-worker), lbfgs.py, fit.py (the runner).
 """
 
@@ -21,7 +21,7 @@ _EXPORTS = {
     "to_dict": "dirtypixels_tf.training.config",
     "derive_steps": "dirtypixels_tf.training.config",
     "run_experiment": "dirtypixels_tf.training.fit",
-    "build_model": "dirtypixels_tf.training.models",
+    "build_experiment_model": "dirtypixels_tf.training.model_setup",
     "Tf1RMSprop": "dirtypixels_tf.training.optimizers",
     "build_optimizer": "dirtypixels_tf.training.optimizers",
     "build_schedule": "dirtypixels_tf.training.optimizers",

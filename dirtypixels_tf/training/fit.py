@@ -5,7 +5,7 @@
 2. a run directory that already holds a different params.yaml is refused, and so is one whose run and comparisons
    are all finished (model.keras and metrics.json, no backup); params.yaml is written once the model is built and
    the data resolve (a config refused there, e.g. for a missing data path, leaves none behind);
-3. in strategy.scope(): the model (models.build_model), stage-1 weights by component, weight decay, synchronized
+3. in strategy.scope(): the model (model_setup.build_experiment_model), stage-1 weights by component, weight decay, synchronized
    batch norm if asked, the optimizer and schedule (steps derived once, config.derive_steps), compile;
 4. training: model.fit on the per-epoch stream (data.py) with the callbacks (callbacks.py) under the default and
    mirrored strategies; under multi_worker the loop of loop.py (Keras' fit fails there, keras-team/keras#20585).
@@ -39,8 +39,7 @@ from dirtypixels_tf.training import callbacks as callbacks_lib
 from dirtypixels_tf.training import config as config_lib
 from dirtypixels_tf.training import data as data_lib
 from dirtypixels_tf.training import losses as losses_lib
-from dirtypixels_tf.training import models as models_lib
-from dirtypixels_tf.training import optimizers
+from dirtypixels_tf.training import model_setup, optimizers
 from dirtypixels_tf.training import strategy as strategy_lib
 from dirtypixels_tf.training.lbfgs import lbfgs_pretrain
 from dirtypixels_tf.training.loop import custom_fit
@@ -52,7 +51,7 @@ CLASS_NAMES_FILE = "class_names.json"  # the training data's class names (index 
 def _trained(run_dir):
     """Whether run_dir holds a trained model (model.keras) and no backup to resume: its training is over."""
     has_backup = callbacks_lib.read_backup_state(os.path.join(run_dir, callbacks_lib.BACKUP_DIR)) is not None
-    return os.path.isfile(os.path.join(run_dir, models_lib.MODEL_FILE)) and not has_backup
+    return os.path.isfile(os.path.join(run_dir, model_setup.MODEL_FILE)) and not has_backup
 
 
 def _finished(config, run_dir):
@@ -82,7 +81,7 @@ def _check_run_dir(config, run_dir):
             )
     if _finished(config, run_dir):
         raise config_lib.ConfigError(
-            f"run directory {run_dir!r} already holds a finished run ({models_lib.MODEL_FILE}); choose another --run-dir"
+            f"run directory {run_dir!r} already holds a finished run ({model_setup.MODEL_FILE}); choose another --run-dir"
         )
 
 
@@ -128,18 +127,18 @@ def _setup(config):
 
 def _build(config, strategy):
     with strategy.scope():
-        model = models_lib.build_model(config)
-        loaded = models_lib.load_stage_weights(model, config)
+        model = model_setup.build_experiment_model(config)
+        loaded = model_setup.load_stage_weights(model, config)
         optimizers.apply_weight_decay(model, config.optimizer.weight_decay)
         if config.distribution.sync_batch_norm:
-            models_lib.set_sync_batch_norm(model, True)
+            model_setup.set_sync_batch_norm(model, True)
     return model, loaded
 
 
 def _save_final(model, run_dir):
-    models_lib.set_sync_batch_norm(model, False)
-    path = os.path.join(run_dir, models_lib.MODEL_FILE)
-    models_lib.inference_copy(model).save(path)
+    model_setup.set_sync_batch_norm(model, False)
+    path = os.path.join(run_dir, model_setup.MODEL_FILE)
+    model_setup.inference_copy(model).save(path)
     return path
 
 
@@ -148,7 +147,7 @@ def _fit(config, run_dir, model, data, strategy, chief, verbose, log):
     losses, weights = losses_lib.build_losses(config.loss, "float64" if config.mixed_precision == "float64" else None)
     with strategy.scope():
         optimizer = optimizers.build_optimizer(config.optimizer, config.schedule, steps)
-        full_model, model = model, data.training_model(models_lib.training_view(model, losses))
+        full_model, model = model, data.training_model(model_setup.training_view(model, losses))
         model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=losses_lib.build_metrics(losses))
     wants_images = chief and config.checkpoint.image_summaries_every and "raw" in data.input_names
     summary = data.summary_batch()[0] if wants_images else None
@@ -359,7 +358,7 @@ def _trained_results(config, run_dir):
         results.pop("comparisons", None)  # rebuilt by the caller
     else:
         results = {"chief": True}
-        evaluation = data_lib.ExperimentData(config, models_lib.model_input_names(model)).eval_dataset()
+        evaluation = data_lib.ExperimentData(config, model_setup.model_input_names(model)).eval_dataset()
         if evaluation is not None:
             results["test"] = evaluate(model, evaluation, config_lib.model_spec(config).num_classes)
         _write_metrics(run_dir, results)
@@ -373,7 +372,7 @@ def _train(config, run_dir, strategy, chief, verbose, log, params=None):
     model, loaded = _build(config, strategy)
     for line in loaded:
         log(f"loaded stage-1 weights: {line}")
-    data = data_lib.ExperimentData(config, models_lib.model_input_names(model))
+    data = data_lib.ExperimentData(config, model_setup.model_input_names(model))
     if chief:  # only once the model and the data resolve: a config refused here leaves no params.yaml behind
         config_lib.save_params(params or config, run_dir)
         names = data_lib.class_names(config)
@@ -397,7 +396,7 @@ def _train(config, run_dir, strategy, chief, verbose, log, params=None):
             .take(config.precise_bn_batches)
             .map(lambda inputs, targets: inputs)
         )
-        used = models_lib.precise_batch_norm(model, stream)
+        used = model_setup.precise_batch_norm(model, stream)
         log(f"batch-norm statistics re-estimated over {used} training batches")
     results["train_seconds"] = time.perf_counter() - start
     if not chief:

@@ -134,12 +134,12 @@ def test_slim_mobilenet_checkpoint_becomes_a_head_a_config_can_start_from(tmp_pa
     )
     # a training config starts from it (stages.head_weights), as the release's stage 2 starts from slim's head
     from dirtypixels_tf.training import config as config_lib
-    from dirtypixels_tf.training.models import build_model, load_stage_weights
+    from dirtypixels_tf.training.model_setup import build_experiment_model, load_stage_weights
 
     config = config_lib.load_config(
         config_lib.resolve_config("default"), ["model.num_classes=11", f"stages.head_weights={out}"]
     )
-    target = build_model(config)
+    target = build_experiment_model(config)
     assert load_stage_weights(target, config) == [f"mobilenet_v1 <- {out}"]
     for loaded, written in zip(target.get_layer("mobilenet_v1").weights, head.weights):
         np.testing.assert_array_equal(loaded.numpy(), written.numpy())

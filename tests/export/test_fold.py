@@ -13,9 +13,10 @@ from dirtypixels_tf.export import export_savedmodel, export_tflite, fold_batch_n
 from dirtypixels_tf.export.fold import folded_kernel_and_bias
 from dirtypixels_tf.export.tflite import simulated_inputs
 from dirtypixels_tf.layers.priors import _ConvNormAct
+from dirtypixels_tf.models.components import IspModel
 from dirtypixels_tf.models.heads import build_head
 from dirtypixels_tf.models.isp import build_isp
-from dirtypixels_tf.models.joint import HeadClassifier, IspModel
+from dirtypixels_tf.models.joint import HeadClassifier
 
 REFERENCE = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "release_reference"
 BATCH_NORM_OPS = {"FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3", "Rsqrt"}

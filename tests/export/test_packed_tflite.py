@@ -7,8 +7,8 @@ from tiny_models import randomize_weights
 
 from dirtypixels_tf.export import export_tflite
 from dirtypixels_tf.export.tflite import simulated_inputs
+from dirtypixels_tf.models.components import IspModel
 from dirtypixels_tf.models.isp import AnscombeNetwork
-from dirtypixels_tf.models.joint import IspModel
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 

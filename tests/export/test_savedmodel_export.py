@@ -16,8 +16,8 @@ from tiny_models import CLASS_NAMES, SIZE
 from dirtypixels_tf import cli
 from dirtypixels_tf.export import export_savedmodel, make_example, read_export_metadata
 from dirtypixels_tf.export.tflite import simulated_inputs
+from dirtypixels_tf.models.components import IspModel
 from dirtypixels_tf.models.isp import build_isp
-from dirtypixels_tf.models.joint import IspModel
 from dirtypixels_tf.models.loading import load_model
 from dirtypixels_tf.physics import noise
 
@@ -246,7 +246,7 @@ def test_a_killed_export_leaves_no_version(tmp_path):
     script = (
         "import os, time\n"
         "from dirtypixels_tf.export import export_savedmodel\n"
-        "from dirtypixels_tf.models.isp import build_isp\nfrom dirtypixels_tf.models.joint import IspModel\n"
+        "from dirtypixels_tf.models.isp import build_isp\nfrom dirtypixels_tf.models.components import IspModel\n"
         "rename = os.rename\n"
         "def slow_rename(source, target):\n"
         "    print('written', flush=True)\n"

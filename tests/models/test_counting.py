@@ -3,8 +3,8 @@ import published_counts as published
 import pytest
 
 from dirtypixels_tf.models import heads, isp
+from dirtypixels_tf.models.components import IspModel
 from dirtypixels_tf.models.counting import count_multiply_adds, count_params
-from dirtypixels_tf.models.joint import IspModel
 
 
 def test_multiply_adds_closed_form_for_every_counted_op():

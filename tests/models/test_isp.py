@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from dirtypixels_tf.layers import priors
 from dirtypixels_tf.models import isp
-from dirtypixels_tf.models.joint import IspModel
+from dirtypixels_tf.models.components import IspModel
 from dirtypixels_tf.physics import mosaic, optics
 from dirtypixels_tf.physics.sensor import SensorModel
 
@@ -48,6 +49,47 @@ def build(config, psf_size=(5, 5)):
 def image_of(output):
     assert set(output) >= {"image"}  # every ISP returns a dict with "image" (models/isp.Isp)
     return output["image"]
+
+
+@keras.saving.register_keras_serializable(package="dirtypixels_tf_tests")
+class OneConvPrior(keras.layers.Layer):
+    """A prior of one linear 3x3 convolution, v = x - conv([x, noise]); levels, first_conv and width (the
+    registry's constructor contract) are recorded and not used."""
+
+    def __init__(self, output_channels=3, levels=3, first_conv="dilated", width=None, **kwargs):
+        super().__init__(**kwargs)
+        self.output_channels, self.levels, self.first_conv, self.width = output_channels, levels, first_conv, width
+        self.conv = keras.layers.Conv2D(output_channels, 3, padding="same", name="conv")
+
+    def call(self, inputs, training=False):
+        return inputs[..., : self.output_channels] - self.conv(inputs)
+
+    def get_config(self):
+        settings = {"levels": self.levels, "first_conv": self.first_conv, "width": self.width}
+        return {**super().get_config(), "output_channels": self.output_channels, **settings}
+
+
+def test_the_anscombe_network_builds_a_registered_prior_by_name_and_it_survives_keras_save_and_load(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setitem(priors.PRIORS, "one_conv", OneConvPrior)
+    model = IspModel(isp.AnscombeNetwork(iterations=2, prior="one_conv"), (SIZE, SIZE))
+    assert [(type(p), p.name) for p in model.isp.priors] == [(OneConvPrior, "prior_0"), (OneConvPrior, "prior_1")]
+    _, features = make_inputs(model)
+    model.save(tmp_path / "one_conv.keras")
+    restored = keras.models.load_model(tmp_path / "one_conv.keras")
+    assert restored.isp.prior == "one_conv" and type(restored.isp.priors[0]) is OneConvPrior
+    np.testing.assert_array_equal(image_of(restored(features)).numpy(), image_of(model(features)).numpy())
+
+
+def test_the_default_prior_is_the_residual_unet_and_a_config_without_it_loads_as_before():
+    network = isp.AnscombeNetwork()
+    assert network.prior == "residual_unet" and type(network.priors[0]) is priors.ResidualUNetPrior
+    config = network.get_config()
+    del config["prior"]  # saved before the prior had a name
+    assert isp.AnscombeNetwork.from_config(config).get_config() == network.get_config()
+    with pytest.raises(ValueError, match="prior must be one of residual_unet; received 'no_such_prior'"):
+        isp.AnscombeNetwork(prior="no_such_prior")
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))

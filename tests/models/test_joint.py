@@ -8,7 +8,8 @@ from tiny_models import calibrate_batch_norm
 
 from dirtypixels_tf.data import fashion_mnist
 from dirtypixels_tf.models import heads, isp
-from dirtypixels_tf.models.joint import HeadClassifier, IspModel, JointClassifier
+from dirtypixels_tf.models.components import IspModel
+from dirtypixels_tf.models.joint import HeadClassifier, JointClassifier
 from dirtypixels_tf.physics.sensor import SensorModel
 
 SIZE = 32

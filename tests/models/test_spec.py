@@ -5,11 +5,12 @@ import dataclasses
 import pytest
 
 from dirtypixels_tf.models import presets
+from dirtypixels_tf.models.components import IspModel
 from dirtypixels_tf.models.isp import ISP_CLASSES, NidfCascade
-from dirtypixels_tf.models.joint import HeadClassifier, IspModel, JointClassifier
+from dirtypixels_tf.models.joint import HeadClassifier, JointClassifier
 from dirtypixels_tf.models.spec import ModelSpec, build_model
 from dirtypixels_tf.training import config as config_lib
-from dirtypixels_tf.training.models import build_model as build_config_model
+from dirtypixels_tf.training.model_setup import build_experiment_model
 
 
 def _shapes(model):
@@ -24,7 +25,7 @@ def test_a_config_naming_a_preset_and_one_spelling_it_out_build_the_same_model()
     )
     assert config_lib.model_spec(by_name) == dataclasses.replace(preset.spec, num_classes=10)
     assert config_lib.model_spec(spelled) == dataclasses.replace(preset.spec, num_classes=10, head_bn_momentum=None)
-    a, b = build_config_model(by_name), build_config_model(spelled)
+    a, b = build_experiment_model(by_name), build_experiment_model(spelled)
     assert type(a) is type(b) is JointClassifier and _shapes(a) == _shapes(b)
     assert a.count_params() == b.count_params() == presets.build_preset(preset.name, 10).count_params()
 
@@ -59,8 +60,8 @@ def test_bad_specs_are_refused_naming_the_field():
 def test_an_isp_that_deblurs_needs_the_datas_psf():
     model = {"isp": "shrinkage_fields", "isp_settings": {"task": "deblur_denoise"}, "image_size": 32}
     with pytest.raises(config_lib.ConfigError, match="data.psf: model.isp 'shrinkage_fields' deblurs with a PSF"):
-        build_config_model(config_lib.from_dict({"model": model, "loss": {"kind": "l1"}}))
-    built = build_config_model(
+        build_experiment_model(config_lib.from_dict({"model": model, "loss": {"kind": "l1"}}))
+    built = build_experiment_model(
         config_lib.from_dict({"model": model, "loss": {"kind": "l1"}, "data": {"psf": "center"}})
     )
     assert "psf" in built.input and type(built) is IspModel

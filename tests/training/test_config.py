@@ -8,7 +8,7 @@ import pytest
 
 from dirtypixels_tf.models import presets
 from dirtypixels_tf.training import config as config_lib
-from dirtypixels_tf.training.models import build_model
+from dirtypixels_tf.training.model_setup import build_experiment_model
 
 CONFIG_DIR = config_lib.CONFIG_DIR
 NAMED = sorted(os.path.basename(p) for p in glob.glob(os.path.join(CONFIG_DIR, "*.yaml")))
@@ -184,7 +184,7 @@ def _build_groups(big):
 
 def _check_builds(names):
     config = load(names[0])
-    model = build_model(config)
+    model = build_experiment_model(config)
     spec = config_lib.model_spec(config)
     assert set(model.output) == spec.outputs(config.loss.kind)
     if config.model.preset is not None:
@@ -261,7 +261,7 @@ def test_the_isp_and_its_comparison_read_the_frames_bayer_phase(pattern):
     from dirtypixels_tf.training.fit import comparison_config
 
     config = load("default.yaml", [f"data.pattern={pattern}"])
-    assert build_model(config).get_layer("isp").pattern == pattern
+    assert build_experiment_model(config).get_layer("isp").pattern == pattern
     assert config_lib.model_spec(comparison_config(config, "bilinear")).isp_settings["pattern"] == pattern
     assert config_lib.pretrain_config(config).data.pattern == pattern
     assert config_lib.model_spec(config_lib.pretrain_config(config)).isp_settings["pattern"] == pattern
@@ -279,7 +279,7 @@ def test_without_data_pattern_the_isp_reads_the_sensor_files_phase(tmp_path, pat
     config = load("default.yaml", [f"data.sensor={path}"])
     assert config.data.pattern is None
     assert config_lib.frames_pattern(config) == pattern
-    assert build_model(config).get_layer("isp").pattern == pattern
+    assert build_experiment_model(config).get_layer("isp").pattern == pattern
     assert config_lib.model_spec(comparison_config(config, "bilinear")).isp_settings["pattern"] == pattern
 
 

@@ -13,12 +13,12 @@ from dirtypixels_tf.physics.sensor import SensorModel
 from dirtypixels_tf.training import config as config_lib
 from dirtypixels_tf.training import from_dict
 from dirtypixels_tf.training.data import ExperimentData, SimulatingModel, simulating_view
-from dirtypixels_tf.training.models import build_model, model_input_names
+from dirtypixels_tf.training.model_setup import build_experiment_model, model_input_names
 
 
 def _data(**sections):
     config = from_dict(tiny(**sections))
-    return config, ExperimentData(config, model_input_names(build_model(config)))
+    return config, ExperimentData(config, model_input_names(build_experiment_model(config)))
 
 
 def _frames_model(size=32):

@@ -8,7 +8,7 @@ from training_jobs import tiny
 from dirtypixels_tf.training import config as config_lib
 from dirtypixels_tf.training import data as data_lib
 from dirtypixels_tf.training import from_dict, run_experiment
-from dirtypixels_tf.training.models import model_input_names, precise_batch_norm
+from dirtypixels_tf.training.model_setup import model_input_names, precise_batch_norm
 
 DEFAULT_CONFIG = config_lib.resolve_config("default")
 

@@ -10,7 +10,7 @@ from training_jobs import tiny
 
 from dirtypixels_tf.training import config as config_lib
 from dirtypixels_tf.training import from_dict, run_experiment
-from dirtypixels_tf.training.models import build_model, load_stage_weights, training_view
+from dirtypixels_tf.training.model_setup import build_experiment_model, load_stage_weights, training_view
 from dirtypixels_tf.training.optimizers import build_optimizer
 
 QUIET = {"verbose": 0, "log": lambda line: None}
@@ -47,7 +47,7 @@ def test_stage_one_isp_and_head_load_by_component(tmp_path, trained_head, fashio
     joint = from_dict(
         tiny(model={"isp": "anscombe"}, stages={"isp_weights": str(isp_run), "head_weights": str(trained_head)})
     )
-    model = build_model(joint)
+    model = build_experiment_model(joint)
     before = [w.copy() for w in model.get_layer("isp").get_weights()]
     load_stage_weights(model, joint)
     isp_stage = keras.models.load_model(isp_run / "model.keras")
@@ -59,7 +59,7 @@ def test_stage_one_isp_and_head_load_by_component(tmp_path, trained_head, fashio
         np.testing.assert_array_equal(a, b)
     wrong = from_dict(tiny(model={"isp": "anscombe"}, stages={"isp_weights": str(trained_head)}))
     with pytest.raises(config_lib.ConfigError, match="stages.isp_weights: .* has no layer named 'isp'"):
-        load_stage_weights(build_model(wrong), wrong)
+        load_stage_weights(build_experiment_model(wrong), wrong)
 
 
 def test_liu_training_leaves_the_trained_head_unchanged(tmp_path, trained_head, fashion_mnist):
@@ -73,7 +73,7 @@ def test_liu_training_leaves_the_trained_head_unchanged(tmp_path, trained_head, 
         )
     )
     keras.utils.set_random_seed(config.seed)  # the initial weights run_experiment starts from
-    isp_before = build_model(config).get_layer("isp").get_weights()
+    isp_before = build_experiment_model(config).get_layer("isp").get_weights()
     results = run_experiment(config, str(tmp_path / "liu"), **QUIET)
     trained = results["model"]
     head_stage = keras.models.load_model(trained_head / "model.keras").get_layer("mobilenet_v1")
@@ -107,7 +107,7 @@ def test_nidf_pretraining_then_joint_training_reduce_their_losses(tmp_path, fash
             stages={"isp_weights": str(tmp_path / "pretrain")},
         )
     )
-    model = build_model(joint)
+    model = build_experiment_model(joint)
     load_stage_weights(model, joint)
     stage = keras.models.load_model(tmp_path / "pretrain" / "model.keras")
     for a, b in zip(model.get_layer("isp").denoiser.get_weights(), stage.get_layer("denoiser").get_weights()):
@@ -146,7 +146,7 @@ def test_ema_weights_are_folded_into_model_keras(tmp_path, fashion_mnist):
     config = from_dict(tiny(data={"epochs": 2, "steps_per_epoch": 3}, optimizer={"ema": True, "ema_momentum": 0.5}))
     run_experiment(config, str(tmp_path / "ema"), **QUIET)
     saved = keras.models.load_model(tmp_path / "ema" / "model.keras")
-    model = training_view(build_model(config), {"logits": None})
+    model = training_view(build_experiment_model(config), {"logits": None})
     optimizer = build_optimizer(config.optimizer, config.schedule, config_lib.derive_steps(config, 128))
     model.compile(optimizer=optimizer, loss={"logits": "mse"})
     optimizer.build(model.trainable_variables)

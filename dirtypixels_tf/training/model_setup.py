@@ -1,7 +1,7 @@
 """The Keras model of an experiment config, and stage-1 weights loaded into it by component.
 
 The model is models/spec.build_model of the config's ModelSpec (training/config.model_spec): a JointClassifier,
-an IspModel or a HeadClassifier (models/joint.py), or the ISP's own pretraining model when the loss is its
+an IspModel or a HeadClassifier (models/joint.py, models/components.py), or the ISP's own pretraining model when the loss is its
 pretraining loss (ModelSpec.pretrains, e.g. NIDF's "nidf_pretrain"). Stage-1 weights are copied by component:
 the ISP by its own `load_pretrained` (from the stage-1 model's "isp" layer, or what its pretraining model holds),
 the head from the stage-1 model's head (or a .weights.h5 of the head model). Nothing is matched by variable names.
@@ -12,22 +12,22 @@ import os
 import keras
 
 from dirtypixels_tf.catalog import NO_PSF
+from dirtypixels_tf.models.components import PsfSizeError
 from dirtypixels_tf.models.isp import copy_weights
-from dirtypixels_tf.models.joint import PsfSizeError
 from dirtypixels_tf.models.loading import MODEL_FILE
-from dirtypixels_tf.models.spec import build_model as build_spec_model
+from dirtypixels_tf.models.spec import build_model
 from dirtypixels_tf.physics import optics
 from dirtypixels_tf.training import config as config_lib
 
 
-def build_model(config):
+def build_experiment_model(config):
     """The uncompiled Keras model of an ExperimentConfig (see the module docstring)."""
     spec = config_lib.model_spec(config)
     psf_size = None
     if spec.psf_size is None and config.data.psf != NO_PSF:  # an ISP that takes PSFs gets the data's PSF size
         psf_size = tuple(optics.resolve_psf(config.data.psf, config.seed).shape[:2])
     try:
-        return build_spec_model(spec, pretraining=spec.pretrains(config.loss.kind), psf_size=psf_size)
+        return build_model(spec, pretraining=spec.pretrains(config.loss.kind), psf_size=psf_size)
     except PsfSizeError:
         raise config_lib.ConfigError(f"data.psf: model.isp {spec.isp!r} deblurs with a PSF; received 'none'") from None
 
@@ -41,7 +41,7 @@ def training_view(model, output_names):
 
 
 def model_input_names(model):
-    """The input names of a model built by `build_model`."""
+    """The input names of a model built by `build_experiment_model`."""
     return tuple(model.input.keys()) if isinstance(model.input, dict) else tuple(t.name for t in model.inputs)
 
 
