@@ -24,7 +24,10 @@ def test_a_config_naming_a_preset_and_one_spelling_it_out_build_the_same_model()
         {"model": {"isp": "anscombe", "head": "mobilenet_v1", "image_size": 128, "num_classes": 10}}
     )
     assert config_lib.model_spec(by_name) == dataclasses.replace(preset.spec, num_classes=10)
-    assert config_lib.model_spec(spelled) == dataclasses.replace(preset.spec, num_classes=10, head_bn_momentum=None)
+    # Spelled out, the ISP reads the frames' Bayer phase (data.pattern, else the sensor's: BGGR here) explicitly.
+    settings = {**preset.spec.isp_settings, "pattern": "BGGR"}
+    expected = dataclasses.replace(preset.spec, num_classes=10, head_bn_momentum=None, isp_settings=settings)
+    assert config_lib.model_spec(spelled) == expected
     a, b = build_experiment_model(by_name), build_experiment_model(spelled)
     assert type(a) is type(b) is JointClassifier and _shapes(a) == _shapes(b)
     assert a.count_params() == b.count_params() == presets.build_preset(preset.name, 10).count_params()

@@ -226,9 +226,10 @@ class ExperimentConfig:
     mixed_precision: a Keras dtype policy; "float64" computes and keeps weights in double precision (slow; layers
     that pin float32, as the Anscombe transform, keep it): for checking numerics, e.g. a strategy against one
     device, where float32 round-off amplified through a deep network would hide a small error.
-    deterministic: enable TensorFlow's op determinism (bit-identical reruns, slower). precise_bn_batches: after
-    training, re-estimate every batch-norm layer's statistics over this many training batches with the final
-    weights (0: keep Keras' moving averages, which lag the weights on short runs)."""
+    deterministic: enable TensorFlow's op determinism, for bit-identical reruns on GPUs (slower); on a CPU runs
+    with one seed and config are bit-identical without it. precise_bn_batches: after training, re-estimate every
+    batch-norm layer's statistics over this many training batches with the final weights (0: keep Keras' moving
+    averages, which lag the weights on short runs)."""
 
     description: str = ""
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
