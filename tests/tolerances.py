@@ -36,3 +36,10 @@ def model_bound(model, outputs):
     [0, 1]: the outputs' magnitude, at least 1, stands for the activations' scale)."""
     n, depth = reduction_size_and_depth(model)
     return float32_bound(n, max(1.0, float(np.abs(outputs).max())), depth)
+
+
+def decided(logits, bound):
+    """Rows of `logits` whose two largest values are more than 2 * bound apart: there, two evaluations within
+    `bound` of each other pick the same arg-max; a nearer tie may flip on round-off alone."""
+    top_two = np.sort(np.asarray(logits), axis=-1)[..., -2:]
+    return top_two[..., 1] - top_two[..., 0] > 2 * bound

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tiny_models import SIZE, calibrate_batch_norm
+from tolerances import decided, model_bound
 
 from dirtypixels_tf.export import export_savedmodel, export_tflite, tflite_parity
+from dirtypixels_tf.export.tflite import simulated_inputs
 from dirtypixels_tf.models.heads import build_head
 from dirtypixels_tf.models.isp import build_isp
 from dirtypixels_tf.models.joint import JointClassifier
@@ -21,14 +23,21 @@ def float_tflite(tiny_model, tmp_path_factory):
     return export_tflite(tiny_model, tmp_path_factory.mktemp("tflite") / "tiny.tflite")
 
 
-def test_float_tflite_matches_the_savedmodel(float_tflite, exported):
+def test_float_tflite_matches_the_savedmodel(tiny_model, float_tflite, exported):
     info = float_tflite
     assert info["select_tf_ops"] is False  # the Anscombe network and MobileNet need TFLite's built-in ops only
     parity = tflite_parity(info["path"], exported[1], count=16)
     print("float TFLite parity:", parity)
     assert parity["compared"] == "logits" and parity["count"] == 16
-    assert parity["top1_agreement"] == 1.0
-    assert parity["max_abs_diff"] < 1e-2  # measured 8e-4 (the random test head amplifies rounding ~100x)
+    # TFLite's kernels sum in other orders than TensorFlow's: round-off only, far below a wrong model's O(1) change
+    logits = tiny_model(simulated_inputs((SIZE, SIZE), 16))["logits"].numpy()  # the frames tflite_parity compares
+    bound = model_bound(tiny_model, logits)
+    assert parity["max_abs_diff"] < bound
+    # a decision may flip only on a near-tie: in-process logits are within the bound of the SavedModel's, so
+    # TFLite and SavedModel are within 2 * bound of each other and of these
+    clear = decided(logits, 2 * bound)
+    assert clear.sum() >= 12, np.diff(np.sort(logits)[:, -2:]).ravel()  # most frames are decided
+    assert (1 - parity["top1_agreement"]) * 16 <= 16 - clear.sum()
 
 
 def test_dynamic_range_tflite_is_smaller_and_runs(tiny_model, float_tflite, exported, tmp_path):
@@ -48,13 +57,18 @@ def test_bad_arguments_are_refused(tiny_model, tmp_path):
         export_tflite(tiny_model, tmp_path / "x.bin")
 
 
-# Dynamic-range quantization (int8 weights) changes some decisions of a model that has learned the task: measured
-# 84 % top-1 agreement on 256 of the task's frames and 80 % on 256 simulated_inputs after 48 steps (76 % and 67 %
-# with the frames of an exact Poisson sampler from stateless uniforms). Over 32 frames the agreement is a draw of
-# +-8 %: 59 % to 84 % for one model on four sets of simulated_inputs.
-AGREEMENT = 0.6
+# Dynamic-range quantization (int8 weights) changes some decisions of a model that has learned the task (80 % to
+# 84 % top-1 agreement seen on 256 frames); a broken quantized model agrees only by chance, at most as often as the
+# reference's most frequent class (sum_k p_k q_k <= max_k p_k). The bound: that, plus 4 binomial standard deviations
+# over the frames, which an unrelated model passes with p < 1e-4.
 FRAMES = 256
 CHANCE = 0.1  # 10 classes
+
+
+def _above_chance(decisions):
+    """The agreement with `decisions` that an unrelated model reaches with p < 1e-4 (see above)."""
+    most_frequent = np.bincount(decisions, minlength=10).max() / len(decisions)
+    return most_frequent + 4 * np.sqrt(most_frequent * (1 - most_frequent) / len(decisions))
 
 
 def _synthetic_task(count, seed):
@@ -71,8 +85,8 @@ def _synthetic_task(count, seed):
 
 def test_dynamic_range_tflite_of_a_trained_model_keeps_its_decisions(tmp_path):
     """After a short training on a synthetic task (48 steps, then batch-norm statistics of the training frames) the
-    model is more accurate than chance, so its decisions depend on the frame; the quantized model must take most
-    of the SavedModel's decisions (AGREEMENT) on FRAMES of the task's fresh frames and of simulated_inputs."""
+    model is more accurate than chance, so its decisions depend on the frame; the quantized model must agree with
+    the SavedModel's decisions far above chance on FRAMES of the task's fresh frames and of simulated_inputs."""
     keras.utils.set_random_seed(1)
     head = build_head("mobilenet_v1", (SIZE, SIZE, 3), 10, width=0.25)
     model = JointClassifier(build_isp("anscombe"), head, "mobilenet_v1", (SIZE, SIZE))
@@ -108,6 +122,10 @@ def test_dynamic_range_tflite_of_a_trained_model_keeps_its_decisions(tmp_path):
         quantized.append(np.argmax(runner(**frame)["logits"]))
         saved.append(np.argmax(reference(**{key: tf.constant(value) for key, value in frame.items()})["logits"]))
     agreement = float(np.mean(np.equal(quantized, saved)))
-    print(f"top-1 agreement on the task's frames: {agreement:.2f}")
-    assert agreement >= AGREEMENT
-    assert parity["count"] == FRAMES and parity["top1_agreement"] >= AGREEMENT
+    # the decisions on tflite_parity's frames, in-process (a near-tie may differ from the SavedModel's: the bound
+    # moves by 1 / FRAMES per frame, far less than its 4 standard deviations)
+    simulated = model.predict(simulated_inputs((SIZE, SIZE), FRAMES, "6lux"), batch_size=64, verbose=0)["logits"]
+    bounds = _above_chance(np.array(saved)), _above_chance(np.argmax(simulated, axis=1))
+    print(f"top-1 agreement on the task's frames: {agreement:.2f}; chance bounds {bounds[0]:.2f}, {bounds[1]:.2f}")
+    assert agreement >= bounds[0]
+    assert parity["count"] == FRAMES and parity["top1_agreement"] >= bounds[1]

@@ -9,6 +9,7 @@ import pytest
 import scipy.ndimage
 import tensorflow as tf
 from dense_operators import dense_convolution
+from tolerances import EPS32, float32_bound
 
 from dirtypixels_tf.layers import shrinkage
 from dirtypixels_tf.layers.shrinkage import CnnProximal, RbfShrinkage, ShrinkageFields, ShrinkageFieldsStage
@@ -44,15 +45,28 @@ def dense_x_update(y, z, filters, ratio, psf=None):
     return x
 
 
+def _round_off_bound(model, y, outputs):
+    """`float32_bound` for two evaluations of ShrinkageFields that differ in summation order only. The longest sum:
+    the adjoint's, the H * W terms of each filter's spectrum summed over the F filters. Per stage 8 stacked sums:
+    forward and inverse FFT of the responses, 3 convolutions of the CNN proximal, the spectra of z and y and the
+    inverse FFT of the x-update. Scale: the images' (in [0, 1]) or the outputs' if larger. An image that sees
+    another image's PSF moves x by a large fraction of its scale, orders of magnitude above this."""
+    n = y.shape[1] * y.shape[2] * model.num_filters
+    return float32_bound(n, max(1.0, float(np.abs(outputs).max())), depth=8 * len(model.stages))
+
+
 # ---- filters ----------------------------------------------------------------------------------------------------
 
 
 def test_dct_filter_bank_is_24_orthonormal_zero_mean_filters():
     bank = shrinkage.dct_filter_bank(5, 24)
     assert bank.shape == (5, 5, 24)
-    flat = bank.reshape(25, 24)
-    np.testing.assert_allclose(flat.T @ flat, np.eye(24), atol=1e-6)
-    np.testing.assert_allclose(flat.sum(axis=0), 0.0, atol=1e-6)
+    flat = bank.reshape(25, 24).astype(np.float64)
+    # Products in float64: only the float32 rounding of the entries (eps / 2 relative) remains, which moves a product
+    # of unit-norm filters by <= eps and a sum of 25 entries (sum |f| <= 5) by <= 2.5 eps; a wrong norm or a
+    # non-orthogonal filter is off by > 1e-2.
+    np.testing.assert_allclose(flat.T @ flat, np.eye(24), rtol=0, atol=EPS32)
+    np.testing.assert_allclose(flat.sum(axis=0), 0.0, rtol=0, atol=2.5 * EPS32)
 
 
 def test_filter_responses_equal_scipy_wrap_convolution():
@@ -144,7 +158,10 @@ def test_rbf_shrinkage_is_a_weighted_sum_of_gaussians_per_channel():
     layer.rbf_weights.assign(weights)
     centres, width = np.linspace(-1, 1, 5), 0.5
     expected = np.einsum("...cj,cj->...c", np.exp(-((t[..., None] - centres) ** 2) / (2 * width**2)), weights)
-    np.testing.assert_allclose(layer(t).numpy(), expected, atol=1e-6)
+    # float64 reference; float32 sums 5 terms <= max|w|, each after 3 rounded stages (difference, square, exp: its
+    # error is its argument's, <= 8 here, times eps, damped by the Gaussian to < eps); a wrong centre or width is > 1e-2.
+    bound = float32_bound(5, np.abs(weights).max(), depth=3)
+    np.testing.assert_allclose(layer(t).numpy(), expected, rtol=0, atol=bound)
 
 
 def test_cnn_proximal_is_three_1x1_convolutions_with_the_stated_parameter_count():
@@ -220,15 +237,20 @@ def test_fixed_psf_equals_passing_the_same_psf_per_call():
     a = fixed(y)
     per_call(y, psf)
     per_call.set_weights(fixed.get_weights())
-    np.testing.assert_allclose(per_call(y, np.broadcast_to(psf[None, ..., None], (2, 3, 3, 3))).numpy(), a, atol=1e-6)
+    # a shared OTF against a batch of OTFs: FFTs that may sum in another order; a wrong PSF moves x by > 1e-2
+    bound = _round_off_bound(fixed, y, a)
+    np.testing.assert_allclose(
+        per_call(y, np.broadcast_to(psf[None, ..., None], (2, 3, 3, 3))).numpy(), a, rtol=0, atol=bound
+    )
 
 
 def test_per_image_psfs_equal_running_each_image_alone():
     model = ShrinkageFields(num_stages=2, num_filters=4, filter_size=3, operator="blur", merge_channels=True)
     y, psfs = random(3, 6, 6, 3), random(3, 3, 3, 1)
     batched = model(y, psfs).numpy()
+    bound = _round_off_bound(model, y, batched)  # batch and single image may sum in another order
     for i in range(3):
-        np.testing.assert_allclose(model(y[i : i + 1], psfs[i : i + 1]).numpy()[0], batched[i], atol=1e-5)
+        np.testing.assert_allclose(model(y[i : i + 1], psfs[i : i + 1]).numpy()[0], batched[i], rtol=0, atol=bound)
 
 
 @pytest.mark.parametrize("proximal", ["cnn", "rbf"])

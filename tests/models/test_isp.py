@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tolerances import model_bound
 
 from dirtypixels_tf.layers import priors
 from dirtypixels_tf.models import isp
@@ -125,9 +126,12 @@ def test_batch_of_mixed_noise_levels_equals_each_image_alone():
     features["alpha"] = tf.constant([0.05, 0.1, 0.2])
     features["sigma"] = tf.constant([0.01, 0.1, 0.3])
     batched = model(features)["image"].numpy()
+    # batch and single image may sum in another order: round-off only, far below the O(1) change of another
+    # image's noise level
+    bound = model_bound(model, batched)
     for i in range(3):
         alone = model({k: v[i : i + 1] for k, v in features.items()})["image"].numpy()
-        np.testing.assert_allclose(batched[i : i + 1], alone, atol=1e-5)
+        np.testing.assert_allclose(batched[i : i + 1], alone, rtol=0, atol=bound)
 
 
 def test_release_anscombe_network_layout():
@@ -148,7 +152,10 @@ def test_release_scalars_compute_the_log_gamma_function_at_initialization():
     for a, b in zip(release.priors, log_gamma.priors):
         b.set_weights(a.get_weights())
     _, features = make_inputs(model_a)
-    np.testing.assert_allclose(model_a(features)["image"].numpy(), model_b(features)["image"].numpy(), atol=1e-6)
+    image = model_a(features)["image"].numpy()
+    # gamma as beta / lambda or as exp(log gamma) rounds differently, then the network's round-off; another gamma
+    # function moves the image by a large fraction of its scale
+    np.testing.assert_allclose(model_b(features)["image"].numpy(), image, rtol=0, atol=model_bound(model_a, image))
     assert [float(p.beta.numpy()) for p in release.projections] == [2.0, 4.0]
     release.lam.assign(2.0)  # gamma = beta / lambda: doubling lambda halves every gamma
     assert [float(p.gamma_value(release.lam)) for p in release.projections] == [1.0, 2.0]

@@ -5,6 +5,7 @@ import pathlib
 import numpy as np
 import pytest
 import tensorflow as tf
+from tolerances import float32_bound
 
 from dirtypixels_tf.physics import mosaic, unprocess
 from dirtypixels_tf.physics.sensor import SensorModel
@@ -36,7 +37,10 @@ def test_round_trip_is_exact_to_float32_round_off(highlight_preserving):
     )
     exact = np.mean(camera_rgb.numpy(), axis=-1) <= unprocess.HIGHLIGHT_KNEE  # the plain inverse gains there
     error = np.abs(back - x.numpy()).max(axis=-1)
-    assert error[exact].max() < 2e-6  # measured 7.6e-7
+    # 16 rounded stages (tone curve and its inverse, gammas, gains, the 3-term matrix products and the inverse) on
+    # values <= 1, the inverse matrix amplifying by its condition number; wrong gains or matrices are off by > 1e-2
+    condition = max(np.linalg.cond(matrix) for matrix in camera["rgb_to_camera"].numpy())
+    assert error[exact].max() < float32_bound(3, condition, depth=16)
     assert exact.mean() > 0.99
 
 
