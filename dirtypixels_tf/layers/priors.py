@@ -8,31 +8,7 @@ Conventions decided here:
   at inference, where each image's output does not depend on the rest of the batch.
 - Layers follow the global dtype policy (mixed_float16 works: batch normalization keeps float32 statistics).
 
-ResidualUNetPrior (Diamond et al. 2021 Sec. 4.2; release configuration from the authors' TF1 code):
-- input [B, H, W, C_in]: the current estimate (its first `output_channels` channels, e.g. the Anscombe-domain,
-  max-normalized 3-channel image in [0, 1]) followed by extra channels such as the noise channel (constant k, the
-  noise std of the normalized image); output [B, H, W, output_channels].
-- The U-Net computes a residual r (a linear 3x3 convolution at the top); the layer returns the prior's estimate
-  v = x - r with x the first `output_channels` input channels, which is what Algorithm 1 hands to the data step
-  (v = x_k - prior_k(x_k) in the release, the U-Net being prior_k). `residual_output` gives r itself.
-- Level l (l = 0 .. levels - 1) has c_l = max(2 * C_in, 8) * 2^l channels (8, 16, 32 for 3 + 1 input channels);
-  in it: conv_in, conv_1 (3x3); then, except at the bottom, 2x2 average pooling, the level below, and concatenation
-  of conv_1's output with the level below's upsampled output (c_l + c_l channels); conv_2 (3x3); below the top
-  also out_conv (3x3) and a 2x2 stride-2 transposed convolution to c_l / 2 channels (linear, with bias); at the top
-  the linear 3x3 output convolution to `output_channels` (with bias). Every other convolution is conv + batch norm
-  (offset only, no scale; momentum 0.95, epsilon 1e-4 as slim's batch_norm in the release) + ReLU, except the
-  very first one (conv + bias + ReLU, no batch norm).
-- Initializers (the release's): every 3x3 convolution, the linear output convolution included, draws its kernel
-  from He's truncated normal (Keras "he_normal", slim's variance_scaling_initializer: factor 2, fan-in); the
-  transposed convolutions use Glorot uniform (slim's conv2d_transpose default); biases start at zero.
-- first_conv="dilated" (release): the first convolution is 3x3 with dilation rate 2 at full resolution; H and W must
-  be divisible by 2^(levels - 1). first_conv="strided" (paper text): it has stride 2, the U-Net runs at half
-  resolution, and a 2x2 stride-2 transposed convolution (c_0 channels, linear, with bias) restores full resolution
-  before the output convolution; H and W must be divisible by 2^levels. first_conv="plain": an ordinary 3x3
-  convolution (the packed-Bayer prior of models/isp.py, which already runs at half resolution).
-- width: the top-level width c_0 when given (the packed prior's 8), instead of max(2 * C_in, min_channels).
-- Parameter count, release configuration (3-channel image + noise channel, levels 3, dilated): 47,659 trainable
-  plus 416 batch-norm moving statistics = 48,075 weights (Diamond et al. 2021 Table 1: about 0.05 M).
+ResidualUNetPrior's docstring states its architecture (the release's configuration, Diamond et al. 2021 Sec. 4.2).
 """
 
 import keras
@@ -182,7 +158,32 @@ class _ConvNormAct(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
 class ResidualUNetPrior(keras.layers.Layer):
-    """The Anscombe network's residual U-Net prior; returns v = x - r (see the module docstring).
+    """The Anscombe network's residual U-Net prior; returns v = x - r. Architecture (Diamond et al. 2021 Sec. 4.2,
+    release configuration from the authors' TF1 code):
+    - input [B, H, W, C_in]: the current estimate (its first `output_channels` channels, e.g. the Anscombe-domain,
+      max-normalized 3-channel image in [0, 1]) followed by extra channels such as the noise channel (constant k, the
+      noise std of the normalized image); output [B, H, W, output_channels].
+    - The U-Net computes a residual r (a linear 3x3 convolution at the top); the layer returns the prior's estimate
+      v = x - r with x the first `output_channels` input channels, which is what Algorithm 1 hands to the data step
+      (v = x_k - prior_k(x_k) in the release, the U-Net being prior_k). `residual_output` gives r itself.
+    - Level l (l = 0 .. levels - 1) has c_l = max(2 * C_in, 8) * 2^l channels (8, 16, 32 for 3 + 1 input channels);
+      in it: conv_in, conv_1 (3x3); then, except at the bottom, 2x2 average pooling, the level below, and concatenation
+      of conv_1's output with the level below's upsampled output (c_l + c_l channels); conv_2 (3x3); below the top
+      also out_conv (3x3) and a 2x2 stride-2 transposed convolution to c_l / 2 channels (linear, with bias); at the top
+      the linear 3x3 output convolution to `output_channels` (with bias). Every other convolution is conv + batch norm
+      (offset only, no scale; momentum 0.95, epsilon 1e-4 as slim's batch_norm in the release) + ReLU, except the
+      very first one (conv + bias + ReLU, no batch norm).
+    - Initializers (the release's): every 3x3 convolution, the linear output convolution included, draws its kernel
+      from He's truncated normal (Keras "he_normal", slim's variance_scaling_initializer: factor 2, fan-in); the
+      transposed convolutions use Glorot uniform (slim's conv2d_transpose default); biases start at zero.
+    - first_conv="dilated" (release): the first convolution is 3x3 with dilation rate 2 at full resolution; H and W must
+      be divisible by 2^(levels - 1). first_conv="strided" (paper text): it has stride 2, the U-Net runs at half
+      resolution, and a 2x2 stride-2 transposed convolution (c_0 channels, linear, with bias) restores full resolution
+      before the output convolution; H and W must be divisible by 2^levels. first_conv="plain": an ordinary 3x3
+      convolution (the packed-Bayer prior of models/isp.py, which already runs at half resolution).
+    - width: the top-level width c_0 when given (the packed prior's 8), instead of max(2 * C_in, min_channels).
+    - Parameter count, release configuration (3-channel image + noise channel, levels 3, dilated): 47,659 trainable
+      plus 416 batch-norm moving statistics = 48,075 weights (Diamond et al. 2021 Table 1: about 0.05 M).
 
     output_channels: channels of the image part of the input and of the output (3). levels: number of
     resolutions (3). first_conv: "dilated" (release) or "strided" (paper). min_channels: floor of the top-level
