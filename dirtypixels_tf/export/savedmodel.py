@@ -6,12 +6,16 @@ BASE never sees a half-written version; a failed export removes it; concurrent e
 the next free number). Modes are a plain mkdir's under the umask, so a TF Serving container can read them.
 
 Signatures (dynamic batch B; H and W the model's):
-- "serving_default": raw float32 [B, H, W, 1] Bayer mosaic in [0, 1]; alpha, sigma float32 [B] ([0, 1] units) ->
-  probabilities, logits [B, C]; top_k_classes int32, top_k_scores, top_k_labels string [B, k] (best first).
+- "serving_default": raw float32 [B, H, W, 1] Bayer mosaic in [0, 1]; alpha, sigma float32 [B] ([0, 1] units), or
+  [B, 3] (one per colour R, G, B) for a model built with per_channel_noise=True (models/joint.py; the metadata's
+  "per_channel_noise") -> probabilities, logits [B, C]; top_k_classes int32, top_k_scores, top_k_labels string
+  [B, k] (best first).
 - "raw_uint16": raw uint16 sensor values; black_level, white_level, iso float32 [B]: the mosaic is
-  clip((raw - black) / (white - black), 0, 1), the noise the sensor preset's at that ISO (baked in) -> the same.
+  clip((raw - black) / (white - black), 0, 1), the noise the sensor preset's at that ISO (baked in; the same for
+  the three colours of a per-colour model) -> the same.
 - "classify": TF Serving's Classify API (method tensorflow/serving/classify): serialized tf.Example [B] with "raw"
-  (float_list, H*W row-major) or "raw_bytes" (little-endian float32), "alpha", "sigma" -> classes, scores [B, C].
+  (float_list, H*W row-major) or "raw_bytes" (little-endian float32), "alpha", "sigma" (1 value, or 3 for a
+  per-colour model) -> classes, scores [B, C].
 - "isp": as serving_default -> image [B, H, W, 3], the ISP's linear image. An ISP-only model's other signatures
   return {"image"} too.
 Bad inputs fail in the graph with InvalidArgumentError: non-finite values, raw outside [0, 1], alpha outside
@@ -52,7 +56,8 @@ MAX_NOISE = 1000.0
 
 
 def _check_model(model):
-    """The model's (height, width) and whether it classifies; refuses models this export cannot serve."""
+    """The model's (height, width), whether it classifies and whether it takes per-colour noise [B, 3]; refuses
+    models this export cannot serve."""
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a keras.Model; received {type(model).__name__}")
     try:
@@ -69,7 +74,7 @@ def _check_model(model):
     shape = tuple(inputs["raw"].shape)
     if len(shape) != 4 or shape[3] != 1 or None in shape[1:3]:
         raise ValueError(f"model input raw must be [B, H, W, 1] with a static H and W; received {shape}")
-    return shape[1:3], "logits" in model.output
+    return shape[1:3], "logits" in model.output, len(inputs["alpha"].shape) == 2
 
 
 def _check_class_names(class_names, num_classes):
@@ -95,8 +100,9 @@ def _assert(condition, message, *data):
 class _Signatures:
     """The signature functions of one model (traced by ExportArchive.add_endpoint)."""
 
-    def __init__(self, model, image_size, classifies, preset, top_k, class_names):
+    def __init__(self, model, image_size, classifies, preset, top_k, class_names, per_channel):
         self.model = model
+        self.per_channel = per_channel
         self.height, self.width = image_size
         self.classifies = classifies
         self.preset = preset
@@ -109,6 +115,10 @@ class _Signatures:
     @staticmethod
     def vector_spec(name):
         return tf.TensorSpec([None], tf.float32, name=name)
+
+    def noise_spec(self, name):
+        """alpha or sigma: [B], or [B, 3] for a model that takes them per colour."""
+        return tf.TensorSpec([None, 3] if self.per_channel else [None], tf.float32, name=name)
 
     def run(self, raw, alpha, sigma):
         """The model on checked inputs: {"logits", "image", ...} as the model returns them."""
@@ -153,7 +163,7 @@ class _Signatures:
         }
 
     def serving_default(self):
-        @tf.function(input_signature=[self.raw_spec(), self.vector_spec("alpha"), self.vector_spec("sigma")])
+        @tf.function(input_signature=[self.raw_spec(), self.noise_spec("alpha"), self.noise_spec("sigma")])
         def serving_default(raw, alpha, sigma):
             return self.predictions(self.run(raw, alpha, sigma))
 
@@ -184,20 +194,23 @@ class _Signatures:
                 normalized = tf.clip_by_value((tf.cast(raw, tf.float32) - black) / (white - black), 0.0, 1.0)
                 alpha = poisson * iso / 100.0
                 sigma = gauss * iso / 100.0
+                if self.per_channel:
+                    alpha, sigma = (tf.tile(value[:, None], [1, 3]) for value in (alpha, sigma))
             return self.predictions(self.run(normalized, alpha, sigma))
 
         return raw_uint16
 
     def parse_examples(self, serialized):
-        """Serialized tf.Examples -> (raw [B, H, W, 1], alpha [B], sigma [B]); see the module docstring."""
+        """Serialized tf.Examples -> (raw [B, H, W, 1], alpha, sigma [B] or [B, 3]); see the module docstring."""
         size = self.height * self.width
+        noise_shape = [3] if self.per_channel else []
         features = tf.io.parse_example(
             serialized,
             {
                 "raw": tf.io.VarLenFeature(tf.float32),
                 "raw_bytes": tf.io.FixedLenFeature([], tf.string, default_value=""),
-                "alpha": tf.io.FixedLenFeature([], tf.float32),
-                "sigma": tf.io.FixedLenFeature([], tf.float32),
+                "alpha": tf.io.FixedLenFeature(noise_shape, tf.float32),
+                "sigma": tf.io.FixedLenFeature(noise_shape, tf.float32),
             },
         )
         batch = tf.shape(serialized)[0]
@@ -230,7 +243,7 @@ class _Signatures:
         return classify
 
     def isp(self):
-        @tf.function(input_signature=[self.raw_spec(), self.vector_spec("alpha"), self.vector_spec("sigma")])
+        @tf.function(input_signature=[self.raw_spec(), self.noise_spec("alpha"), self.noise_spec("sigma")])
         def isp(raw, alpha, sigma):
             outputs = self.run(raw, alpha, sigma)
             return {key: value for key, value in outputs.items() if key != "logits"}
@@ -267,18 +280,21 @@ def _set_classify_method_name(export_dir):
     fingerprinting_utils.write_fingerprint(export_dir)
 
 
-def warmup_inputs(image_size, batch_size=1):
-    """Valid inputs of each signature for a dark frame at 3 lux (used for warm-up requests and smoke checks).
+def warmup_inputs(image_size, batch_size=1, per_channel=False):
+    """Valid inputs of each signature for a dark frame at 3 lux (used for warm-up requests and smoke checks);
+    per_channel: alpha and sigma [B, 3] (one per colour), for a model that takes them so.
 
     Returns {signature: {input name: NumPy array}}; "classify" gets serialized tf.Examples.
     """
     height, width = image_size
     alpha, sigma = noise.noise_at_lux(3.0)
+    if per_channel:
+        alpha, sigma = [alpha] * 3, [sigma] * 3
     raw = np.zeros([batch_size, height, width, 1], np.float32)
     float_inputs = {
         "raw": raw,
-        "alpha": np.full([batch_size], alpha, np.float32),
-        "sigma": np.full([batch_size], sigma, np.float32),
+        "alpha": np.array([alpha] * batch_size, np.float32),
+        "sigma": np.array([sigma] * batch_size, np.float32),
     }
     example = make_example(raw[0], alpha, sigma)
     return {
@@ -295,7 +311,8 @@ def warmup_inputs(image_size, batch_size=1):
 
 
 def make_example(raw, alpha, sigma, encoding="float_list"):
-    """A serialized tf.Example for the "classify" signature: raw [H, W] or [H, W, 1] in [0, 1], alpha, sigma.
+    """A serialized tf.Example for the "classify" signature: raw [H, W] or [H, W, 1] in [0, 1], alpha, sigma (numbers,
+    or 3 values each for a model that takes them per colour).
 
     encoding: "float_list" (feature "raw") or "bytes" (feature "raw_bytes", float32 little-endian).
     """
@@ -305,8 +322,8 @@ def make_example(raw, alpha, sigma, encoding="float_list"):
     if raw.ndim != 2:
         raise ValueError(f"raw must be [H, W] or [H, W, 1]; received shape {raw.shape}")
     feature = {
-        "alpha": tf.train.Feature(float_list=tf.train.FloatList(value=[float(alpha)])),
-        "sigma": tf.train.Feature(float_list=tf.train.FloatList(value=[float(sigma)])),
+        "alpha": tf.train.Feature(float_list=tf.train.FloatList(value=np.ravel(alpha).astype(np.float32))),
+        "sigma": tf.train.Feature(float_list=tf.train.FloatList(value=np.ravel(sigma).astype(np.float32))),
     }
     if encoding == "float_list":
         feature["raw"] = tf.train.Feature(float_list=tf.train.FloatList(value=raw.ravel()))
@@ -317,11 +334,11 @@ def make_example(raw, alpha, sigma, encoding="float_list"):
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def _write_warmup(export_dir, image_size, signatures):
+def _write_warmup(export_dir, image_size, signatures, per_channel):
     """TF Serving's warm-up file: one batch-1 PredictionLog per signature, as TFRecords."""
     from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_log_pb2
 
-    inputs = warmup_inputs(image_size)
+    inputs = warmup_inputs(image_size, per_channel=per_channel)
     path = os.path.join(export_dir, EXTRA_DIR, WARMUP_FILE)
     with tf.io.TFRecordWriter(path) as writer:
         for name in signatures:
@@ -358,7 +375,7 @@ def export_savedmodel(
             norms folded into the convolutions before them (the same outputs up to float32 round-off, fewer ops,
             faster; "head" keeps the release-parity bound, see fold.py); None exports the model's own layers.
     """
-    image_size, classifies = _check_model(model)
+    image_size, classifies, per_channel = _check_model(model)
     fold.check_export_setting(fold_batch_norm)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer; received {top_k!r}")
@@ -374,7 +391,7 @@ def export_savedmodel(
         raise ValueError(f"version {version} already exists in {base_path!r}; pick another or leave version=None")
 
     model = fold.export_copy(model, fold_batch_norm)
-    functions = _Signatures(model, image_size, classifies, preset, top_k, names)
+    functions = _Signatures(model, image_size, classifies, preset, top_k, names, per_channel)
     signatures = SIGNATURES if classifies else (SERVING_SIGNATURE, UINT16_SIGNATURE, ISP_SIGNATURE)
     temporary = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base_path)
     try:
@@ -386,7 +403,7 @@ def export_savedmodel(
         if classifies:
             _set_classify_method_name(temporary)
         os.makedirs(os.path.join(temporary, EXTRA_DIR))
-        _write_warmup(temporary, image_size, signatures)
+        _write_warmup(temporary, image_size, signatures, per_channel)
         metadata = {
             "model": model.name,
             "image_size": list(image_size),
@@ -395,6 +412,7 @@ def export_savedmodel(
             "top_k": min(top_k, num_classes) if classifies else 0,
             "sensor": {"name": sensor_name, "poisson": preset.poisson, "gauss": preset.gauss},
             "signatures": list(signatures),
+            "per_channel_noise": per_channel,
             "batch_norm_folded": fold_batch_norm,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "tensorflow": tf.__version__,

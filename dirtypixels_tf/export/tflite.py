@@ -25,13 +25,14 @@ QUANTIZE_CHOICES = (None, "dynamic")
 def _tflite_function(model):
     from dirtypixels_tf.export.savedmodel import _check_model
 
-    (height, width), classifies = _check_model(model)
+    (height, width), classifies, per_channel = _check_model(model)
+    noise_shape = [1, 3] if per_channel else [1]
 
     @tf.function(
         input_signature=[
             tf.TensorSpec([1, height, width, 1], tf.float32, name="raw"),
-            tf.TensorSpec([1], tf.float32, name="alpha"),
-            tf.TensorSpec([1], tf.float32, name="sigma"),
+            tf.TensorSpec(noise_shape, tf.float32, name="alpha"),
+            tf.TensorSpec(noise_shape, tf.float32, name="sigma"),
         ]
     )
     def serving_default(raw, alpha, sigma):

@@ -2,8 +2,12 @@
 
 Conventions (Diamond et al. 2021 Eq. 10-11, Sec. 4.1; Makitalo and Foi 2013):
 - `y` is a RAW image [B, H, W, C] (mosaic, or a masked 3-channel mosaic) in [0, 1] units, before clipping matters:
-  y = alpha * Poisson(x / alpha) + N(0, sigma^2). `alpha`, `sigma`: scalars or [B]. alpha > 0 (the GAT divides by
-  it; for pure Gaussian noise build the ISP without Anscombe layers); sigma >= 0 (0 is the classic Anscombe transform).
+  y = alpha * Poisson(x / alpha) + N(0, sigma^2). `alpha`, `sigma`: scalars, [B] (one per image, the default) or
+  [B, 3] (one per colour R, G, B: a white-balanced or exposure-scaled real capture, the release's is_real_data=True,
+  where the GAT and its inverse divide each colour channel by its own alpha). On a 3-channel image colour c uses
+  entry c; on a 1-channel mosaic each pixel uses the entry of the colour it sees under the Bayer phase `pattern`
+  (physics/mosaic.py; default BGGR, the release's). alpha > 0 (the GAT divides by it; for pure Gaussian noise build
+  the ISP without Anscombe layers); sigma >= 0 (0 is the classic Anscombe transform).
 - Forward: z = y / alpha, s = sigma / alpha, D = 2 sqrt(max(z + 3/8 + s^2, 0)); D's noise is about N(0, 1) wherever
   the counts x / alpha are not tiny.
 - Max-normalization (release): D' = (D - min D) k, k = 1 / (max D - min D) over H, W, C of each image, so D' is in
@@ -25,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.physics import mosaic
 from dirtypixels_tf.physics.validation import check_image
 
 RANGE_EPSILON = 1e-3
@@ -36,18 +41,29 @@ def _compute_dtype(x):
     return tf.float64 if x.dtype == tf.float64 else tf.float32
 
 
-def _check_noise_parameter(value, name, images, allow_zero):
-    """Cast alpha or sigma to images' dtype as [B, 1, 1, 1] (or a scalar), checking shape and sign.
+def _check_noise_parameter(value, name, images, allow_zero, pattern):
+    """Cast alpha or sigma to images' dtype, checking shape and sign, shaped to broadcast against images: a scalar,
+    [B, 1, 1, 1] for [B], and for [B, 3] [B, 1, 1, 3] (3-channel images) or the per-pixel map [B, H, W, 1] of the
+    mosaic's colours (1-channel images of Bayer phase `pattern`).
 
     Eagerly a bad value raises ValueError naming the argument and the value; in a graph the same message comes from
     tf.debugging (InvalidArgumentError at run time; XLA drops the check).
     """
     value = tf.cast(tf.convert_to_tensor(value, dtype_hint=images.dtype), images.dtype)
-    if value.shape.rank not in (0, 1):
-        raise ValueError(f"{name} must be a scalar or have shape [batch]; received shape {value.shape}")
+    rank = value.shape.rank
+    if rank not in (0, 1, 2) or (rank == 2 and value.shape[1] != 3):
+        raise ValueError(
+            f"{name} must be a scalar or have shape [batch] or [batch, 3] (per colour); received shape {value.shape}"
+        )
+    channels = images.shape[-1]
+    if rank == 2 and channels not in (1, 3):
+        raise ValueError(
+            f"{name} of shape [batch, 3] (per colour) needs images of 1 (mosaic) or 3 channels; received {images.shape}"
+        )
     batch = images.shape[0]
-    if value.shape.rank == 1 and value.shape[0] is not None and batch is not None and value.shape[0] != batch:
-        raise ValueError(f"{name} must have shape [{batch}] (one value per image); received shape {value.shape}")
+    if rank >= 1 and value.shape[0] is not None and batch is not None and value.shape[0] != batch:
+        expected = f"[{batch}] (one value per image)" if rank == 1 else f"[{batch}, 3] (one row per image)"
+        raise ValueError(f"{name} must have shape {expected}; received shape {value.shape}")
     bound = ">= 0" if allow_zero else "> 0"
     message = f"{name} must be finite and {bound}"
     if tf.executing_eagerly():
@@ -59,38 +75,47 @@ def _check_noise_parameter(value, name, images, allow_zero):
         check = tf.debugging.assert_non_negative if allow_zero else tf.debugging.assert_positive
         with tf.control_dependencies([check(value, message=message), tf.debugging.assert_all_finite(value, message)]):
             value = tf.identity(value)
-    return value if value.shape.rank == 0 else tf.reshape(value, [-1, 1, 1, 1])
+    if rank == 0:
+        return value
+    if rank == 1:
+        return tf.reshape(value, [-1, 1, 1, 1])
+    per_colour = value[:, None, None, :]
+    if channels == 3:
+        return per_colour
+    masks = mosaic.bayer_masks(images.shape[1], images.shape[2], pattern, images.dtype)
+    return tf.reduce_sum(per_colour * masks, axis=-1, keepdims=True)
 
 
-def _prepare(images, alpha, sigma, name):
+def _prepare(images, alpha, sigma, name, pattern):
     images = check_image(images, name)
     images = tf.cast(images, _compute_dtype(images))
-    alpha = _check_noise_parameter(alpha, "alpha", images, allow_zero=False)
-    sigma = _check_noise_parameter(sigma, "sigma", images, allow_zero=True)
+    alpha = _check_noise_parameter(alpha, "alpha", images, allow_zero=False, pattern=pattern)
+    sigma = _check_noise_parameter(sigma, "sigma", images, allow_zero=True, pattern=pattern)
     return images, alpha, sigma
 
 
-def anscombe_forward(y, alpha, sigma):
-    """GAT D = 2 sqrt(max(y / alpha + 3/8 + (sigma / alpha)^2, 0)); y [B, H, W, C], alpha > 0, sigma >= 0 ([B] or scalars)."""
-    y, alpha, sigma = _prepare(y, alpha, sigma, "y")
+def anscombe_forward(y, alpha, sigma, pattern=mosaic.RELEASE_PATTERN):
+    """GAT D = 2 sqrt(max(y / alpha + 3/8 + (sigma / alpha)^2, 0)); y [B, H, W, C], alpha > 0, sigma >= 0 (scalars,
+    [B] or [B, 3]; `pattern` places [B, 3] values on a 1-channel mosaic, see the module docstring)."""
+    y, alpha, sigma = _prepare(y, alpha, sigma, "y", pattern)
     s = sigma / alpha
     return 2.0 * tf.sqrt(tf.maximum(y / alpha + 0.375 + tf.square(s), 0.0))
 
 
-def anscombe_inverse_algebraic(d, alpha, sigma):
+def anscombe_inverse_algebraic(d, alpha, sigma, pattern=mosaic.RELEASE_PATTERN):
     """Algebraic inverse (D^2 / 4 - 1/8 - s^2) * alpha, s = sigma / alpha (Diamond et al. 2021 Eq. 11)."""
-    d, alpha, sigma = _prepare(d, alpha, sigma, "d")
+    d, alpha, sigma = _prepare(d, alpha, sigma, "d", pattern)
     s = sigma / alpha
     return (0.25 * tf.square(d) - 0.125 - tf.square(s)) * alpha
 
 
-def anscombe_inverse_unbiased(d, alpha, sigma):
+def anscombe_inverse_unbiased(d, alpha, sigma, pattern=mosaic.RELEASE_PATTERN):
     """Closed-form approximation of the exact unbiased inverse (Makitalo and Foi 2013), finite for every D.
 
     (D^2/4 + 1/4 sqrt(3/2) E^-1 - 11/8 E^-2 + 5/8 sqrt(3/2) E^-3 - 1/8 - s^2) * alpha with E = max(D, sqrt(3/2)):
     the exact closed form for D >= sqrt(3/2), continuous below it (see the module docstring).
     """
-    d, alpha, sigma = _prepare(d, alpha, sigma, "d")
+    d, alpha, sigma = _prepare(d, alpha, sigma, "d", pattern)
     s = sigma / alpha
     e = tf.maximum(d, UNBIASED_D_FLOOR)
     correction = 0.25 * _SQRT_3_2 / e - 1.375 / tf.square(e) + 0.625 * _SQRT_3_2 / (e * e * e)
@@ -142,7 +167,8 @@ def _known_channels(x, name):
 class GeneralizedAnscombe(keras.layers.Layer):
     """Forward GAT of a RAW image, then (optionally) max-normalization and the noise channel.
 
-    Call: layer(y, alpha, sigma) with y [B, H, W, C] and alpha, sigma [B] (or scalars). Returns a dict:
+    Call: layer(y, alpha, sigma) with y [B, H, W, C] and alpha, sigma [B], [B, 3] (per colour, placed on a
+    1-channel mosaic by the Bayer phase `pattern`) or scalars. Returns a dict:
     - "image": D' (normalize=True) or D, [B, H, W, C], with the noise channel appended ([B, H, W, C + 1]) when
       noise_channel=True;
     - "scale": k [B] (the noise std of "image"; ones when normalize=False, since the GAT's noise std is 1);
@@ -150,7 +176,7 @@ class GeneralizedAnscombe(keras.layers.Layer):
     InverseAnscombe takes "scale" and "offset" back. All values float32 (see the module docstring).
     """
 
-    def __init__(self, normalize=True, noise_channel=True, **kwargs):
+    def __init__(self, normalize=True, noise_channel=True, pattern=mosaic.RELEASE_PATTERN, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         for name, value in (("normalize", normalize), ("noise_channel", noise_channel)):
@@ -158,10 +184,11 @@ class GeneralizedAnscombe(keras.layers.Layer):
                 raise ValueError(f"{name} must be True or False; received {value!r}")
         self.normalize = normalize
         self.noise_channel = noise_channel
+        self.pattern = mosaic.check_pattern(pattern)
 
     def call(self, y, alpha, sigma):
         y = _known_channels(y, "y")
-        d = tf.cast(anscombe_forward(tf.cast(y, tf.float32), alpha, sigma), tf.float32)
+        d = tf.cast(anscombe_forward(tf.cast(y, tf.float32), alpha, sigma, self.pattern), tf.float32)
         if self.normalize:
             d, scale, offset = max_normalize(d)
         else:
@@ -175,7 +202,12 @@ class GeneralizedAnscombe(keras.layers.Layer):
         return {"image": (*y_shape[:-1], channels), "scale": (y_shape[0],), "offset": (y_shape[0],)}
 
     def get_config(self):
-        return {**super().get_config(), "normalize": self.normalize, "noise_channel": self.noise_channel}
+        return {
+            **super().get_config(),
+            "normalize": self.normalize,
+            "noise_channel": self.noise_channel,
+            "pattern": self.pattern,
+        }
 
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
@@ -184,16 +216,18 @@ class InverseAnscombe(keras.layers.Layer):
 
     Call: layer(image, alpha, sigma, scale=None, offset=None) with image [B, H, W, C] in the normalized domain
     (no noise channel) and scale, offset [B] from GeneralizedAnscombe. unbiased=True uses the closed-form
-    approximation of the exact unbiased inverse, False the algebraic inverse. Returns float32 [B, H, W, C] in
+    approximation of the exact unbiased inverse, False the algebraic inverse. alpha, sigma as for
+    GeneralizedAnscombe (`pattern` places [B, 3] values on a 1-channel image). Returns float32 [B, H, W, C] in
     units of the [0, 1] pixel range (not clipped).
     """
 
-    def __init__(self, unbiased=True, **kwargs):
+    def __init__(self, unbiased=True, pattern=mosaic.RELEASE_PATTERN, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if not isinstance(unbiased, bool):
             raise ValueError(f"unbiased must be True or False; received {unbiased!r}")
         self.unbiased = unbiased
+        self.pattern = mosaic.check_pattern(pattern)
 
     def call(self, image, alpha, sigma, scale=None, offset=None):
         image = tf.cast(_known_channels(image, "image"), tf.float32)
@@ -202,10 +236,10 @@ class InverseAnscombe(keras.layers.Layer):
         if scale is not None:
             image = max_denormalize(image, scale, offset)
         inverse = anscombe_inverse_unbiased if self.unbiased else anscombe_inverse_algebraic
-        return tf.cast(inverse(image, alpha, sigma), tf.float32)
+        return tf.cast(inverse(image, alpha, sigma, self.pattern), tf.float32)
 
     def compute_output_shape(self, image_shape, *args, **kwargs):
         return image_shape
 
     def get_config(self):
-        return {**super().get_config(), "unbiased": self.unbiased}
+        return {**super().get_config(), "unbiased": self.unbiased, "pattern": self.pattern}

@@ -3,7 +3,9 @@
 Every ISP is a Keras layer called as `isp(raw, alpha, sigma, psf=None, training=...)`:
 - raw: [B, H, W, 1] Bayer mosaic in [0, 1] (phase `pattern`, default "BGGR", the release's); H and W even (and
   divisible by what the model's poolings need: 4 for the release Anscombe network, 32 for the Chen U-Net);
-- alpha, sigma: [B], the Poisson scale and Gaussian std of each image (in [0, 1] units);
+- alpha, sigma: [B], the Poisson scale and Gaussian std of each image (in [0, 1] units), or [B, 3], one per colour
+  R, G, B (a white-balanced real capture: data/camera_raw.py; the Anscombe layers divide each colour by its own
+  alpha, layers/anscombe.py; where a single noise level is fed to a network, it is the mean over the colours);
 - psf: [B, kh, kw, 3] or [B, kh, kw, 1] per-image PSFs, only for the ISPs that deblur with a PSF given at run time.
 The output is always a dict (`Isp.output_names`): "image", the linear colour image [B, H, W, 3] in about [0, 1]
 (not clipped), plus the ISP's own extra outputs (`NidfCascade`: "denoised"). What differs per ISP is carried by
@@ -55,6 +57,12 @@ def _check_raw(raw):
     if height is not None and width is not None and (height % 2 or width % 2):
         raise ValueError(f"raw must have even height and width for a Bayer mosaic; received shape {raw.shape}")
     return raw
+
+
+def image_noise_level(value, dtype):
+    """One noise level per image [B] from alpha or sigma given per image [B] or per colour [B, 3] (their mean)."""
+    value = tf.cast(value, dtype)
+    return tf.reduce_mean(value, axis=-1) if value.shape.rank == 2 else value
 
 
 def _check_no_psf(psf, isp):
@@ -197,8 +205,8 @@ class AnscombeNetwork(Isp):
         self.gamma_inits = gamma_inits
         self.trainable_gamma = trainable_gamma
         if self.anscombe:
-            self.forward = GeneralizedAnscombe(normalize=True, noise_channel=False, name="anscombe")
-            self.inverse = InverseAnscombe(unbiased=unbiased_inverse, name="inverse_anscombe")
+            self.forward = GeneralizedAnscombe(normalize=True, noise_channel=False, pattern=pattern, name="anscombe")
+            self.inverse = InverseAnscombe(unbiased=unbiased_inverse, pattern=pattern, name="inverse_anscombe")
         self.initial = (MosaicAdjoint if initialization == "adjoint" else BilinearDemosaic)(pattern, name="initial")
         self.priors = [
             prior_type(
@@ -240,7 +248,7 @@ class AnscombeNetwork(Isp):
         """Step 1: (x_0 [B, H, W, 3], the measured mosaic y [B, H, W, 1], noise std [B], the GAT dict or None)."""
         raw = _check_raw(raw)
         if not self.anscombe:
-            return self.initial(raw), raw, tf.cast(sigma, raw.dtype), None
+            return self.initial(raw), raw, image_noise_level(sigma, raw.dtype), None
         if self.anscombe_input == "adjoint":
             transformed = self.forward(self.initial(raw), alpha, sigma)
             x = transformed["image"]
@@ -303,8 +311,8 @@ class ChenUNet(Isp):
         self.base_filters = check_int(base_filters, "base_filters")
         self.anscombe = check_bool(anscombe, "anscombe")
         if self.anscombe:
-            self.forward = GeneralizedAnscombe(normalize=True, noise_channel=False, name="anscombe")
-            self.inverse = InverseAnscombe(unbiased=True, name="inverse_anscombe")
+            self.forward = GeneralizedAnscombe(normalize=True, noise_channel=False, pattern=pattern, name="anscombe")
+            self.inverse = InverseAnscombe(unbiased=True, pattern=pattern, name="inverse_anscombe")
         self.pack = PackBayer(name="pack")
         widths = [base_filters * 2**level for level in range(5)]
 
@@ -395,8 +403,8 @@ class ShrinkageFieldsIsp(Isp):
         self.psf = psf
         self.demosaic = BilinearDemosaic(pattern, name="demosaic")
         if task == "denoise":
-            self.forward = GeneralizedAnscombe(normalize=False, noise_channel=False, name="anscombe")
-            self.inverse = InverseAnscombe(unbiased=True, name="inverse_anscombe")
+            self.forward = GeneralizedAnscombe(normalize=False, noise_channel=False, pattern=pattern, name="anscombe")
+            self.inverse = InverseAnscombe(unbiased=True, pattern=pattern, name="inverse_anscombe")
         self.shrinkage = ShrinkageFields(
             num_stages=stages,
             num_filters=num_filters,

@@ -2,7 +2,7 @@
 components as attributes (`.isp`, `.head`), so that nothing has to find them by layer names.
 
 - JointClassifier: RAW frames in, the ISP's outputs and the classifier's logits out. Inputs (by name): "raw"
-  [B, H, W, 1] float32 in [0, 1], "alpha" and "sigma" [B], and "psf" [B, kh, kw, 3] for an ISP that deblurs with
+  [B, H, W, 1] float32 in [0, 1], "alpha" and "sigma" [B] (or [B, 3] per colour with per_channel_noise=True), and "psf" [B, kh, kw, 3] for an ISP that deblurs with
   per-image PSFs (Isp.takes_psf). Outputs: {"logits": [B, classes], "image": [B, H, W, 3]} plus the ISP's other
   outputs (Isp.output_names, e.g. "denoised" for the NIDF cascade). "image" is the ISP's linear output in about
   [0, 1], not clipped. Before the head, `head_preprocessing` (a HeadPreprocessing layer) clips it to [0, 1] (as the
@@ -57,13 +57,23 @@ class JointClassifier(ComponentModel):
     another size is refused with the size it expects); psf_size: (kh, kw) of per-image PSFs for an ISP that takes
     them. freeze: None, "isp" or "head" (made non-trainable; a frozen head also keeps its batch-norm statistics, as
     Liu et al. train only the denoiser). clip_image: clip the ISP's image to [0, 1] before the head (the release's
-    wiring; False feeds it unclipped).
+    wiring; False feeds it unclipped). per_channel_noise: alpha and sigma [B, 3] (one per colour R, G, B, as real
+    captures have them after white balance) instead of [B]; components.with_per_channel_noise switches a built model.
     """
 
     COMPONENTS = ("isp", "head")
 
     def __init__(
-        self, isp, head, head_name, image_size, psf_size=None, freeze=None, clip_image=True, name="joint_classifier"
+        self,
+        isp,
+        head,
+        head_name,
+        image_size,
+        psf_size=None,
+        freeze=None,
+        clip_image=True,
+        per_channel_noise=False,
+        name="joint_classifier",
     ):
         if freeze not in FREEZE_CHOICES:
             raise ValueError(f"freeze must be one of {FREEZE_CHOICES}; received {freeze!r}")
@@ -74,7 +84,7 @@ class JointClassifier(ComponentModel):
                 f"raw frames of size {image_size} do not fit head {head_name!r}, which expects {expected[0]}x"
                 f"{expected[1]} images: simulate or crop the RAW input at {expected[0]}x{expected[1]}"
             )
-        inputs, outputs = isp_outputs(isp, image_size, psf_size)
+        inputs, outputs = isp_outputs(isp, image_size, psf_size, per_channel_noise)
         preprocessing = HeadPreprocessing(head_name, clip=clip_image, name="head_preprocessing")
         outputs["logits"] = head(preprocessing(outputs["image"]))
         if freeze == "isp":
@@ -84,7 +94,7 @@ class JointClassifier(ComponentModel):
         super().__init__(inputs, outputs, name=name)
         self.isp, self.head, self.head_preprocessing = isp, head, preprocessing
         self.head_name, self.image_size, self.psf_size = head_name, image_size, psf_size
-        self.freeze, self.clip_image = freeze, clip_image
+        self.freeze, self.clip_image, self.per_channel_noise = freeze, clip_image, per_channel_noise
 
     def _settings(self):
         return {
@@ -93,6 +103,7 @@ class JointClassifier(ComponentModel):
             "psf_size": self.psf_size,
             "freeze": self.freeze,
             "clip_image": self.clip_image,
+            "per_channel_noise": self.per_channel_noise,
         }
 
 

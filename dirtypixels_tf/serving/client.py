@@ -37,13 +37,17 @@ def as_batch(raw, dtype):
     return raw.astype(dtype, copy=False)
 
 
-def per_image(value, batch, name):
-    """A scalar or [B] value as float32 [B]."""
+def per_image(value, batch, name, per_colour=False):
+    """A scalar or [B] value as float32 [B]; with per_colour, a [B, 3] value (alpha or sigma per colour, for a model
+    exported with per-colour noise) as it is."""
     array = np.asarray(value, np.float32)
     if array.ndim == 0:
         return np.full([batch], array, np.float32)
-    if array.shape != (batch,):
-        raise ValueError(f"{name} must be a number or have shape [{batch}] (one per frame); received {array.shape}")
+    if array.shape != (batch,) and not (per_colour and array.shape == (batch, 3)):
+        also = f" or [{batch}, 3] (per colour)" if per_colour else ""
+        raise ValueError(
+            f"{name} must be a number or have shape [{batch}] (one per frame){also}; received {array.shape}"
+        )
     return array
 
 
@@ -97,8 +101,8 @@ class PredictionClient:
         raw = as_batch(raw, np.float32)
         inputs = {
             "raw": raw,
-            "alpha": per_image(alpha, len(raw), "alpha"),
-            "sigma": per_image(sigma, len(raw), "sigma"),
+            "alpha": per_image(alpha, len(raw), "alpha", per_colour=True),
+            "sigma": per_image(sigma, len(raw), "sigma", per_colour=True),
         }
         return self.request(inputs, model, signature, version, version_label)[0]
 

@@ -243,7 +243,11 @@ def test_unknown_channel_count_is_refused():
         ([0.1, -0.2], [0.1, 0.1], r"alpha must be finite and > 0; received alpha=\[0\.1.*, -0\.2.*\]"),
         ([0.1, 0.1], [0.1, -0.5], r"sigma must be finite and >= 0; received sigma=\[0\.1.*, -0\.5\]"),
         ([0.1, 0.1, 0.1], [0.1, 0.1], r"alpha must have shape \[2\].*received shape \(3,\)"),
-        ([[0.1, 0.1]], [0.1, 0.1], r"alpha must be a scalar or have shape \[batch\]; received shape \(1, 2\)"),
+        (
+            [[0.1, 0.1]],
+            [0.1, 0.1],
+            r"alpha must be a scalar or have shape \[batch\] or \[batch, 3\] \(per colour\); received shape \(1, 2\)",
+        ),
     ],
 )
 def test_bad_noise_parameters_are_refused_eagerly(alpha, sigma, pattern):
