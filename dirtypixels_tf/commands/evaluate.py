@@ -4,6 +4,8 @@ intermediate image, conventional-ISP baselines and an example figure.
     dirtypixels evaluate MODEL [--profiles 3,6,12,24,48,96,none] [--psf none,center,offaxis,periphery]
                          [--data fashion-mnist|FOLDER|TFRECORDS] [--limit N] [--size S] [--out DIR]
                          [--baseline malvar_nlm,...] [--examples 4]
+    dirtypixels evaluate MODEL --data captured:FOLDER [--labels synset_labels.txt] [--white-balance as_shot]
+                         [--exposure percentile98] [--noise sensor|release|estimate] [--sensor S] [--out DIR]
 
 MODEL: a training run directory (RUN_DIR/model.keras; its params.yaml gives the default sensor preset, Bayer phase,
 centre crop and label offset), a .keras file, a SavedModel (version directory or base path; the sensor preset it
@@ -11,6 +13,8 @@ was exported with is the default) or a model preset name (random weights, for sm
 OUT/evaluation.{csv,md,json}, OUT/accuracy.png, OUT/examples.png and, per baseline, OUT/baseline-NAME/ (the
 conventional ISP followed by the model's own head; image quality only for a model without a separable head, such
 as a SavedModel). Details of every convention: dirtypixels_tf/evaluation/ (axes.py, predictors.py, grid.py).
+With --data captured:FOLDER (one folder of camera RAW files per class) the real captures are scored instead, through
+the real-capture front end (data/camera_raw.py), as evaluation/captured.py describes (its outputs in OUT).
 """
 
 import os
@@ -29,6 +33,7 @@ from dirtypixels_tf.commands.simulate import _open_source, check_data_source
 from dirtypixels_tf.data.source_spec import FASHION_MNIST
 
 DEFAULT_PROFILES = f"3,6,12,24,48,96,{NO_NOISE}"
+CAPTURED_PREFIX = "captured:"
 
 
 def _split_list(text, option):
@@ -101,18 +106,76 @@ def _load(args, class_names):
     return predictor
 
 
+def _capture_options(args):
+    """The front end's options (data/camera_raw.prepare_capture) from --white-balance, --exposure, --noise."""
+    from dirtypixels_tf.data.camera_raw import EXPOSURE_RULES, WHITE_BALANCES
+
+    def numbers(text, option, count):
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            values = []
+        if len(values) != count:
+            raise UsageError(f"{option} must be a name or {count} comma-separated numbers; received {text!r}")
+        return values[0] if count == 1 else tuple(values)
+
+    white_balance = args.white_balance
+    if white_balance not in WHITE_BALANCES:
+        white_balance = numbers(white_balance, "--white-balance", 3)
+    exposure = args.exposure if args.exposure in EXPOSURE_RULES else numbers(args.exposure, "--exposure", 1)
+    noise = args.noise if args.noise in ("sensor", "release", "estimate") else numbers(args.noise, "--noise", 2)
+    return {"white_balance": white_balance, "exposure": exposure, "noise": noise}
+
+
 def validate(args):
     """Checks that need no TensorFlow."""
+    if args.data.startswith(CAPTURED_PREFIX):
+        folder = args.data[len(CAPTURED_PREFIX) :]
+        if not os.path.isdir(folder):
+            raise UsageError(f"--data captured:FOLDER needs a folder of class folders; received {folder!r}")
+        if args.labels is not None and not os.path.isfile(args.labels):
+            raise UsageError(f"--labels: no such file {args.labels!r}")
+        _capture_options(args)
+        return
     check_data_source(args.data, "--data")
     for spec in _split_list(args.psf, "--psf"):
         if os.path.splitext(spec)[1] and not os.path.isfile(spec):
             raise UsageError(f"--psf: no such PSF file {spec!r}")
 
 
+def _run_captured(args):
+    from dirtypixels_tf.evaluation.captured import evaluate_captured, to_markdown
+
+    defaults = _run_defaults(args.model) if os.path.isdir(args.model) else {}
+    predictor = _load(args, None)
+    try:
+        summary = evaluate_captured(
+            predictor,
+            args.data[len(CAPTURED_PREFIX) :],
+            args.out,
+            labels_file=args.labels,
+            pattern=args.pattern or defaults.get("pattern"),
+            samples=args.examples,
+            progress=not args.quiet,
+            sensor=args.sensor or defaults.get("sensor", DEFAULT_PRESET),
+            **_capture_options(args),
+        )
+    except ValueError as error:
+        raise UsageError(f"--data {args.data}: {error}") from None
+    print(to_markdown(summary))
+    for line in summary["failed"]:
+        print(f"skipped {line}", file=sys.stderr)
+    print(f"wrote {os.path.join(args.out, 'captured.json')} (and captured.md, correct.txt, wrong.txt, input/, isp/)")
+    return 0
+
+
 def run(args):
     import tensorflow as tf
 
     from dirtypixels_tf.evaluation import baselines, grid, predictors
+
+    if args.data.startswith(CAPTURED_PREFIX):
+        return _run_captured(args)
     from dirtypixels_tf.evaluation.figures import comparison_figure
     from dirtypixels_tf.physics.sensor_files import resolve_sensor
 
@@ -211,7 +274,30 @@ def register(commands):
     )
     evaluate.add_argument("--psf", default=NO_PSF, help=f"comma-separated PSFs: {', '.join(PSF_NAMES)} or PSF files")
     evaluate.add_argument(
-        "--data", default=FASHION_MNIST, help=f"'{FASHION_MNIST}' (default), a folder of class subfolders, TFRecords"
+        "--data",
+        default=FASHION_MNIST,
+        help=f"'{FASHION_MNIST}' (default), a folder of class subfolders, TFRecords, or {CAPTURED_PREFIX}FOLDER (real "
+        "camera RAW captures in one folder per class)",
+    )
+    evaluate.add_argument(
+        "--labels", default=None, help="captured: 'folder:index' lines (the release's synset_labels.txt)"
+    )
+    evaluate.add_argument(
+        "--white-balance",
+        default="as_shot",
+        help="captured: as_shot (the file's AsShotNeutral), none, or the neutral R,G,B (as_shot)",
+    )
+    evaluate.add_argument(
+        "--exposure",
+        default="percentile98",
+        help="captured: percentile98 (the release's rule), metering (mean to that of the training images), none, or "
+        "a factor (percentile98)",
+    )
+    evaluate.add_argument(
+        "--noise",
+        default="sensor",
+        help="captured: sensor (--sensor at the file's ISO), release (the release's phone values), estimate (from "
+        "the frame), or ALPHA,SIGMA in the file's [0, 1] units (sensor)",
     )
     evaluate.add_argument("--split", default="test", choices=("train", "test"), help="fashion-mnist split (test)")
     evaluate.add_argument("--limit", type=positive_int, default=None, help="evaluate the first N examples only")

@@ -31,6 +31,8 @@ def validate(args):
     """Checks that need no TensorFlow."""
     if args.quantize and not args.tflite:
         raise UsageError("--quantize applies to --tflite; give --tflite PATH.tflite")
+    if args.per_channel_noise and args.tflite:
+        raise UsageError("--per-channel-noise applies to the SavedModel; export the TFLite file without it")
     if args.class_names and not os.path.isfile(args.class_names):
         raise UsageError(f"--class-names: no such file {args.class_names!r}")
 
@@ -57,6 +59,7 @@ def run(args):
         read_export_metadata,
         tflite_parity,
     )
+    from dirtypixels_tf.models.components import with_per_channel_noise
     from dirtypixels_tf.models.loading import load_model
 
     class_names = read_class_names(args.class_names) if args.class_names else default_class_names(args.source)
@@ -64,6 +67,8 @@ def run(args):
     with tqdm(total=steps, unit="step", disable=args.quiet) as progress:
         progress.set_description(f"loading {args.source}")
         model = load_model(args.source, args.num_classes)
+        if args.per_channel_noise:
+            model = with_per_channel_noise(model)
         progress.update()
         progress.set_description("writing the SavedModel")
         fold = None if args.fold_batch_norm == "none" else args.fold_batch_norm
@@ -128,6 +133,12 @@ def register(commands):
         help="fold batch norms into the convolutions before them in the exported graphs: the head's (default; "
         "within the release parity bound), also the ISP prior's (all; faster, 1.1e-4 of the logits' scale from the "
         "release's own outputs), or none",
+    )
+    export.add_argument(
+        "--per-channel-noise",
+        action="store_true",
+        help="alpha and sigma [B, 3] (one per colour) in the signatures: for white-balanced real captures "
+        "(data/camera_raw.py); the weights are the same",
     )
     export.add_argument("--tflite", default=None, metavar="PATH.tflite", help="also write a TFLite model")
     export.add_argument("--quantize", default=None, choices=("dynamic",), help="TFLite dynamic-range quantization")
