@@ -35,6 +35,13 @@ LIGHT_PROFILES = {
 DEFAULT_PROFILE = "3lux"
 NO_NOISE = "none"  # the evaluation light level without noise (evaluation/axes.py)
 
+# The real-capture front end (data/camera_raw.prepare_capture): white balance, exposure rule and noise source of a
+# camera RAW file; "percentile98" is the release's exposure rule, "release" its phone's fixed noise values.
+CAPTURE_WHITE_BALANCES = ("as_shot", "none")
+CAPTURE_EXPOSURES = ("percentile98", "metering", "none")
+CAPTURE_NOISE_SOURCES = ("sensor", "release", "estimate")
+CAPTURED_DATA_PREFIX = "captured:"  # `evaluate --data captured:FOLDER`: labelled real captures
+
 # Bayer phases, named by the 2x2 top-left block read row by row (physics/mosaic.py); BGGR is the release's.
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 RELEASE_PATTERN = "BGGR"

@@ -3,7 +3,8 @@
 Each FILE is a .npy RAW frame, an ordinary image (simulated at --profile) or a camera RAW / DNG file; see
 dirtypixels_tf/serving/frames.py for how each is turned into a request. Prints the top-k labels with scores. A file
 that cannot be read or is refused by the server is reported on stderr and the others are still classified; the
-exit status is then 1.
+exit status is then 1. A model served with per-colour noise (exported with --per-channel-noise) gets camera RAW
+files through the real-capture front end (--white-balance, --exposure, --noise; data/camera_raw.py).
 """
 
 import sys
@@ -19,7 +20,14 @@ from dirtypixels_tf.catalog import (
     SIGNATURES,
     UINT16_SIGNATURE,
 )
-from dirtypixels_tf.commands.common import UsageError, non_negative_int, positive_int, sensor_spec
+from dirtypixels_tf.commands.common import (
+    UsageError,
+    add_capture_arguments,
+    capture_options,
+    non_negative_int,
+    positive_int,
+    sensor_spec,
+)
 
 
 def _top_k(outputs, k):
@@ -48,9 +56,12 @@ def run(args):
     with PredictionClient(args.server, timeout=args.timeout) as client:
         try:
             image_size = client.image_size(args.model, args.version)
+            signatures, _ = client.metadata(args.model, args.version)
         except grpc.RpcError as error:
             print(f"dirtypixels classify: {args.server}: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
+        alpha_shape = signatures[SERVING_SIGNATURE].inputs["alpha"].tensor_shape.dim
+        capture = {**capture_options(args), "sensor": args.sensor} if len(alpha_shape) == 2 else None
         for index, path in enumerate(args.files):
             try:
                 frame = read_frame(
@@ -65,6 +76,7 @@ def run(args):
                     white_level=args.white_level,
                     iso=args.iso,
                     seed=(args.seed, index),
+                    capture=capture,
                 )
             except (ValueError, OSError) as error:  # one unreadable file is reported; the others are classified
                 message = str(error) if str(error).startswith(path) else f"{path}: {error}"
@@ -134,6 +146,7 @@ def register(commands):
     parser.add_argument("--black-level", type=float, default=None, help="black level of integer .npy sensor values")
     parser.add_argument("--white-level", type=float, default=None, help="white level of integer .npy sensor values")
     parser.add_argument("--iso", type=float, default=None, help="ISO of integer .npy values; overrides a RAW file's")
+    add_capture_arguments(parser, "camera RAW files for a model served with per-colour noise")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the simulated noise")
     parser.add_argument("--top-k", type=positive_int, default=5, help="labels printed per file (5)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (30)")

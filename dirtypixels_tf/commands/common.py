@@ -3,7 +3,13 @@
 import argparse
 import contextlib
 
-from dirtypixels_tf.catalog import LIGHT_PROFILES, check_sensor_spec
+from dirtypixels_tf.catalog import (
+    CAPTURE_EXPOSURES,
+    CAPTURE_NOISE_SOURCES,
+    CAPTURE_WHITE_BALANCES,
+    LIGHT_PROFILES,
+    check_sensor_spec,
+)
 
 
 class UsageError(Exception):
@@ -131,3 +137,45 @@ def even_positive_int(text):
     if value % 2:
         raise argparse.ArgumentTypeError(f"must be an even positive integer (a Bayer frame); received {text!r}")
     return value
+
+
+def add_capture_arguments(parser, applies_to):
+    """--white-balance, --exposure, --noise: the real-capture front end's options (data/camera_raw.py), which apply
+    to `applies_to` (e.g. "camera RAW files")."""
+    parser.add_argument(
+        "--white-balance",
+        default="as_shot",
+        help=f"{applies_to}: as_shot (the file's AsShotNeutral), none, or the neutral R,G,B (as_shot)",
+    )
+    parser.add_argument(
+        "--exposure",
+        default="percentile98",
+        help=f"{applies_to}: percentile98 (the release's rule: 1 / the 98th percentile), metering (the mean set to "
+        "that of the training images), none, or a factor (percentile98)",
+    )
+    parser.add_argument(
+        "--noise",
+        default="sensor",
+        help=f"{applies_to}: sensor (--sensor at the file's ISO), release (the release's phone values), estimate "
+        "(from the frame itself), or ALPHA,SIGMA in the file's [0, 1] units (sensor)",
+    )
+
+
+def capture_options(args):
+    """{white_balance, exposure, noise} for data.camera_raw.prepare_capture from add_capture_arguments' options."""
+
+    def numbers(text, option, count):
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            values = []
+        if len(values) != count:
+            raise UsageError(f"{option} must be a name or {count} comma-separated numbers; received {text!r}")
+        return values[0] if count == 1 else tuple(values)
+
+    white_balance = args.white_balance
+    if white_balance not in CAPTURE_WHITE_BALANCES:
+        white_balance = numbers(white_balance, "--white-balance", 3)
+    exposure = args.exposure if args.exposure in CAPTURE_EXPOSURES else numbers(args.exposure, "--exposure", 1)
+    noise = args.noise if args.noise in CAPTURE_NOISE_SOURCES else numbers(args.noise, "--noise", 2)
+    return {"white_balance": white_balance, "exposure": exposure, "noise": noise}

@@ -20,9 +20,20 @@ the real-capture front end (data/camera_raw.py), as evaluation/captured.py descr
 import os
 import sys
 
-from dirtypixels_tf.catalog import DEFAULT_PRESET, LIGHT_PROFILES, NO_NOISE, NO_PSF, PATTERNS, PSF_NAMES, SENSOR_PRESETS
+from dirtypixels_tf.catalog import (
+    CAPTURED_DATA_PREFIX,
+    DEFAULT_PRESET,
+    LIGHT_PROFILES,
+    NO_NOISE,
+    NO_PSF,
+    PATTERNS,
+    PSF_NAMES,
+    SENSOR_PRESETS,
+)
 from dirtypixels_tf.commands.common import (
     UsageError,
+    add_capture_arguments,
+    capture_options,
     non_negative_int,
     path_or_name,
     positive_float,
@@ -33,7 +44,6 @@ from dirtypixels_tf.commands.simulate import _open_source, check_data_source
 from dirtypixels_tf.data.source_spec import FASHION_MNIST
 
 DEFAULT_PROFILES = f"3,6,12,24,48,96,{NO_NOISE}"
-CAPTURED_PREFIX = "captured:"
 
 
 def _split_list(text, option):
@@ -106,36 +116,15 @@ def _load(args, class_names):
     return predictor
 
 
-def _capture_options(args):
-    """The front end's options (data/camera_raw.prepare_capture) from --white-balance, --exposure, --noise."""
-    from dirtypixels_tf.data.camera_raw import EXPOSURE_RULES, WHITE_BALANCES
-
-    def numbers(text, option, count):
-        try:
-            values = [float(v) for v in text.split(",")]
-        except ValueError:
-            values = []
-        if len(values) != count:
-            raise UsageError(f"{option} must be a name or {count} comma-separated numbers; received {text!r}")
-        return values[0] if count == 1 else tuple(values)
-
-    white_balance = args.white_balance
-    if white_balance not in WHITE_BALANCES:
-        white_balance = numbers(white_balance, "--white-balance", 3)
-    exposure = args.exposure if args.exposure in EXPOSURE_RULES else numbers(args.exposure, "--exposure", 1)
-    noise = args.noise if args.noise in ("sensor", "release", "estimate") else numbers(args.noise, "--noise", 2)
-    return {"white_balance": white_balance, "exposure": exposure, "noise": noise}
-
-
 def validate(args):
     """Checks that need no TensorFlow."""
-    if args.data.startswith(CAPTURED_PREFIX):
-        folder = args.data[len(CAPTURED_PREFIX) :]
+    if args.data.startswith(CAPTURED_DATA_PREFIX):
+        folder = args.data[len(CAPTURED_DATA_PREFIX) :]
         if not os.path.isdir(folder):
             raise UsageError(f"--data captured:FOLDER needs a folder of class folders; received {folder!r}")
         if args.labels is not None and not os.path.isfile(args.labels):
             raise UsageError(f"--labels: no such file {args.labels!r}")
-        _capture_options(args)
+        capture_options(args)
         return
     check_data_source(args.data, "--data")
     for spec in _split_list(args.psf, "--psf"):
@@ -151,14 +140,14 @@ def _run_captured(args):
     try:
         summary = evaluate_captured(
             predictor,
-            args.data[len(CAPTURED_PREFIX) :],
+            args.data[len(CAPTURED_DATA_PREFIX) :],
             args.out,
             labels_file=args.labels,
             pattern=args.pattern or defaults.get("pattern"),
             samples=args.examples,
             progress=not args.quiet,
             sensor=args.sensor or defaults.get("sensor", DEFAULT_PRESET),
-            **_capture_options(args),
+            **capture_options(args),
         )
     except ValueError as error:
         raise UsageError(f"--data {args.data}: {error}") from None
@@ -174,7 +163,7 @@ def run(args):
 
     from dirtypixels_tf.evaluation import baselines, grid, predictors
 
-    if args.data.startswith(CAPTURED_PREFIX):
+    if args.data.startswith(CAPTURED_DATA_PREFIX):
         return _run_captured(args)
     from dirtypixels_tf.evaluation.figures import comparison_figure
     from dirtypixels_tf.physics.sensor_files import resolve_sensor
@@ -276,29 +265,13 @@ def register(commands):
     evaluate.add_argument(
         "--data",
         default=FASHION_MNIST,
-        help=f"'{FASHION_MNIST}' (default), a folder of class subfolders, TFRecords, or {CAPTURED_PREFIX}FOLDER (real "
+        help=f"'{FASHION_MNIST}' (default), a folder of class subfolders, TFRecords, or {CAPTURED_DATA_PREFIX}FOLDER (real "
         "camera RAW captures in one folder per class)",
     )
     evaluate.add_argument(
         "--labels", default=None, help="captured: 'folder:index' lines (the release's synset_labels.txt)"
     )
-    evaluate.add_argument(
-        "--white-balance",
-        default="as_shot",
-        help="captured: as_shot (the file's AsShotNeutral), none, or the neutral R,G,B (as_shot)",
-    )
-    evaluate.add_argument(
-        "--exposure",
-        default="percentile98",
-        help="captured: percentile98 (the release's rule), metering (mean to that of the training images), none, or "
-        "a factor (percentile98)",
-    )
-    evaluate.add_argument(
-        "--noise",
-        default="sensor",
-        help="captured: sensor (--sensor at the file's ISO), release (the release's phone values), estimate (from "
-        "the frame), or ALPHA,SIGMA in the file's [0, 1] units (sensor)",
-    )
+    add_capture_arguments(evaluate, "captured")
     evaluate.add_argument("--split", default="test", choices=("train", "test"), help="fashion-mnist split (test)")
     evaluate.add_argument("--limit", type=positive_int, default=None, help="evaluate the first N examples only")
     evaluate.add_argument("--size", type=positive_int, default=None, help="RAW frame size (default: the model's)")

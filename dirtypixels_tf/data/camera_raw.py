@@ -46,6 +46,7 @@ import os
 
 import numpy as np
 
+from dirtypixels_tf.catalog import CAPTURE_EXPOSURES, CAPTURE_NOISE_SOURCES, CAPTURE_WHITE_BALANCES
 from dirtypixels_tf.optional import require
 from dirtypixels_tf.physics.mosaic import RELEASE_PATTERN, check_pattern
 from dirtypixels_tf.physics.validation import check_int, check_mosaic_array
@@ -303,9 +304,7 @@ def write_dng(
 
 
 # The real-capture front end (module docstring).
-EXPOSURE_RULES = ("percentile98", "metering", "none")
-WHITE_BALANCES = ("as_shot", "none")
-NOISE_SOURCES = ("sensor", "release", "estimate")
+EXPOSURE_RULES, WHITE_BALANCES, NOISE_SOURCES = CAPTURE_EXPOSURES, CAPTURE_WHITE_BALANCES, CAPTURE_NOISE_SOURCES
 RELEASE_PERCENTILE = 98.0
 # ImageNet's mean pixel value (0.485, 0.456, 0.406 for R, G, B, the constants of keras.applications' "torch" mode):
 # the frames simulated from such images keep it (the sensor model does not rescale the scene).

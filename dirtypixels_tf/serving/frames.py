@@ -16,6 +16,9 @@
   turns the ISO (the file's, or the one given) into the noise level. A file without an ISO (and no --iso) is sent
   to "serving_default" as its normalized crop with alpha and sigma estimated from the frame itself. The levels
   given for .npy frames do not apply. Only 2x2 Bayer sensors are read.
+  For a model that takes alpha and sigma per colour ([B, 3], exported with per-channel noise), a camera RAW file
+  goes through the real-capture front end instead (data/camera_raw.prepare_capture with the `capture` options:
+  white balance, the release's crop and subsample, exposure, per-colour noise) to "serving_default".
 """
 
 import dataclasses
@@ -80,15 +83,21 @@ def _float_frame(path, mosaic, alpha, sigma, kind, source):
     return Frame(path, SERVING_SIGNATURE, inputs, f"{kind}, alpha {alpha:.4g} sigma {sigma:.4g} ({source})")
 
 
-def _camera_raw_frame(path, image_size, pattern, iso):
-    """Read with data/camera_raw.py (per-channel black levels, phase moved onto `pattern`, ISO from EXIF), crop,
-    and re-express the normalized crop as uint16 codes over the mean black level for the raw_uint16 signature."""
-    from dirtypixels_tf.data.camera_raw import read_raw
+def _camera_raw_frame(path, image_size, pattern, iso, capture):
+    """Read with data/camera_raw.py (per-channel black levels, phase moved onto `pattern`, ISO from EXIF); with
+    `capture` options, the real-capture front end's frame for serving_default; else crop, and re-express the
+    normalized crop as uint16 codes over the mean black level for the raw_uint16 signature."""
+    from dirtypixels_tf.data.camera_raw import prepare_capture, read_raw
 
     try:
         frame = read_raw(path, pattern)
     except ImportError as error:  # rawpy or tifffile missing: a usage problem, reported without a traceback
         raise ValueError(f"{path}: {error}") from None
+    if capture is not None:
+        captured = prepare_capture(frame, image_size, iso=iso, **capture)
+        return Frame(
+            path, SERVING_SIGNATURE, captured.inputs(), f"camera RAW ({frame.source_pattern}), {captured.describe()}"
+        )
     iso = frame.iso if iso is None else iso
     if not iso or iso <= 0:  # no ISO to look the noise up by: estimate it from the frame
         crop = central_crop(frame.mosaic, image_size)
@@ -130,8 +139,10 @@ def read_frame(
     white_level=None,
     iso=None,
     seed=(0, 0),
+    capture=None,
 ):
-    """The Frame of file `path` for a model of image_size (H, W); see the module docstring for each kind.
+    """The Frame of file `path` for a model of image_size (H, W); see the module docstring for each kind. capture:
+    None, or the options of data.camera_raw.prepare_capture for camera RAW files (a per-colour model's).
 
     A file that cannot be read raises ValueError or OSError naming it (PIL.UnidentifiedImageError is an OSError).
     """
@@ -163,7 +174,7 @@ def read_frame(
             f"{path}: a .npy frame must hold floats in [0, 1] or integer sensor values; received {array.dtype}"
         )
     if extension in CAMERA_RAW_EXTENSIONS:
-        return _camera_raw_frame(path, image_size, pattern, iso)
+        return _camera_raw_frame(path, image_size, pattern, iso, capture)
     if extension in IMAGE_EXTENSIONS:
         return _simulated_frame(path, image_size, profile or DEFAULT_PROFILE, sensor, pattern, alpha, sigma, seed)
     raise ValueError(
