@@ -37,10 +37,19 @@ NO_NOISE = "none"  # the evaluation light level without noise (evaluation/axes.p
 
 # The real-capture front end (data/camera_raw.prepare_capture): white balance, exposure rule and noise source of a
 # camera RAW file; "percentile98" is the release's exposure rule, "release" its phone's fixed noise values.
-CAPTURE_WHITE_BALANCES = ("as_shot", "none")
-CAPTURE_EXPOSURES = ("percentile98", "metering", "none")
-CAPTURE_NOISE_SOURCES = ("sensor", "release", "estimate")
+CAPTURE_AS_SHOT = "as_shot"  # white balance from the file's AsShotNeutral
+CAPTURE_PERCENTILE = "percentile98"  # exposure: 1 / the 98th percentile, the release's rule
+CAPTURE_METERING = "metering"  # exposure: the mean set to CAPTURE_METERING_TARGET
+CAPTURE_NOISE_SENSOR = "sensor_at_iso"  # noise: the sensor calibration at the file's ISO
+CAPTURE_NOISE_RELEASE = "release_phone"  # noise: the release's fixed values for its phone
+CAPTURE_NOISE_ESTIMATE = "from_frame"  # noise: estimated from the frame itself
+CAPTURE_WHITE_BALANCES = (CAPTURE_AS_SHOT, "none")
+CAPTURE_EXPOSURES = (CAPTURE_PERCENTILE, CAPTURE_METERING, "none")
+CAPTURE_NOISE_SOURCES = (CAPTURE_NOISE_SENSOR, CAPTURE_NOISE_RELEASE, CAPTURE_NOISE_ESTIMATE)
 CAPTURED_DATA_PREFIX = "captured:"  # `evaluate --data captured:FOLDER`: labelled real captures
+# The "metering" rule's target mean: ImageNet's mean pixel value (0.485, 0.456, 0.406 for R, G, B, the constants of
+# keras.applications' "torch" mode), which frames simulated from such images keep (the sensor does not rescale them).
+CAPTURE_METERING_TARGET = 0.449
 
 # Bayer phases, named by the 2x2 top-left block read row by row (physics/mosaic.py); BGGR is the release's.
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")

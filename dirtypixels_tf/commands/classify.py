@@ -61,7 +61,7 @@ def run(args):
             print(f"dirtypixels classify: {args.server}: {error.code().name}: {error.details()}", file=sys.stderr)
             return 1
         alpha_shape = signatures[SERVING_SIGNATURE].inputs["alpha"].tensor_shape.dim
-        capture = {**capture_options(args), "sensor": args.sensor} if len(alpha_shape) == 2 else None
+        capture = dict(capture_options(args), sensor=args.sensor) if len(alpha_shape) == 2 else None
         for index, path in enumerate(args.files):
             try:
                 frame = read_frame(

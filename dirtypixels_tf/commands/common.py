@@ -4,8 +4,11 @@ import argparse
 import contextlib
 
 from dirtypixels_tf.catalog import (
+    CAPTURE_AS_SHOT,
     CAPTURE_EXPOSURES,
+    CAPTURE_NOISE_SENSOR,
     CAPTURE_NOISE_SOURCES,
+    CAPTURE_PERCENTILE,
     CAPTURE_WHITE_BALANCES,
     LIGHT_PROFILES,
     check_sensor_spec,
@@ -144,20 +147,20 @@ def add_capture_arguments(parser, applies_to):
     to `applies_to` (e.g. "camera RAW files")."""
     parser.add_argument(
         "--white-balance",
-        default="as_shot",
+        default=CAPTURE_AS_SHOT,
         help=f"{applies_to}: as_shot (the file's AsShotNeutral), none, or the neutral R,G,B (as_shot)",
     )
     parser.add_argument(
         "--exposure",
-        default="percentile98",
+        default=CAPTURE_PERCENTILE,
         help=f"{applies_to}: percentile98 (the release's rule: 1 / the 98th percentile), metering (the mean set to "
         "that of the training images), none, or a factor (percentile98)",
     )
     parser.add_argument(
         "--noise",
-        default="sensor",
-        help=f"{applies_to}: sensor (--sensor at the file's ISO), release (the release's phone values), estimate "
-        "(from the frame itself), or ALPHA,SIGMA in the file's [0, 1] units (sensor)",
+        default=CAPTURE_NOISE_SENSOR,
+        help=f"{applies_to}: sensor_at_iso (--sensor at the file's ISO), release_phone (the release's phone values), "
+        "from_frame (estimated from the frame itself), or ALPHA,SIGMA in the file's [0, 1] units (sensor_at_iso)",
     )
 
 

@@ -26,9 +26,9 @@ its phone DNGs (Diamond et al. 2021, "is_real_data"):
    the frame's mean to METERING_TARGET, the mean of the images the models are trained on (for frames whose
    highlights are no reference: a lamp in the picture, or a scene without bright parts). "none": e = 1; or a number.
 4. noise: alpha, sigma of the file's own [0, 1] range: the sensor calibration's at the file's ISO (NoisePreset.at_iso;
-   a preset name or a calibrated sensor.yaml), the release's fixed values for its phone ("release": 0.0153 and
+   a preset name or a calibrated sensor.yaml), the release's fixed values for its phone ("release_phone": 0.0153 and
    0.0328 in units of (raw - black) / 1023, the release's normalization, converted to (raw - black) / (white -
-   black)), numbers given, or estimated from the frame ("estimate"); then per colour c, scaled like the image:
+   black)), numbers given, or estimated from the frame ("from_frame"); then per colour c, scaled like the image:
    alpha_c = alpha e / neutral_c and sigma_c = sigma e / neutral_c ([3], R, G, B), the release's
    alpha_val * scale_factor / awb. Clipping at 1 after scaling is ignored by these parameters, as in the release.
 
@@ -46,7 +46,18 @@ import os
 
 import numpy as np
 
-from dirtypixels_tf.catalog import CAPTURE_EXPOSURES, CAPTURE_NOISE_SOURCES, CAPTURE_WHITE_BALANCES
+from dirtypixels_tf.catalog import (
+    CAPTURE_AS_SHOT,
+    CAPTURE_EXPOSURES,
+    CAPTURE_METERING,
+    CAPTURE_METERING_TARGET,
+    CAPTURE_NOISE_ESTIMATE,
+    CAPTURE_NOISE_RELEASE,
+    CAPTURE_NOISE_SENSOR,
+    CAPTURE_NOISE_SOURCES,
+    CAPTURE_PERCENTILE,
+    CAPTURE_WHITE_BALANCES,
+)
 from dirtypixels_tf.optional import require
 from dirtypixels_tf.physics.mosaic import RELEASE_PATTERN, check_pattern
 from dirtypixels_tf.physics.validation import check_int, check_mosaic_array
@@ -306,9 +317,7 @@ def write_dng(
 # The real-capture front end (module docstring).
 EXPOSURE_RULES, WHITE_BALANCES, NOISE_SOURCES = CAPTURE_EXPOSURES, CAPTURE_WHITE_BALANCES, CAPTURE_NOISE_SOURCES
 RELEASE_PERCENTILE = 98.0
-# ImageNet's mean pixel value (0.485, 0.456, 0.406 for R, G, B, the constants of keras.applications' "torch" mode):
-# the frames simulated from such images keep it (the sensor model does not rescale the scene).
-METERING_TARGET = 0.449
+METERING_TARGET = CAPTURE_METERING_TARGET
 # The release's phone (test_captured_images.py): alpha and sigma in units of (raw - black) / RELEASE_CODE_SCALE.
 RELEASE_PHONE_NOISE = (0.0153, 0.0328)
 RELEASE_CODE_SCALE = 1023.0
@@ -377,23 +386,23 @@ def _noise_at_unit(frame, noise, sensor, iso):
         if not (np.isfinite(alpha) and np.isfinite(sigma) and alpha > 0 and sigma >= 0):
             raise ValueError(f"noise (alpha, sigma) must be finite with alpha > 0, sigma >= 0; received {noise!r}")
         return alpha, sigma, "given"
-    if noise == "release":
+    if noise == CAPTURE_NOISE_RELEASE:
         unit = RELEASE_CODE_SCALE / (frame.white_level - float(np.mean(frame.black_level)))
         return RELEASE_PHONE_NOISE[0] * unit, RELEASE_PHONE_NOISE[1] * unit, "the release's phone values"
-    if noise == "sensor":
+    if noise == CAPTURE_NOISE_SENSOR:
         from dirtypixels_tf.physics.sensor_files import resolve_sensor
 
         iso = frame.iso if iso is None else float(iso)
         if iso is None or not np.isfinite(iso) or iso <= 0:
             raise ValueError(
                 f"iso: the file {frame.path} records no ISO; give one, or take the noise from the frame "
-                "(noise='estimate') or the release's values (noise='release')"
+                f"(noise={CAPTURE_NOISE_ESTIMATE!r}) or the release's values (noise={CAPTURE_NOISE_RELEASE!r})"
             )
         calibration = resolve_sensor(sensor)
         alpha, sigma = calibration.preset.at_iso(iso)
         label = sensor if isinstance(sensor, str) else "the sensor calibration"
         return alpha, sigma, f"{label} at ISO {iso:g}"
-    if noise == "estimate":
+    if noise == CAPTURE_NOISE_ESTIMATE:
         from dirtypixels_tf.physics.noise_estimation import estimate_frame_noise
 
         fit = estimate_frame_noise(frame.mosaic)
@@ -404,9 +413,9 @@ def _noise_at_unit(frame, noise, sensor, iso):
 def prepare_capture(
     frame,
     image_size,
-    white_balance="as_shot",
-    exposure="percentile98",
-    noise="sensor",
+    white_balance=CAPTURE_AS_SHOT,
+    exposure=CAPTURE_PERCENTILE,
+    noise=CAPTURE_NOISE_SENSOR,
     sensor=None,
     iso=None,
     metering_target=METERING_TARGET,
@@ -415,7 +424,7 @@ def prepare_capture(
 
     white_balance: "as_shot" (the file's AsShotNeutral; a ValueError when it has none), "none", or a neutral (R, G,
     B). exposure: "percentile98" (the release's rule), "metering" (mean -> metering_target), "none", or a factor.
-    noise: "sensor" (`sensor`, a preset name or sensor.yaml, at `iso` or the file's ISO), "release", "estimate", or
+    noise: "sensor_at_iso" (`sensor`, a preset name or sensor.yaml, at `iso` or the file's ISO), "release_phone", "from_frame", or
     (alpha, sigma) in the file's [0, 1] units.
     """
     from dirtypixels_tf.catalog import DEFAULT_PRESET
@@ -447,9 +456,9 @@ def prepare_capture(
     if isinstance(exposure, str):
         if exposure not in EXPOSURE_RULES:
             raise ValueError(f"exposure must be one of {', '.join(EXPOSURE_RULES)} or a number; received {exposure!r}")
-        if exposure == "percentile98":
+        if exposure == CAPTURE_PERCENTILE:
             level = float(np.percentile(np.stack(planes, axis=2), RELEASE_PERCENTILE))
-        elif exposure == "metering":
+        elif exposure == CAPTURE_METERING:
             level = float(np.mean(planes)) / float(metering_target)
         else:
             level = 1.0

@@ -94,7 +94,8 @@ def simulation_map(
 
 
 def _simulate_one(sensor, clean, sensor_seed):
-    """The sensor on one example [H, W, 3] with its seed [2]: {"raw" [H, W, 1], "alpha" [], "sigma" []}."""
+    """The sensor on one example [H, W, 3] with its seed [2]: {"raw" [H, W, 1], "alpha", "sigma" [] (or [3] with
+    the sensor's front end)}."""
     measured = sensor.simulate(clean[tf.newaxis], sensor_seed)
     return {"raw": measured["raw"][0], "alpha": measured["alpha"][0], "sigma": measured["sigma"][0]}
 
@@ -111,8 +112,8 @@ def simulate_batch(sensor, features):
         )
     spec = {
         "raw": tf.TensorSpec(features["clean"].shape[1:3] + (1,), tf.float32),
-        "alpha": tf.TensorSpec([], tf.float32),
-        "sigma": tf.TensorSpec([], tf.float32),
+        "alpha": tf.TensorSpec([] if sensor.front_end is None else [3], tf.float32),
+        "sigma": tf.TensorSpec([] if sensor.front_end is None else [3], tf.float32),
     }
     measured = tf.map_fn(
         lambda example: _simulate_one(sensor, example[0], example[1]),

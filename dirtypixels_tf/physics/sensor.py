@@ -12,16 +12,61 @@ release's path) the sRGB image is mosaicked as if it were linear sensor data.
 
 The noise is given either by a sensor preset (ISO-100 calibration) and a light-level range, sampled
 log-uniformly per image, or by a fixed (alpha, sigma). All randomness comes from one stateless seed [2] per call.
+
+With `front_end` ("percentile98" or "metering"), each simulated frame is then white-balanced and exposure-normalized
+as the real-capture front end treats a camera file (data/camera_raw.py; `capture_front_end` below): divided per
+colour by the camera's neutral (G-normalized 1 / the unprocessing gains; ones without unprocessing), multiplied by
+e = 1 / its 98th percentile (the release's rule) or catalog.CAPTURE_METERING_TARGET / its mean, clipped to [0, 1];
+alpha and sigma become [B, 3], alpha e / neutral_c and sigma e / neutral_c. A model trained on such frames takes per-colour noise.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from dirtypixels_tf.catalog import DEFAULT_PRESET, DEFAULT_PROFILE
+from dirtypixels_tf.catalog import (
+    CAPTURE_EXPOSURES,
+    CAPTURE_METERING_TARGET,
+    CAPTURE_PERCENTILE,
+    DEFAULT_PRESET,
+    DEFAULT_PROFILE,
+)
 from dirtypixels_tf.physics import darktable, fourier, mosaic, noise
 from dirtypixels_tf.physics.sensor_files import load_sensor_preset, resolve_sensor
 from dirtypixels_tf.physics.unprocess import UnprocessSettings, sample_camera, unprocess
 from dirtypixels_tf.physics.validation import check_finite, check_image, check_positive_number
+
+FRONT_END_RULES = tuple(rule for rule in CAPTURE_EXPOSURES if rule != "none")
+
+
+def percentile(values, q):
+    """The q-th percentile of each row of values [B, N], with NumPy's default linear interpolation."""
+    ordered = tf.sort(values, axis=-1)
+    count = tf.shape(values)[1]
+    position = tf.cast(q / 100.0, values.dtype) * tf.cast(count - 1, values.dtype)
+    low = tf.cast(tf.floor(position), tf.int32)
+    high = tf.minimum(low + 1, count - 1)
+    fraction = position - tf.cast(low, values.dtype)
+    below, above = ordered[:, low], ordered[:, high]
+    return below + fraction * (above - below)
+
+
+def capture_front_end(raw, alpha, sigma, neutral, rule, pattern, metering_target=CAPTURE_METERING_TARGET):
+    """White balance and exposure of RAW mosaics as data/camera_raw.prepare_capture does for a file (whole frames,
+    no crop): raw [B, H, W, 1] in [0, 1] of phase `pattern`, alpha and sigma [B], neutral [B, 3] (R, G, B), rule
+    "percentile98" or "metering". Returns (frame [B, H, W, 1] in [0, 1], alpha [B, 3], sigma [B, 3])."""
+    if rule not in FRONT_END_RULES:
+        raise ValueError(f"front_end must be one of {', '.join(FRONT_END_RULES)}; received {rule!r}")
+    masks = mosaic.bayer_masks(raw.shape[1], raw.shape[2], pattern, raw.dtype)
+    balanced = raw * tf.reduce_sum(masks / neutral[:, None, None, :], axis=-1, keepdims=True)
+    flat = tf.reshape(balanced, [tf.shape(raw)[0], -1])
+    if rule == CAPTURE_PERCENTILE:
+        level = percentile(flat, 98.0)
+    else:
+        level = tf.reduce_mean(flat, axis=-1) / metering_target
+    exposure = 1.0 / tf.maximum(level, 1e-6)  # a black frame stays black
+    frame = tf.clip_by_value(balanced * exposure[:, None, None, None], 0.0, 1.0)
+    gains = exposure[:, None] / neutral
+    return frame, alpha[:, None] * gains, sigma[:, None] * gains
 
 
 class SensorModel:
@@ -41,6 +86,8 @@ class SensorModel:
             sensor.yaml's, else all off, the release's Poisson-Gaussian model).
         unprocess: None (default: the release's path, sRGB mosaicked as linear data), True (Brooks et al. 2019's
             randomized camera pipeline) or a physics.unprocess.UnprocessSettings.
+        front_end: None (default), or "percentile98" / "metering": frames white-balanced and exposure-normalized
+            as real captures are, with alpha and sigma per colour [B, 3] (module docstring).
     """
 
     def __init__(
@@ -55,6 +102,7 @@ class SensorModel:
         clip=True,
         noise_terms=None,
         unprocess=None,
+        front_end=None,
     ):
         calibration = resolve_sensor(preset)
         self.preset = calibration.preset
@@ -95,6 +143,9 @@ class SensorModel:
         if unprocess not in (None, False) and not isinstance(unprocess, UnprocessSettings):
             raise ValueError(f"unprocess must be None, True or an UnprocessSettings; received {unprocess!r}")
         self.unprocess = unprocess or None
+        if front_end not in (None, *FRONT_END_RULES):
+            raise ValueError(f"front_end must be None or one of {', '.join(FRONT_END_RULES)}; received {front_end!r}")
+        self.front_end = front_end
 
     @classmethod
     def from_darktable(cls, maker, model, iso, path=None, **kwargs):
@@ -121,8 +172,8 @@ class SensorModel:
         return images if self.psf is None else fourier.fft_convolve(images, self.psf, self.boundary)
 
     def simulate(self, images, seed):
-        """Clean colour images [B, H, W, 3] in [0, 1] -> {"raw": [B, H, W, 1], "alpha": [B], "sigma": [B]}, plus
-        the camera drawn per image ({"rgb_to_camera": [B, 3, 3], "gains": [B, 3]}, physics/unprocess.py) when
+        """Clean colour images [B, H, W, 3] in [0, 1] -> {"raw": [B, H, W, 1], "alpha": [B], "sigma": [B]} (alpha
+        and sigma [B, 3] with a front end), plus the camera drawn per image ({"rgb_to_camera": [B, 3, 3], "gains": [B, 3]}, physics/unprocess.py) when
         unprocessing.
 
         H and W must be even (whole Bayer blocks). `seed` is a stateless seed [2]; the same seed and images give
@@ -141,4 +192,10 @@ class SensorModel:
             measured.update(camera)
         clean_raw = mosaic.mosaic(self.optics(images), self.pattern)
         measured["raw"] = noise.add_sensor_noise(clean_raw, alpha, sigma, noise_seed, self.noise_terms, self.clip)
+        if self.front_end is not None:
+            gains = measured.get("gains")
+            neutral = tf.ones([batch_size, 3]) if gains is None else gains[:, 1:2] / gains
+            measured["raw"], measured["alpha"], measured["sigma"] = capture_front_end(
+                measured["raw"], alpha, sigma, neutral, self.front_end, self.pattern
+            )
         return measured

@@ -50,6 +50,7 @@ def make_sensor(config):
         pattern=data.pattern,
         psf=optics.resolve_psf(data.psf, config.seed),  # "motion-L" drawn with the experiment's seed
         unprocess=data.unprocess or None,
+        front_end=None if data.front_end == "none" else data.front_end,
     )
 
 

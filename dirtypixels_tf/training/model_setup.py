@@ -12,7 +12,7 @@ import os
 import keras
 
 from dirtypixels_tf.catalog import NO_PSF
-from dirtypixels_tf.models.components import PsfSizeError
+from dirtypixels_tf.models.components import PsfSizeError, with_per_channel_noise
 from dirtypixels_tf.models.isp import copy_weights
 from dirtypixels_tf.models.loading import MODEL_FILE
 from dirtypixels_tf.models.spec import build_model
@@ -27,9 +27,17 @@ def build_experiment_model(config):
     if spec.psf_size is None and config.data.psf != NO_PSF:  # an ISP that takes PSFs gets the data's PSF size
         psf_size = tuple(optics.resolve_psf(config.data.psf, config.seed).shape[:2])
     try:
-        return build_model(spec, pretraining=spec.pretrains(config.loss.kind), psf_size=psf_size)
+        model = build_model(spec, pretraining=spec.pretrains(config.loss.kind), psf_size=psf_size)
     except PsfSizeError:
         raise config_lib.ConfigError(f"data.psf: model.isp {spec.isp!r} deblurs with a PSF; received 'none'") from None
+    if config.data.front_end == "none" or "alpha" not in model.input:
+        return model
+    try:  # frames through the capture front end carry alpha and sigma per colour
+        return with_per_channel_noise(model)
+    except ValueError:
+        raise config_lib.ConfigError(
+            f"data.front_end: the {model.name} model cannot take per-colour noise; received {config.data.front_end!r}"
+        ) from None
 
 
 def training_view(model, output_names):

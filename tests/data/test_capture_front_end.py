@@ -80,7 +80,7 @@ def test_front_end_equals_the_release_protocol(tmp_path, shape, size):
         path, dim_capture(shape), "BGGR", bits=12, black_level=BLACK, white_level=WHITE, as_shot_neutral=NEUTRAL
     )
     expected, alpha, sigma = release_protocol(path, size)
-    capture = camera_raw.load_capture(path, (size, size), "BGGR", noise="release")
+    capture = camera_raw.load_capture(path, (size, size), "BGGR", noise="release_phone")
     assert capture.mosaic.shape == (size, size) and capture.mosaic.dtype == np.float32
     # float32 reading and output: each value and the percentile carry <= EPS32 / 2 relative error, the ratio <= 2 EPS32
     np.testing.assert_allclose(capture.mosaic, expected.sum(axis=-1), rtol=0, atol=4 * EPS32)
@@ -103,7 +103,7 @@ def test_sensor_noise_at_the_files_iso_is_scaled_per_colour_like_the_image(tmp_p
         iso=1600,
         as_shot_neutral=NEUTRAL,
     )
-    capture = camera_raw.load_capture(path, (64, 64), noise="sensor", sensor="Pixel", exposure=4.0)
+    capture = camera_raw.load_capture(path, (64, 64), noise="sensor_at_iso", sensor="Pixel", exposure=4.0)
     alpha, sigma = noise.get_noise_preset("Pixel").at_iso(1600)
     gains = 4.0 / np.array(NEUTRAL)
     np.testing.assert_allclose(capture.alpha, alpha * gains, rtol=EPS32)
@@ -159,9 +159,9 @@ def test_missing_white_balance_and_iso_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"^iso: .*plain.dng records no ISO"):
         camera_raw.prepare_capture(frame, (32, 32))
     with pytest.raises(ValueError, match=r"^white_balance must be 3 finite numbers > 0"):
-        camera_raw.prepare_capture(frame, (32, 32), white_balance=(1, 0, 1), noise="release")
+        camera_raw.prepare_capture(frame, (32, 32), white_balance=(1, 0, 1), noise="release_phone")
     with pytest.raises(ValueError, match=r"^exposure must be one of percentile98, metering, none or a number"):
-        camera_raw.prepare_capture(frame, (32, 32), exposure="auto", noise="release")
+        camera_raw.prepare_capture(frame, (32, 32), exposure="auto", noise="release_phone")
 
 
 @pytest.mark.skipif(not REAL_CR2.is_file(), reason=f"the real Canon CR2 is absent: {REAL_CR2}")
@@ -169,7 +169,7 @@ def test_real_canon_cr2_through_the_front_end():
     """A CR2 has no AsShotNeutral tag: the white balance is LibRaw's as-shot multipliers m, as m_G / m."""
     with rawpy.imread(str(REAL_CR2)) as raw:
         multipliers = np.asarray(raw.camera_whitebalance[:3], np.float64)
-    capture = camera_raw.load_capture(REAL_CR2, (224, 224), noise="sensor", sensor="Nexus_6P_rear")
+    capture = camera_raw.load_capture(REAL_CR2, (224, 224), noise="sensor_at_iso", sensor="Nexus_6P_rear")
     np.testing.assert_allclose(capture.neutral, multipliers[1] / multipliers, rtol=1e-12)
     assert np.percentile(capture.mosaic, 98) == pytest.approx(1.0, abs=1e-6)
     frame = camera_raw.read_raw(REAL_CR2)

@@ -57,9 +57,9 @@ def test_white_balanced_captures_are_classified_by_their_colour(tmp_path):
     classes = list_captured_folder(folder)
     assert [(c.name, c.label, len(c.files)) for c in classes] == [("blue", 2, 2), ("green", 1, 2), ("red", 0, 2)]
     predictor = FunctionPredictor(colour_classifier, (SIZE, SIZE), ["red", "green", "blue"])
-    summary = evaluate_captured(predictor, folder, tmp_path / "out", noise="release")
+    summary = evaluate_captured(predictor, folder, tmp_path / "out", noise="release_phone")
     assert (summary["count"], summary["top1"], summary["top5"]) == (6, 1.0, 1.0)
-    wrong = evaluate_captured(predictor, folder, tmp_path / "cast", noise="release", white_balance="none")
+    wrong = evaluate_captured(predictor, folder, tmp_path / "cast", noise="release_phone", white_balance="none")
     assert wrong["top1"] == pytest.approx(2 / 6)  # without white balance every scene looks red
     assert {r["folder"]: r["top1"] for r in wrong["per_folder"]} == {"blue": 0.0, "green": 0.0, "red": 1.0}
     lines = (tmp_path / "cast" / "wrong.txt").read_text().splitlines()

@@ -11,7 +11,7 @@ def test_a_per_colour_model_gets_the_front_ends_frame_and_others_the_sensor_valu
     rng = np.random.default_rng(0)
     path = tmp_path / "frame.dng"
     camera_raw.write_dng(path, rng.uniform(0, 0.2, (64, 96)), "RGGB", iso=400, as_shot_neutral=(0.5, 1.0, 0.8))
-    options = {"white_balance": "as_shot", "exposure": "percentile98", "noise": "sensor", "sensor": "Pixel"}
+    options = {"white_balance": "as_shot", "exposure": "percentile98", "noise": "sensor_at_iso", "sensor": "Pixel"}
     frame = read_frame(str(path), (32, 32), capture=options)
     expected = camera_raw.load_capture(path, (32, 32), **options).inputs()
     assert frame.signature == SERVING_SIGNATURE and frame.inputs["alpha"].shape == (1, 3)

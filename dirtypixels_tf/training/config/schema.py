@@ -14,6 +14,7 @@ import typing
 from typing import Literal
 
 from dirtypixels_tf.catalog import (
+    CAPTURE_EXPOSURES,
     DEFAULT_PRESET,
     DEFAULT_PROFILE,
     NO_PSF,
@@ -76,6 +77,9 @@ class DataConfig:
     label_offset: subtracted from TFRecord labels (1 for slim's 1001-class records with a 1000-class head).
     unprocess: map the clean sRGB images to linear camera RAW before the mosaic (Brooks et al. 2019's randomized
         inverse camera pipeline, physics/unprocess.py); false (default) keeps the release's mask-only path.
+    front_end: "none" (default), or "percentile98" / "metering": white-balance and exposure-normalize each simulated
+        frame as the real-capture front end does a camera file (physics/sensor.py, data/camera_raw.py), with alpha
+        and sigma per colour; the model is built to take them so (models/joint.py per_channel_noise), for real captures.
     simulate_on_device: the training stream carries clean images and per-example seeds, and the sensor runs inside
         the training step on each replica (training/data.py), giving the same frames bit for bit; false (default):
         tf.data simulates them on the host.
@@ -100,6 +104,7 @@ class DataConfig:
     flip: bool = True
     central_fraction: float = 0.875
     unprocess: bool = False
+    front_end: Literal[CAPTURE_EXPOSURES] = "none"
     simulate_on_device: bool = False
 
 
