@@ -4,6 +4,8 @@ simulation map, and simulated RAW datasets on disk. See each module's docstring 
 from dirtypixels_tf._lazy import lazy_exports
 
 _EXPORTS = {
+    "load_capture": "dirtypixels_tf.data.camera_raw",
+    "prepare_capture": "dirtypixels_tf.data.camera_raw",
     "FASHION_MNIST_CLASSES": "dirtypixels_tf.data.fashion_mnist",
     "load_fashion_mnist": "dirtypixels_tf.data.fashion_mnist",
     "fashion_mnist_source": "dirtypixels_tf.data.fashion_mnist",

@@ -6,12 +6,14 @@
 
 See axes.py (light levels and PSFs), predictors.py (the models behind one call), grid.py (evaluate),
 table.py (EvaluationTable, its files and accuracy plot), metrics.py (top-k, PSNR, SSIM), baselines.py (conventional
-ISPs), figures.py (example grids) and report.py (trained runs compared: table and figure).
+ISPs), figures.py (example grids), report.py (trained runs compared: table and figure) and captured.py (labelled real
+RAW captures).
 """
 
 from dirtypixels_tf._lazy import lazy_exports
 
 _EXPORTS = {
+    "evaluate_captured": "dirtypixels_tf.evaluation.captured",
     "evaluate": "dirtypixels_tf.evaluation.grid",
     "EvaluationTable": "dirtypixels_tf.evaluation.table",
     "load_predictor": "dirtypixels_tf.evaluation.predictors",

@@ -25,6 +25,7 @@ _EXPORTS = {
     "build_model": "dirtypixels_tf.models.spec",
     "JointClassifier": "dirtypixels_tf.models.joint",
     "IspModel": "dirtypixels_tf.models.components",
+    "with_per_channel_noise": "dirtypixels_tf.models.components",
     "HeadClassifier": "dirtypixels_tf.models.joint",
     "get_preset": "dirtypixels_tf.models.presets",
     "build_head": "dirtypixels_tf.models.heads",
