@@ -19,12 +19,13 @@ its phone DNGs (Diamond et al. 2021, "is_real_data"):
 2. crop and subsample (`crop_and_subsample`, the release's rule): each of the four half-resolution planes of the 2x2
    Bayer blocks (at the package's phase, see read_raw) is cropped about its centre to factor x (H/2, W/2), factor =
    floor(min(plane height / (H/2), plane width / (W/2))), and every factor-th pixel kept; the planes are put back
-   in the same phase, so the frame is [H, W]. (The release also crops nothing when the plane fits exactly, where
-   its slicing img[0:-0] would be empty; the release asks for squares, this rule takes any even H, W.)
+   in the same phase, so the frame is [H, W]. (Unlike the release, a plane that fits exactly is kept whole, where
+   its slicing img[0:-0] would be empty; and any even H, W is taken, where the release asks for squares.)
 3. exposure: multiplied by one factor e and clipped to [0, 1]. "percentile98" (the release's rule): e = 1 / the
    98th percentile of the four planes after steps 1-2 (linear interpolation, NumPy's default). "metering": e sets
-   the frame's mean to METERING_TARGET, the mean of the images the models are trained on (for frames whose
-   highlights are no reference: a lamp in the picture, or a scene without bright parts). "none": e = 1; or a number.
+   the frame's mean to catalog.CAPTURE_METERING_TARGET, the mean of the images the models are trained on (for
+   frames whose highlights are no reference: a lamp in the picture, or a scene without bright parts). "none":
+   e = 1; or a number.
 4. noise: alpha, sigma of the file's own [0, 1] range: the sensor calibration's at the file's ISO (NoisePreset.at_iso;
    a preset name or a calibrated sensor.yaml), the release's fixed values for its phone ("release_phone": 0.0153 and
    0.0328 in units of (raw - black) / 1023, the release's normalization, converted to (raw - black) / (white -
@@ -315,9 +316,7 @@ def write_dng(
 
 
 # The real-capture front end (module docstring).
-EXPOSURE_RULES, WHITE_BALANCES, NOISE_SOURCES = CAPTURE_EXPOSURES, CAPTURE_WHITE_BALANCES, CAPTURE_NOISE_SOURCES
 RELEASE_PERCENTILE = 98.0
-METERING_TARGET = CAPTURE_METERING_TARGET
 # The release's phone (test_captured_images.py): alpha and sigma in units of (raw - black) / RELEASE_CODE_SCALE.
 RELEASE_PHONE_NOISE = (0.0153, 0.0328)
 RELEASE_CODE_SCALE = 1023.0
@@ -407,7 +406,7 @@ def _noise_at_unit(frame, noise, sensor, iso):
 
         fit = estimate_frame_noise(frame.mosaic)
         return fit.alpha, fit.sigma, f"estimated from the frame ({fit.blocks_used} of {fit.blocks_total} blocks)"
-    raise ValueError(f"noise must be one of {', '.join(NOISE_SOURCES)} or (alpha, sigma); received {noise!r}")
+    raise ValueError(f"noise must be one of {', '.join(CAPTURE_NOISE_SOURCES)} or (alpha, sigma); received {noise!r}")
 
 
 def prepare_capture(
@@ -418,14 +417,14 @@ def prepare_capture(
     noise=CAPTURE_NOISE_SENSOR,
     sensor=None,
     iso=None,
-    metering_target=METERING_TARGET,
+    metering_target=CAPTURE_METERING_TARGET,
 ):
     """A RawFrame (read_raw) as a model of `image_size` (H, W, even) takes it: a CaptureFrame (module docstring).
 
     white_balance: "as_shot" (the file's AsShotNeutral; a ValueError when it has none), "none", or a neutral (R, G,
     B). exposure: "percentile98" (the release's rule), "metering" (mean -> metering_target), "none", or a factor.
-    noise: "sensor_at_iso" (`sensor`, a preset name or sensor.yaml, at `iso` or the file's ISO), "release_phone", "from_frame", or
-    (alpha, sigma) in the file's [0, 1] units.
+    noise: "sensor_at_iso" (`sensor`, a preset name or sensor.yaml, at `iso` or the file's ISO), "release_phone",
+    "from_frame", or (alpha, sigma) in the file's [0, 1] units.
     """
     from dirtypixels_tf.catalog import DEFAULT_PRESET
 
@@ -433,9 +432,9 @@ def prepare_capture(
     if height < 2 or width < 2 or height % 2 or width % 2:
         raise ValueError(f"image_size must be an even (height, width); received {image_size!r}")
     if isinstance(white_balance, str):
-        if white_balance not in WHITE_BALANCES:
+        if white_balance not in CAPTURE_WHITE_BALANCES:
             raise ValueError(
-                f"white_balance must be one of {', '.join(WHITE_BALANCES)} or (R, G, B); received {white_balance!r}"
+                f"white_balance must be one of {', '.join(CAPTURE_WHITE_BALANCES)} or (R, G, B); received {white_balance!r}"
             )
         if white_balance == "none":
             neutral = np.ones(3)
@@ -454,8 +453,10 @@ def prepare_capture(
         plane = frame.mosaic[row::2, col::2].astype(np.float64) / neutral[colour]
         planes.append(crop_and_subsample(plane, (height // 2, width // 2)))
     if isinstance(exposure, str):
-        if exposure not in EXPOSURE_RULES:
-            raise ValueError(f"exposure must be one of {', '.join(EXPOSURE_RULES)} or a number; received {exposure!r}")
+        if exposure not in CAPTURE_EXPOSURES:
+            raise ValueError(
+                f"exposure must be one of {', '.join(CAPTURE_EXPOSURES)} or a number; received {exposure!r}"
+            )
         if exposure == CAPTURE_PERCENTILE:
             level = float(np.percentile(np.stack(planes, axis=2), RELEASE_PERCENTILE))
         elif exposure == CAPTURE_METERING:
@@ -469,7 +470,7 @@ def prepare_capture(
         factor = float(exposure)
         if not (np.isfinite(factor) and factor > 0):
             raise ValueError(
-                f"exposure must be one of {', '.join(EXPOSURE_RULES)} or a number > 0; received {exposure!r}"
+                f"exposure must be one of {', '.join(CAPTURE_EXPOSURES)} or a number > 0; received {exposure!r}"
             )
     mosaic = np.empty((height, width), np.float64)
     for position, plane in enumerate(planes):

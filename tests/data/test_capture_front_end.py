@@ -10,6 +10,7 @@ import rawpy
 import tifffile
 from tolerances import EPS32
 
+from dirtypixels_tf.catalog import CAPTURE_METERING_TARGET
 from dirtypixels_tf.data import camera_raw
 from dirtypixels_tf.physics import noise
 from dirtypixels_tf.physics.mosaic import PATTERNS, bayer_masks_numpy
@@ -122,7 +123,7 @@ def test_metering_sets_the_mean_and_the_release_rule_the_98th_percentile(tmp_pat
     frame = camera_raw.read_raw(path)
     metered = camera_raw.prepare_capture(frame, (64, 64), exposure="metering", noise=(0.01, 0.02))
     assert metered.mosaic.max() < 1.0  # nothing clipped, so the mean is the target's
-    assert float(np.mean(metered.mosaic, dtype=np.float64)) == pytest.approx(camera_raw.METERING_TARGET, rel=1e-6)
+    assert float(np.mean(metered.mosaic, dtype=np.float64)) == pytest.approx(CAPTURE_METERING_TARGET, rel=1e-6)
     release = camera_raw.prepare_capture(frame, (64, 64), noise=(0.01, 0.02))
     assert np.percentile(release.mosaic, 98) == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(release.alpha / metered.alpha, release.exposure / metered.exposure, rtol=1e-6)
