@@ -64,6 +64,7 @@ from dirtypixels_tf.physics.mosaic import RELEASE_PATTERN, check_pattern
 from dirtypixels_tf.physics.validation import check_int, check_mosaic_array
 
 DNG_BITS = (12, 16)
+CAMERA_RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".pef", ".srw", ".raw")
 
 _ISO_TAG = 34855  # EXIF / TIFF-EP ISOSpeedRatings
 _EXPOSURE_TAG = 33434  # EXIF / TIFF-EP ExposureTime (seconds)

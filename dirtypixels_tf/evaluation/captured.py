@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from dirtypixels_tf.serving.frames import CAMERA_RAW_EXTENSIONS
+from dirtypixels_tf.data.camera_raw import CAMERA_RAW_EXTENSIONS
 
 RELEASE_LABELS_FILE = "synset_labels.txt"
 

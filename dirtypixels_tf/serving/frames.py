@@ -34,10 +34,10 @@ from dirtypixels_tf.catalog import (
     SERVING_SIGNATURE,
     UINT16_SIGNATURE,
 )
+from dirtypixels_tf.data.camera_raw import CAMERA_RAW_EXTENSIONS
 from dirtypixels_tf.physics import noise
 from dirtypixels_tf.physics.sensor_files import resolve_sensor
 
-CAMERA_RAW_EXTENSIONS = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2", ".pef", ".srw", ".raw")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
