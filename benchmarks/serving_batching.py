@@ -1,0 +1,165 @@
+"""Throughput and latency of `dirtypixels serve` with and without server-side batching, measured in one run.
+
+    python benchmarks/serving_batching.py [--preset joint_mobilenet_v1_128] [--clients 32] [--seconds 20] [--quick]
+
+The model is a release preset (random weights) exported into a temporary base path and served by `dirtypixels
+serve` in a subprocess on 127.0.0.1 twice, one after the other: first as it is (--max-workers 4, the default), then
+with --enable-batching --batching-parameters-file serving/batching_parameters.txt (the file the deployment ships:
+max_batch_size 32, batch_timeout_micros 1000, 4 batch threads, allowed sizes 1 to 32). --clients threads, each on
+its own gRPC channel, send Predict requests of one frame without pause for --seconds. Before the servers start,
+the SavedModel's call is timed in this process at batch 1 and 32 (median of 10).
+Prints per server: answers/s and p50 / p99 latency; the ratio of throughputs, batched / unbatched (target >= 2);
+p99 against the bound batch_timeout + 1.5 x the batch-32 model time; the largest difference between a batched
+answer and the unbatched answer for the same frame, absolute and relative to the largest logit, and how many
+answers failed (target 0). Clients and server share the machine's cores.
+"""
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from dirtypixels_tf.export import export_savedmodel  # noqa: E402
+from dirtypixels_tf.export.tflite import simulated_inputs  # noqa: E402
+from dirtypixels_tf.models.presets import build_preset, get_preset  # noqa: E402
+from dirtypixels_tf.serving.batching import BatchingParameters  # noqa: E402
+from dirtypixels_tf.serving.client import PredictionClient  # noqa: E402
+
+PARAMETERS_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "serving",
+                               "batching_parameters.txt")  # fmt: skip
+FRAMES = 64
+
+
+def start_server(base_path, batching):
+    command = [sys.executable, "-m", "dirtypixels_tf.cli", "serve", base_path, "--model-name", "bench", "--port", "0"]
+    if batching:
+        command += ["--enable-batching", "--batching-parameters-file", PARAMETERS_FILE]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    match = re.search(r"gRPC (\S+):(\d+)", line)
+    if not match:
+        process.kill()
+        raise RuntimeError(f"the server did not start: {line!r}")
+    return process, f"127.0.0.1:{match[2]}"
+
+
+def model_seconds(version, frames, batch):
+    function = tf.saved_model.load(version).signatures["serving_default"]
+    inputs = {key: np.concatenate([value] * (batch // len(value) + 1))[:batch] for key, value in frames.items()}
+    function(**inputs)
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        function(**inputs)["logits"].numpy()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def load(address, frames, clients, seconds):
+    """--clients threads sending one frame at a time: (latencies, {frame: [logits]}, failures, elapsed)."""
+    latencies, answers, failures, lock = [], {}, [], threading.Lock()
+    barrier = threading.Barrier(clients + 1)
+    stop = threading.Event()
+
+    def work(thread):
+        with PredictionClient(address, timeout=120) as client:
+            client.request({key: value[:1] for key, value in frames.items()}, model="bench")  # connect
+            barrier.wait()
+            index = thread
+            while not stop.is_set():
+                frame = index % FRAMES
+                index += clients
+                one = {key: value[frame : frame + 1] for key, value in frames.items()}
+                start = time.perf_counter()
+                try:
+                    logits = client.request(one, model="bench")[0]["logits"][0]
+                except Exception as error:  # noqa: BLE001 (counted and reported)
+                    with lock:
+                        failures.append(repr(error)[:200])
+                    continue
+                with lock:
+                    latencies.append(time.perf_counter() - start)
+                    answers.setdefault(frame, []).append(logits)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.monotonic()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return latencies, answers, failures, time.monotonic() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="joint_mobilenet_v1_128")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (the tests run it)")
+    args = parser.parse_args()
+    if args.quick:
+        args.clients, args.seconds = 4, 3.0
+    parameters = BatchingParameters.from_file(PARAMETERS_FILE)
+    size = get_preset(args.preset).spec.image_size
+    frames = simulated_inputs((size, size), FRAMES, profile="3lux", seed=0)
+    with tempfile.TemporaryDirectory() as base:
+        version = export_savedmodel(build_preset(args.preset), os.path.join(base, "bench"))
+        one, full = model_seconds(version, frames, 1), model_seconds(version, frames, parameters.max_batch_size)
+        results = {}
+        for batching in (False, True):
+            process, address = start_server(os.path.join(base, "bench"), batching)
+            try:
+                results[batching] = load(address, frames, args.clients, args.seconds)
+            finally:
+                process.terminate()
+                process.wait(timeout=60)
+
+    print(
+        f"preset {args.preset}; {args.clients} clients of one frame each for {args.seconds:g} s per server, "
+        f"{os.cpu_count()} cores; model call in-process: batch 1 {1000 * one:.1f} ms, batch "
+        f"{parameters.max_batch_size} {1000 * full:.1f} ms ({1000 * full / parameters.max_batch_size:.2f} ms/frame)"
+    )
+    rates = {}
+    for batching, (latencies, _, failures, elapsed) in results.items():
+        rates[batching] = len(latencies) / elapsed
+        p50, p99 = (1000 * float(np.quantile(latencies, q)) for q in (0.5, 0.99))
+        print(
+            f"{'batched  ' if batching else 'unbatched'}: {rates[batching]:.1f} answers/s, p50 {p50:.0f} ms, "
+            f"p99 {p99:.0f} ms, {len(latencies)} answers, {len(failures)} failed"
+        )
+        for failure in failures[:3]:
+            print("  failure:", failure)
+    p99 = float(np.quantile(results[True][0], 0.99))
+    bound = parameters.batch_timeout_micros * 1e-6 + 1.5 * full
+    print(f"throughput ratio batched / unbatched: {rates[True] / rates[False]:.2f} (target >= 2)")
+    print(
+        f"batched p99 {1000 * p99:.0f} ms against batch_timeout + 1.5 x batch-{parameters.max_batch_size} time = "
+        f"{1000 * bound:.0f} ms: ratio {p99 / bound:.2f} (target <= 1)"
+    )
+    unbatched, batched = results[False][1], results[True][1]
+    common = sorted(set(unbatched) & set(batched))
+    difference = max(
+        (float(np.abs(b - unbatched[f][0]).max()) for f in common for b in batched[f]), default=float("nan")
+    )
+    scale = max((float(np.abs(unbatched[f][0]).max()) for f in common), default=float("nan"))
+    print(
+        f"largest |batched - unbatched| logit over {len(common)} frames: {difference:.2e} (logits up to {scale:.1f}; "
+        f"relative {difference / scale:.1e})"
+    )
+
+
+if __name__ == "__main__":
+    main()
