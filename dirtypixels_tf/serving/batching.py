@@ -1,17 +1,18 @@
 """Server-side batching of Predict requests, with TF Serving's parameters and their meaning.
 
 `dirtypixels serve --enable-batching [--batching-parameters-file FILE]`: FILE is TF Serving's BatchingParameters in
-protobuf text format (serving/batching_parameters.txt is the one the deployment ships), read with protobuf's
-text_format into a message with TF Serving's field names:
+text format (serving/batching_parameters.txt is the one the deployment ships), read and checked by
+config.parse_batching_parameters, the checker of the deployment files; without FILE, TF Serving's defaults:
 - max_batch_size: the most examples merged into one call (default 1000, as TF Serving);
 - batch_timeout_micros: how long a batch that is not full waits for more requests after its first (default 0);
-- max_enqueued_batches: batches waiting for a batch thread; a request that would open one more is refused with
-  UNAVAILABLE, as TF Serving's full queue (default 10);
+  once it is due it still takes requests until a batch thread is free to run it, as in TF Serving;
+- max_enqueued_batches: batches open or waiting for a batch thread; a request that would open one more is refused
+  with UNAVAILABLE, as TF Serving's full queue (default 10);
 - num_batch_threads: batches computed at once (default: the machine's cores);
 - allowed_batch_sizes: if given, a batch is padded (with copies of its last example) up to the smallest allowed size
   that holds it, the last one being max_batch_size (TF Serving's rule); the padding's outputs are dropped;
-- pad_variable_length_inputs: false only (requests of different frame sizes are never merged).
-Other fields are refused by name. Requests are merged only when they name the same loaded version and signature and
+- pad_variable_length_inputs: false only (requests of different frame sizes are never merged); thread_pool_name is
+  refused. Requests are merged only when they name the same loaded version and signature and
 their inputs agree in dtype and in every dimension but the batch; the merged outputs are split back per request.
 If a merged call fails (one request's values rejected by the graph, say), each of its requests is run alone, so a
 request's error is its own. A request larger than max_batch_size runs alone (the server's --max-batch still
@@ -28,33 +29,9 @@ from concurrent import futures
 
 import grpc
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
+from dirtypixels_tf.serving.config import parse_batching_parameters
 from dirtypixels_tf.serving.repository import ServingError
-
-_WRAPPED = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
-
-
-def _message_class():
-    """A message with the BatchingParameters fields this server honours (TF Serving's names and field numbers)."""
-    file = descriptor_pb2.FileDescriptorProto(
-        name="dirtypixels_batching_parameters.proto",
-        package="dirtypixels_tf.serving",
-        dependency=["google/protobuf/wrappers.proto"],
-        syntax="proto3",
-    )
-    message = file.message_type.add(name="BatchingParameters")
-    field = descriptor_pb2.FieldDescriptorProto
-    for number, name in enumerate(_WRAPPED, start=1):
-        message.field.add(name=name, number=number, type=field.TYPE_MESSAGE, type_name=".google.protobuf.Int64Value")
-    message.field.add(name="allowed_batch_sizes", number=6, type=field.TYPE_INT64, label=field.LABEL_REPEATED)
-    message.field.add(name="pad_variable_length_inputs", number=7, type=field.TYPE_BOOL)
-    pool = descriptor_pool.DescriptorPool()
-    from google.protobuf import wrappers_pb2
-
-    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
-    pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("dirtypixels_tf.serving.BatchingParameters"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,19 +64,15 @@ class BatchingParameters:
 
     @classmethod
     def from_text(cls, text, source="the batching parameters"):
-        """Parse TF Serving's text format; a ValueError naming `source` and the field if malformed or unsupported."""
-        message = _message_class()()
-        try:
-            text_format.Parse(text, message)
-        except text_format.ParseError as error:
-            raise ValueError(f"{source}: {error} (supported fields: {', '.join(_FIELDS)})") from None
-        if message.pad_variable_length_inputs:
+        """Parse TF Serving's text format (checked by config.parse_batching_parameters, the deployment files'
+        checker); fields the file leaves out take TF Serving's defaults. A ValueError naming `source` and the field."""
+        fields = parse_batching_parameters(text, source)
+        if "thread_pool_name" in fields:
+            raise ValueError(f"{source}: thread_pool_name is not supported by dirtypixels serve (one pool)")
+        if fields.pop("pad_variable_length_inputs", False):
             raise ValueError(f"{source}: pad_variable_length_inputs: true is not supported (false only)")
-        values = {name: getattr(message, name).value for name in _WRAPPED if message.HasField(name)}
-        if message.allowed_batch_sizes:
-            values["allowed_batch_sizes"] = tuple(message.allowed_batch_sizes)
         try:
-            return cls(**values)
+            return cls(**{name: tuple(v) if isinstance(v, list) else v for name, v in fields.items()})
         except ValueError as error:
             raise ValueError(f"{source}: {error}") from None
 
@@ -115,9 +88,6 @@ class BatchingParameters:
     def padded_size(self, size):
         """The batch size a batch of `size` examples is computed at (allowed_batch_sizes; else `size`)."""
         return next((allowed for allowed in self.allowed_batch_sizes if allowed >= size), size)
-
-
-_FIELDS = (*_WRAPPED, "allowed_batch_sizes", "pad_variable_length_inputs")
 
 
 class _Task:
@@ -172,7 +142,7 @@ class Batcher:
                 self._close(key)
                 batch = None
             if batch is None:
-                if len(self._ready) >= self.parameters.max_enqueued_batches:
+                if len(self._ready) + len(self._open) >= self.parameters.max_enqueued_batches:
                     raise ServingError(
                         grpc.StatusCode.UNAVAILABLE,
                         f"The batch scheduling queue is full ({self.parameters.max_enqueued_batches} batches, "
@@ -182,7 +152,7 @@ class Batcher:
                 batch = self._open[key] = _Batch(servable, signature_name, deadline)
             batch.tasks.append(task)
             batch.size += size
-            if batch.size >= self.parameters.max_batch_size or not self.parameters.batch_timeout_micros:
+            if batch.size >= self.parameters.max_batch_size:
                 self._close(key)
             self._condition.notify_all()
         return task.future.result()
@@ -193,13 +163,13 @@ class Batcher:
     def _next_batch(self):
         with self._condition:
             while not self._stopped:
-                now = time.monotonic()
-                for key in [k for k, b in self._open.items() if b.deadline <= now]:
-                    self._close(key)
                 if self._ready:
                     return self._ready.popleft()
-                deadlines = [b.deadline for b in self._open.values()]
-                self._condition.wait(min(deadlines) - now if deadlines else None)
+                now = time.monotonic()
+                due = min(self._open, key=lambda k: self._open[k].deadline, default=None)
+                if due is not None and self._open[due].deadline <= now:
+                    return self._open.pop(due)  # full or not: its time is up and this thread is free
+                self._condition.wait(self._open[due].deadline - now if due is not None else None)
             return None
 
     def _work(self):
