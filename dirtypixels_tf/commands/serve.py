@@ -46,7 +46,15 @@ def run(args):
     while not stop.wait(0.5):
         pass
     print("stopping: letting requests in flight finish", flush=True)
+    batcher = server.core.batcher
     server.stop(grace=5.0)
+    if batcher is not None and batcher.calls:
+        calls, examples = sum(batcher.calls.values()), sum(size * n for size, n in batcher.calls.items())
+        print(
+            f"batching: {examples} examples in {calls} calls (mean {examples / calls:.1f}, largest "
+            f"{max(batcher.calls)})",
+            flush=True,
+        )
     return 0
 
 
