@@ -9,7 +9,8 @@ max_batch_size 32, batch_timeout_micros 1000, 4 batch threads, allowed sizes 1 t
 batch thread (on a CPU one batch's kernels already use every core). The server's batch sizes are printed from its
 exit summary. --clients threads, each on
 its own gRPC channel, send Predict requests of one frame without pause for --seconds. Before the servers start,
-the SavedModel's call is timed in this process at batch 1 and 32 (median of 10).
+the SavedModel's call is timed in this process at batch 1 and 32 (median of 10), and 4 threads calling it at batch 1
+at once (10 calls each): batch 32's frames/s over theirs bounds what batching can gain over the unbatched server.
 Prints per server: answers/s and p50 / p99 latency; per batched server the ratio of throughputs, batched /
 unbatched (target >= 2);
 p99 against the bound batch_timeout + 1.5 x the batch-32 model time; the largest difference between a batched
@@ -68,6 +69,26 @@ def model_seconds(version, frames, batch):
     return statistics.median(times)
 
 
+def concurrent_rate(version, frames, threads=4, calls=10):
+    """Frames/s of `threads` threads calling the SavedModel at batch 1 at once (what the unbatched server's 4 workers
+    do), in this process."""
+    function = tf.saved_model.load(version).signatures["serving_default"]
+    one = {key: value[:1] for key, value in frames.items()}
+    function(**one)
+
+    def work():
+        for _ in range(calls):
+            function(**one)["logits"].numpy()
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return threads * calls / (time.perf_counter() - start)
+
+
 def load(address, frames, clients, seconds):
     """--clients threads sending one frame at a time: (latencies, {frame: [logits]}, failures, elapsed)."""
     latencies, answers, failures, lock = [], {}, [], threading.Lock()
@@ -123,6 +144,7 @@ def main():
     with tempfile.TemporaryDirectory() as base:
         version = export_savedmodel(build_preset(args.preset), os.path.join(base, "bench"))
         one, full = model_seconds(version, frames, 1), model_seconds(version, frames, parameters.max_batch_size)
+        concurrent = concurrent_rate(version, frames)
         one_thread = os.path.join(base, "one_thread.txt")
         with open(one_thread, "w", encoding="utf-8") as file:
             file.write(re.sub(r"num_batch_threads \{ value: \d+ \}", "num_batch_threads { value: 1 }", shipped))
@@ -140,6 +162,11 @@ def main():
         f"preset {args.preset}; {args.clients} clients of one frame each for {args.seconds:g} s per server, "
         f"{os.cpu_count()} cores; model call in-process: batch 1 {1000 * one:.1f} ms, batch "
         f"{parameters.max_batch_size} {1000 * full:.1f} ms ({1000 * full / parameters.max_batch_size:.2f} ms/frame)"
+    )
+    print(
+        f"in-process frames/s: batch {parameters.max_batch_size} {parameters.max_batch_size / full:.1f}, 4 threads at "
+        f"batch 1 {concurrent:.1f}: the most batching can gain over 4 workers here is "
+        f"{parameters.max_batch_size / full / concurrent:.2f} x"
     )
     rates = {}
     for name, (latencies, _, failures, elapsed) in results.items():
