@@ -28,6 +28,7 @@ def run(args):
             read_timeout=args.read_timeout,
             num_versions=args.num_versions,
             version_labels=parse_labels(args.version_label),
+            batching=_batching(args),
         )
         server.start()
     except (OSError, ValueError) as error:
@@ -45,8 +46,36 @@ def run(args):
     while not stop.wait(0.5):
         pass
     print("stopping: letting requests in flight finish", flush=True)
+    batcher = server.core.batcher
     server.stop(grace=5.0)
+    if batcher is not None and batcher.calls:
+        calls, examples = sum(batcher.calls.values()), sum(size * n for size, n in batcher.calls.items())
+        print(
+            f"batching: {examples} examples in {calls} calls (mean {examples / calls:.1f}, largest "
+            f"{max(batcher.calls)})",
+            flush=True,
+        )
     return 0
+
+
+def _batching(args):
+    """BatchingParameters from --enable-batching and --batching-parameters-file (TF Serving's defaults without
+    one), or None."""
+    from dirtypixels_tf.serving.batching import BatchingParameters
+
+    if not args.enable_batching:
+        return None
+    if args.batching_parameters_file is None:
+        return BatchingParameters()
+    return BatchingParameters.from_file(args.batching_parameters_file)
+
+
+def validate(args):
+    if args.batching_parameters_file is not None and not args.enable_batching:
+        raise UsageError(
+            f"--batching-parameters-file is read only with --enable-batching; received "
+            f"{args.batching_parameters_file!r} without it"
+        )
 
 
 def _port(text):
@@ -81,4 +110,16 @@ def register(commands):
     )
     parser.add_argument("--num-versions", type=positive_int, default=1, help="latest versions kept loaded (1)")
     parser.add_argument("--version-label", action="append", metavar="LABEL=VERSION", help="a version label")
-    parser.set_defaults(run=run, parser=parser)
+    parser.add_argument(
+        "--enable-batching",
+        action="store_true",
+        help="merge concurrent Predict requests of one version and signature into batches (TF Serving's batching)",
+    )
+    parser.add_argument(
+        "--batching-parameters-file",
+        default=None,
+        metavar="FILE",
+        help="TF Serving's BatchingParameters in text format (serving/batching_parameters.txt); TF Serving's "
+        "defaults without it",
+    )
+    parser.set_defaults(run=run, parser=parser, validate=validate)

@@ -21,6 +21,7 @@ _EXPORTS = {
     "LIGHT_PROFILES": "dirtypixels_tf.catalog",
     "DEFAULT_PRESET": "dirtypixels_tf.catalog",
     "add_noise": "dirtypixels_tf.physics.noise",
+    "stateless_poisson": "dirtypixels_tf.physics.poisson",
     "noise_at_lux": "dirtypixels_tf.physics.noise",
     "lux_to_light_level": "dirtypixels_tf.physics.noise",
     "light_level_to_lux": "dirtypixels_tf.physics.noise",

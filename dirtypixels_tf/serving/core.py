@@ -70,6 +70,11 @@ def _call(function, arrays):
         ) from None
 
 
+def call_signature(servable, signature_name, arrays):
+    """The unbatched call of a signature on {input name: array} (what batching.Batcher merges requests for)."""
+    return _call(servable.function(signature_name), arrays)
+
+
 def _dtype_name(enum):
     try:
         return tf.dtypes.as_dtype(enum).name if enum else "DT_INVALID"
@@ -121,6 +126,7 @@ class PredictionCore:
         self.repository = repository
         self.max_batch = int(max_batch)
         self.max_bytes = int(max_bytes)
+        self.batcher = None  # a batching.Batcher when the server batches Predict requests
 
     @staticmethod
     def _check_model_spec(request):
@@ -240,13 +246,17 @@ class PredictionCore:
                 f"output_filter must name distinct outputs of {sorted(function.structured_outputs)}; received "
                 f"{list(request.output_filter)}",
             )
-        outputs = _call(function, self._read_inputs(servable, signature_name, request.inputs))
+        arrays = self._read_inputs(servable, signature_name, request.inputs)
+        if self.batcher is not None:  # --enable-batching: merged with concurrent requests (batching.py)
+            outputs = self.batcher.predict(servable, signature_name, arrays)
+        else:
+            outputs = _call(function, arrays)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = self.repository.name
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = signature_name
         for name in names:
-            response.outputs[name].CopyFrom(tf.make_tensor_proto(outputs[name].numpy()))
+            response.outputs[name].CopyFrom(tf.make_tensor_proto(np.asarray(outputs[name])))
         return response
 
     def predict(self, request):

@@ -25,7 +25,8 @@ from concurrent import futures
 import grpc
 from aiohttp import web
 
-from dirtypixels_tf.serving.core import PredictionCore
+from dirtypixels_tf.serving.batching import Batcher
+from dirtypixels_tf.serving.core import PredictionCore, call_signature
 from dirtypixels_tf.serving.grpc_api import add_services
 from dirtypixels_tf.serving.repository import ModelRepository
 from dirtypixels_tf.serving.rest import ProtocolLog, RestApi, make_app
@@ -58,6 +59,8 @@ class LocalModelServer:
         read_timeout: seconds a REST request may take to send its body (408 after); REST connections idle or stuck
             in their headers that long are closed.
         num_versions, version_labels: see repository.ModelRepository.
+        batching: a batching.BatchingParameters to merge concurrent Predict requests (TF Serving's
+            --enable_batching), or None; request threads grow by its max_batch_size, as they only wait for a batch.
     Use as a context manager, or start() / stop(); stop lets requests in flight finish (grace seconds).
     """
 
@@ -75,6 +78,7 @@ class LocalModelServer:
         read_timeout=30.0,
         num_versions=1,
         version_labels=None,
+        batching=None,
     ):
         base_path = os.fspath(base_path)
         name = model_name or os.path.basename(os.path.normpath(os.path.abspath(base_path)))
@@ -98,6 +102,7 @@ class LocalModelServer:
         self.repository = ModelRepository(name, base_path, num_versions, version_labels)
         self.core = PredictionCore(self.repository, max_batch=int(max_batch), max_bytes=self.max_message_bytes)
         self.repository.warmup = self.core.warmup
+        self.batching = batching
         self._executor = None
         self._loop = None
         self._thread = None
@@ -115,8 +120,11 @@ class LocalModelServer:
 
     def start(self):
         """Load the current versions, then serve; returns self once both endpoints accept requests."""
-        self.repository.refresh()
-        self._executor = futures.ThreadPoolExecutor(self.max_workers, thread_name_prefix="serve")
+        self.repository.refresh()  # (warm-up runs unbatched, before the batcher starts)
+        threads = self.max_workers + (self.batching.max_batch_size if self.batching else 0)
+        self._executor = futures.ThreadPoolExecutor(threads, thread_name_prefix="serve")
+        if self.batching is not None:
+            self.core.batcher = Batcher(self.batching, call_signature)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="serving-loop", daemon=True)
         self._thread.start()
@@ -186,6 +194,9 @@ class LocalModelServer:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self.core.batcher is not None:
+            self.core.batcher.stop()
+            self.core.batcher = None
         self.repository.stop_polling()
 
     def __enter__(self):

@@ -89,7 +89,8 @@ class SimulatingModel(keras.Model):
     `sensor` on batches of {"clean", "sensor_seed", ...} (pipeline.simulate_batch: "raw", "alpha", "sigma" per
     example with its own seed), then the graph: the simulation happens inside the training step, on each replica
     under tf.distribute. Batches that already hold the frames ("raw") go straight to the graph. The step is not
-    XLA-compiled: StatelessRandomPoisson has no XLA kernel. A training-time view only, never saved."""
+    XLA-compiled: the Poisson sampler's loops gather the undecided values (shapes known only at run time). A
+    training-time view only, never saved."""
 
     def __init__(self, inputs, outputs, sensor, **kwargs):
         super().__init__(inputs, outputs, **kwargs)
