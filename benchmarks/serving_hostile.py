@@ -336,7 +336,7 @@ def main():
     parser.add_argument("--stalled-rest", type=int, default=8)
     parser.add_argument("--message-mb", type=float, default=60.0)
     parser.add_argument("--read-timeout", type=float, default=10.0)
-    parser.add_argument("--max-calls", type=int, default=32)
+    parser.add_argument("--max-calls", type=int, default=64)
     parser.add_argument("--quick", action="store_true", help="a smoke run with small messages (the tests run it)")
     args = parser.parse_args()
     flags = ["--read-timeout", f"{args.read_timeout:g}", "--max-calls", str(args.max_calls)]

@@ -92,7 +92,7 @@ def register(commands):
         help="seconds a client may take to send its request (30; REST: 408, gRPC: DEADLINE_EXCEEDED)",
     )
     parser.add_argument(
-        "--max-calls", type=positive_int, default=32, help="gRPC calls open at once (32; more: RESOURCE_EXHAUSTED)"
+        "--max-calls", type=positive_int, default=64, help="gRPC calls open at once (64; more: RESOURCE_EXHAUSTED)"
     )
     parser.add_argument(
         "--max-inflight-mb",

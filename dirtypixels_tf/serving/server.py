@@ -81,7 +81,7 @@ class LocalModelServer:
         max_message_mb=64,
         max_batch=64,
         read_timeout=30.0,
-        max_calls=32,
+        max_calls=64,
         max_inflight_mb=1024,
         num_versions=1,
         version_labels=None,
