@@ -86,12 +86,14 @@ def _json_to_array(name, value, dtype, may_hold_booleans=True):
             f"input {name!r}: the nested lists are ragged or too deep (all rows must have one length, at most 32 "
             f"levels)",
         ) from None
-    if array.dtype.kind not in "iuf":
-        raise ServingError(_INVALID, f"input {name!r} must hold numbers ({dtype.name}); received {str(value)[:80]}")
-    if may_hold_booleans and isinstance(value, list) and _holds_booleans(value):
+    if array.dtype.kind == "b" or (
+        may_hold_booleans and array.dtype.kind in "iuf" and isinstance(value, list) and _holds_booleans(value)
+    ):
         raise ServingError(
             _INVALID, f"input {name!r} must hold numbers ({dtype.name}); received a boolean (true/false)"
         )
+    if array.dtype.kind not in "iuf":
+        raise ServingError(_INVALID, f"input {name!r} must hold numbers ({dtype.name}); received {str(value)[:80]}")
     if dtype.is_integer:
         if array.dtype.kind == "f" and not np.all(np.isfinite(array) & (array == np.round(array))):
             raise ServingError(_INVALID, f"input {name!r} must hold integers ({dtype.name}); received non-integers")

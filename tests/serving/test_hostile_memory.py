@@ -6,7 +6,6 @@ Raw HTTP/2 comes from benchmarks/serving_hostile.py (h2), so the test and the be
 import importlib.util
 import json
 import pathlib
-import socket
 import subprocess
 import sys
 import time
@@ -159,12 +158,7 @@ def test_server_memory_stays_within_its_stated_bound_under_stalled_calls(exporte
                 assert call.send(hostile.message_prefix(size) + bytes(size - 1), timeout=20) == size + 4
                 calls.append(call)
             largest = hostile.largest_body(rest_port)
-            head = b"POST /v1/models/bench:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % largest
-            uploads = []
-            for _ in range(stalled_rest):
-                sock = socket.create_connection(("127.0.0.1", rest_port), timeout=30)
-                sock.sendall(head + b"[" + b"0," * (largest // 4))
-                uploads.append(sock)
+            uploads = [hostile.StalledUpload(rest_port, largest, largest // 2, 30) for _ in range(stalled_rest)]
             held = _rss_kb(process.pid) * 1024
             answer = client.predict(frames["raw"], frames["alpha"], frames["sigma"], model="bench")
             assert answer["logits"].shape[0] == 2
@@ -172,8 +166,11 @@ def test_server_memory_stays_within_its_stated_bound_under_stalled_calls(exporte
             peak = max(held, _rss_kb(process.pid, "VmHWM") * 1024 if exact else 0)
             assert held - base > 0.5 * stalled_grpc * size  # the attack did hold memory: the bound is not vacuous
             assert peak <= base + bound, (base / MIB, peak / MIB, bound / MIB)
-            for sock in uploads:
-                sock.close()
+            for upload in uploads:
+                upload.join()
+            assert [upload.status for upload in uploads].count(408) >= 2  # 2 fit the budget; the third: 408 or 429
+            for upload in uploads:
+                upload.close()
             for call in calls:
                 call.close()
             time.sleep(1.5)
