@@ -125,11 +125,15 @@ def _noise_of_profile(profile, sensor):
 
 
 def _npy_shape(path):
-    """The shape a .npy file's header declares (nothing else is read); ValueError if it is no .npy file."""
+    """The shape a .npy file's header declares (nothing else is read); None without a readable header (np.load
+    then says what is wrong)."""
     with open(path, "rb") as file:
-        version = np.lib.format.read_magic(file)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        return read(file)[0]
+        try:
+            version = np.lib.format.read_magic(file)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            return read(file)[0]
+        except ValueError:
+            return None
 
 
 def _as_mosaic(array, path):
@@ -165,7 +169,7 @@ def read_frame(
     if extension == ".npy":
         try:
             shape = _npy_shape(path)
-            if len(shape) >= 2:
+            if shape is not None and len(shape) >= 2:
                 check_pixels(path, shape[1], shape[0], max_pixels)
             array = _as_mosaic(np.load(path, allow_pickle=False), path)
         except EOFError:
