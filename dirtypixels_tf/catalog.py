@@ -83,5 +83,6 @@ def check_sensor_spec(spec):
         return text
     raise ValueError(f"sensor must be one of {', '.join(SENSOR_PRESETS)} or an existing sensor.yaml; received {spec!r}")
 
+
 # The largest image or .npy frame `dirtypixels classify` reads, in pixels (checked from the file's header).
 DEFAULT_MAX_PIXELS = 64_000_000
