@@ -41,7 +41,8 @@ setup(
         "baselines": BASELINES,
         "plots": PLOTS,
         # Everything the tests exercise, the conventional baselines included (bm3d is free for non-commercial use).
-        "dev": RAW + PLOTS + BASELINES + ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5"],
+        # h2: raw HTTP/2 for the hostile-client test and benchmark (gRPC messages cut short or stalled).
+        "dev": RAW + PLOTS + BASELINES + ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "h2>=4.1"],
     },
     entry_points={"console_scripts": ["dirtypixels=dirtypixels_tf.cli:main"]},
 )

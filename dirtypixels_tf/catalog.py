@@ -98,3 +98,7 @@ def check_sensor_spec(spec):
     if text is not None and (text in SENSOR_PRESETS or os.path.isfile(text)):
         return text
     raise ValueError(f"sensor must be one of {', '.join(SENSOR_PRESETS)} or an existing sensor.yaml; received {spec!r}")
+
+
+# The largest image or .npy frame `dirtypixels classify` reads, in pixels (checked from the file's header).
+DEFAULT_MAX_PIXELS = 64_000_000

@@ -2,15 +2,17 @@
 
 Each FILE is a .npy RAW frame, an ordinary image (simulated at --profile) or a camera RAW / DNG file; see
 dirtypixels_tf/serving/frames.py for how each is turned into a request. Prints the top-k labels with scores. A file
-that cannot be read or is refused by the server is reported on stderr and the others are still classified; the
-exit status is then 1. A model served with per-colour noise (exported with --per-channel-noise) gets camera RAW
-files through the real-capture front end (--white-balance, --exposure, --noise; data/camera_raw.py).
+that cannot be read, is over the pixel budget (--max-megapixels, checked from its header) or is refused by the server
+is reported on stderr in one line and the others are still classified; the exit status is then 1. A model served
+with per-colour noise (exported with --per-channel-noise) gets camera RAW files through the real-capture front end
+(--white-balance, --exposure, --noise; data/camera_raw.py).
 """
 
 import sys
 
 from dirtypixels_tf.catalog import (
     CLASSIFY_SIGNATURE,
+    DEFAULT_MAX_PIXELS,
     DEFAULT_PRESET,
     DEFAULT_PROFILE,
     ISP_SIGNATURE,
@@ -25,6 +27,7 @@ from dirtypixels_tf.commands.common import (
     add_capture_arguments,
     capture_options,
     non_negative_int,
+    positive_float,
     positive_int,
     sensor_spec,
 )
@@ -77,8 +80,13 @@ def run(args):
                     iso=args.iso,
                     seed=(args.seed, index),
                     capture=capture,
+                    max_pixels=int(args.max_megapixels * 1e6),
                 )
-            except (ValueError, OSError) as error:  # one unreadable file is reported; the others are classified
+            except (
+                ValueError,
+                OSError,
+                MemoryError,
+            ) as error:  # one unreadable file is reported; the others are classified
                 message = str(error) if str(error).startswith(path) else f"{path}: {error}"
                 print(f"{message}", file=sys.stderr)
                 status = 1
@@ -150,4 +158,10 @@ def register(commands):
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the simulated noise")
     parser.add_argument("--top-k", type=positive_int, default=5, help="labels printed per file (5)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (30)")
+    parser.add_argument(
+        "--max-megapixels",
+        type=positive_float,
+        default=DEFAULT_MAX_PIXELS / 1e6,
+        help=f"largest image or .npy frame read, checked from its header ({DEFAULT_MAX_PIXELS / 1e6:g})",
+    )
     parser.set_defaults(run=run, parser=parser)

@@ -182,3 +182,21 @@ def capture_options(args):
     exposure = args.exposure if args.exposure in CAPTURE_EXPOSURES else numbers(args.exposure, "--exposure", 1)
     noise = args.noise if args.noise in CAPTURE_NOISE_SOURCES else numbers(args.noise, "--noise", 2)
     return {"white_balance": white_balance, "exposure": exposure, "noise": noise}
+
+
+def check_finite_weights(model, allow, flag="--allow-nonfinite"):
+    """UsageError naming the variables of `model` that hold NaN or Inf (unless `allow`): such a model answers NaN
+    scores with status OK."""
+    import numpy as np
+
+    bad = [weight.path for weight in model.weights if not np.all(np.isfinite(np.asarray(weight.numpy())))]
+    if bad and not allow:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise UsageError(
+            f"{len(bad)} variable(s) hold NaN or Inf: {shown}; the model would answer NaN scores ({flag} writes it anyway)"
+        )
+
+
+def output_error(flag, path, error):
+    """The one-line UsageError of an output path that cannot be written."""
+    return UsageError(f"{flag} {path!r}: cannot write there: {error.strerror or error}")

@@ -3,14 +3,22 @@
 SOURCE is a preset name (models/presets.py; random weights, --num-classes overrides the class count), a .keras file,
 or a training run directory holding RUN_DIR/model.keras (training folds EMA weights in before it writes it). The
 version is written as BASE/N (next free integer unless --version), atomically; see export/savedmodel.py for the
-signatures and export/README.md for which client uses which.
+signatures and export/README.md for which client uses which. A model holding NaN or Inf weights is refused, naming
+them, unless --allow-nonfinite; an --out that is a file or cannot be written is a one-line error.
 """
 
 import json
 import os
 
 from dirtypixels_tf.catalog import DEFAULT_PRESET, UINT16_SIGNATURE
-from dirtypixels_tf.commands.common import UsageError, path_or_name, positive_int, sensor_spec
+from dirtypixels_tf.commands.common import (
+    UsageError,
+    check_finite_weights,
+    output_error,
+    path_or_name,
+    positive_int,
+    sensor_spec,
+)
 
 
 def read_class_names(path):
@@ -35,6 +43,10 @@ def validate(args):
         raise UsageError("--per-channel-noise applies to the SavedModel; export the TFLite file without it")
     if args.class_names and not os.path.isfile(args.class_names):
         raise UsageError(f"--class-names: no such file {args.class_names!r}")
+    if not args.out.strip():
+        raise UsageError(f"--out must name the model's base path (a directory); received {args.out!r}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out must name the model's base path (a directory); {args.out!r} is a file")
 
 
 def default_class_names(source):
@@ -69,12 +81,16 @@ def run(args):
         model = load_model(args.source, args.num_classes)
         if args.per_channel_noise:
             model = with_per_channel_noise(model)
+        check_finite_weights(model, args.allow_nonfinite)
         progress.update()
         progress.set_description("writing the SavedModel")
         fold = None if args.fold_batch_norm == "none" else args.fold_batch_norm
-        path = export_savedmodel(
-            model, args.out, args.version, args.sensor, args.top_k, class_names, fold_batch_norm=fold
-        )
+        try:
+            path = export_savedmodel(
+                model, args.out, args.version, args.sensor, args.top_k, class_names, fold_batch_norm=fold
+            )
+        except OSError as error:
+            raise output_error("--out", args.out, error) from None
         progress.update()
         if args.tflite:
             progress.set_description("converting to TFLite")
@@ -144,4 +160,7 @@ def register(commands):
     export.add_argument("--quantize", default=None, choices=("dynamic",), help="TFLite dynamic-range quantization")
     export.add_argument("--parity-frames", type=positive_int, default=16, help="frames of the TFLite parity check")
     export.add_argument("--quiet", action="store_true", help="no progress bar")
+    export.add_argument(
+        "--allow-nonfinite", action="store_true", help="export the model even if some weights are NaN or Inf"
+    )
     export.set_defaults(run=run, validate=validate, parser=export)

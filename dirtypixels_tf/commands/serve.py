@@ -26,6 +26,8 @@ def run(args):
             max_message_mb=args.max_message_mb,
             max_batch=args.max_batch,
             read_timeout=args.read_timeout,
+            max_calls=args.max_calls,
+            max_inflight_mb=args.max_inflight_mb,
             num_versions=args.num_versions,
             version_labels=parse_labels(args.version_label),
             batching=_batching(args),
@@ -40,7 +42,8 @@ def run(args):
     versions = server.repository.available_versions() or "none yet"
     print(
         f"serving model {server.model_name!r} (versions {versions}) from {args.base_path}: gRPC {server.address}"
-        f"{rest}; polling every {args.poll_seconds:g} s; Ctrl-C stops",
+        f"{rest}; polling every {args.poll_seconds:g} s; requests may add at most "
+        f"{server.memory_bound_bytes / 2**20:.0f} MiB of memory; Ctrl-C stops",
         flush=True,
     )
     while not stop.wait(0.5):
@@ -86,13 +89,19 @@ def _port(text):
 
 
 def register(commands):
+    from dirtypixels_tf.serving.limits import BOUND_TEXT
+
     parser = commands.add_parser(
         "serve",
         help="serve exported SavedModels with TF Serving's gRPC API (and REST :predict)",
         description="Serve the versions under MODEL_BASE_PATH (export --out) with TF Serving's PredictionService "
         "(Predict, Classify, GetModelMetadata) and ModelService (GetModelStatus) on gRPC, and optionally REST "
         "POST /v1/models/NAME:predict. Requests over --max-message-mb or --max-batch are refused before they are "
-        "expanded; calls that stall hold no worker. New versions are picked up every --poll-seconds; the latest is served.",
+        "expanded; calls that stall hold no worker. New versions are picked up every --poll-seconds; the latest is "
+        f"served. Memory: {BOUND_TEXT} (MiB; base: the loaded model after one request), whatever clients send or "
+        "withhold: at most --max-calls gRPC calls, each holding one message of at most --max-message-mb for at most "
+        "--read-timeout s, and whole requests reserving their working memory (4x a gRPC message, 12x a REST body) "
+        "from --max-inflight-mb (or waiting up to --read-timeout s, then RESOURCE_EXHAUSTED / 429).",
     )
     parser.add_argument("base_path", metavar="MODEL_BASE_PATH", help="directory of integer-named versions")
     parser.add_argument("--model-name", default=None, help="name clients ask for (default: the directory's name)")
@@ -106,7 +115,19 @@ def register(commands):
         "--max-batch", type=positive_int, default=64, help="largest batch a request may hold (64; more: refused)"
     )
     parser.add_argument(
-        "--read-timeout", type=positive_float, default=30.0, help="seconds a REST client may take to send its body (30)"
+        "--read-timeout",
+        type=positive_float,
+        default=30.0,
+        help="seconds a client may take to send its request (30; REST: 408, gRPC: DEADLINE_EXCEEDED)",
+    )
+    parser.add_argument(
+        "--max-calls", type=positive_int, default=64, help="gRPC calls open at once (64; more: RESOURCE_EXHAUSTED)"
+    )
+    parser.add_argument(
+        "--max-inflight-mb",
+        type=positive_float,
+        default=1024.0,
+        help="MiB of working memory whole requests may reserve together (1024)",
     )
     parser.add_argument("--num-versions", type=positive_int, default=1, help="latest versions kept loaded (1)")
     parser.add_argument("--version-label", action="append", metavar="LABEL=VERSION", help="a version label")

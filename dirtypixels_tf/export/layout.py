@@ -1,8 +1,11 @@
 """The on-disk layout of exported models, as TF Serving reads it: one place for the names every reader uses.
 
 A base path holds integer-named version directories (BASE/1, BASE/2, ...); a version is complete once its
-SavedModel graph file (SAVED_MODEL_FILE) is there. Other names (such as the hidden .tmp-N-xxxx directories of an
-export under way) are not versions. Beside the SavedModel, EXTRA_DIR holds TF Serving's warm-up requests
+SavedModel graph file (SAVED_MODEL_FILE) is there. The rule for names (scan_versions): a version is named by a
+canonical decimal number from 0 to 2**63 - 1 (TF Serving's int64); names of other characters (such as the hidden
+.tmp-N-xxxx directories of an export under way) are not versions and pass unremarked; names of digits that are not
+canonical ("0010": which version would it be?) or beyond int64 are ignored with a reason, and so are folders that
+cannot be read (permissions, symbolic-link loops). Beside the SavedModel, EXTRA_DIR holds TF Serving's warm-up requests
 (WARMUP_FILE) and this package's metadata (METADATA_FILE: JSON with the image size, classes and sensor).
 export/savedmodel.py writes versions; serving/repository.py and evaluation/predictors.py read them. No TensorFlow is imported here.
 """
@@ -15,12 +18,45 @@ SAVED_MODEL_FILE = "saved_model.pb"
 EXTRA_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
 METADATA_FILE = "dirtypixels.json"
-_VERSION_NAME = re.compile(r"[0-9]+")
+MAX_VERSION = 2**63 - 1  # versions are int64 in TF Serving's protos
+_DIGITS = re.compile(r"[0-9]+")
+_VERSION_NAME = re.compile(r"0|[1-9][0-9]*")
 
 
 def is_version_name(name):
-    """True for a version directory's name: decimal digits only ("1", "20")."""
-    return _VERSION_NAME.fullmatch(name) is not None
+    """True for a version directory's name: a canonical decimal number up to MAX_VERSION ("1", "20"; not "0010")."""
+    return _VERSION_NAME.fullmatch(name) is not None and int(name) <= MAX_VERSION
+
+
+def scan_versions(base_path):
+    """({version: path} of the complete versions under `base_path`, {folder name: why it is not one}).
+
+    Only names of digits can be problems (others are not meant as versions); a version folder without its
+    SAVED_MODEL_FILE yet (a copy under way) is neither. OSError if `base_path` itself cannot be listed.
+    """
+    versions, problems = {}, {}
+    for entry in os.scandir(base_path):
+        name = entry.name
+        if not _DIGITS.fullmatch(name):
+            continue
+        if not is_version_name(name):
+            problems[name] = (
+                "ignored: version numbers are written without leading zeros"
+                if _VERSION_NAME.fullmatch(name) is None
+                else "ignored: beyond the largest version number, 2**63 - 1"
+            )
+            continue
+        try:
+            if not entry.is_dir():
+                continue
+            os.stat(os.path.join(entry.path, SAVED_MODEL_FILE))
+        except FileNotFoundError:
+            continue
+        except OSError as error:  # permissions, a symbolic-link loop, an I/O error
+            problems[name] = f"cannot be read: {error.strerror or error}"
+            continue
+        versions[int(name)] = entry.path
+    return versions, problems
 
 
 def is_savedmodel(path):
@@ -30,11 +66,7 @@ def is_savedmodel(path):
 
 def saved_versions(base_path):
     """The sorted version numbers under `base_path` whose directory holds a complete SavedModel."""
-    return sorted(
-        int(entry.name)
-        for entry in os.scandir(base_path)
-        if entry.is_dir() and is_version_name(entry.name) and is_savedmodel(entry.path)
-    )
+    return sorted(scan_versions(base_path)[0])
 
 
 def find_savedmodel(path):

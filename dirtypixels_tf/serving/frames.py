@@ -19,14 +19,19 @@
   For a model that takes alpha and sigma per colour ([B, 3], exported with per-channel noise), a camera RAW file
   goes through the real-capture front end instead (data/camera_raw.prepare_capture with the `capture` options:
   white balance, the release's crop and subsample, exposure, per-colour noise) to "serving_default".
+Pixel budget: a .npy frame or an image larger than `max_pixels` (DEFAULT_MAX_PIXELS, 64 megapixels: about 0.8 GB
+as float32 RGB) is refused from its header, before its pixels are read (Pillow's own ceiling, 2 x 89.5
+megapixels, applies on top of a larger budget). Camera RAW files are not checked here (data/camera_raw.py).
 """
 
 import dataclasses
 import os
+import warnings
 
 import numpy as np
 
 from dirtypixels_tf.catalog import (
+    DEFAULT_MAX_PIXELS,
     DEFAULT_PRESET,
     DEFAULT_PROFILE,
     LIGHT_PROFILES,
@@ -39,6 +44,15 @@ from dirtypixels_tf.physics import noise
 from dirtypixels_tf.physics.sensor_files import resolve_sensor
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def check_pixels(path, width, height, max_pixels):
+    """ValueError naming the file if width x height is over the pixel budget."""
+    if width * height > max_pixels:
+        raise ValueError(
+            f"{path}: {width} x {height} = {width * height / 1e6:.1f} megapixels, more than the budget of "
+            f"{max_pixels / 1e6:g} (--max-megapixels); not decoded"
+        )
 
 
 @dataclasses.dataclass
@@ -119,6 +133,18 @@ def _noise_of_profile(profile, sensor):
     return resolve_sensor(sensor).preset.at_light_level(low)
 
 
+def _npy_shape(path):
+    """The shape a .npy file's header declares (nothing else is read); None without a readable header (np.load
+    then says what is wrong)."""
+    with open(path, "rb") as file:
+        try:
+            version = np.lib.format.read_magic(file)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            return read(file)[0]
+        except ValueError:
+            return None
+
+
 def _as_mosaic(array, path):
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
@@ -140,6 +166,7 @@ def read_frame(
     iso=None,
     seed=(0, 0),
     capture=None,
+    max_pixels=DEFAULT_MAX_PIXELS,
 ):
     """The Frame of file `path` for a model of image_size (H, W); see the module docstring for each kind. capture:
     None, or the options of data.camera_raw.prepare_capture for camera RAW files (a per-colour model's).
@@ -152,6 +179,9 @@ def read_frame(
         raise ValueError(f"alpha and sigma must be given together; received alpha={alpha!r}, sigma={sigma!r}")
     if extension == ".npy":
         try:
+            shape = _npy_shape(path)
+            if shape is not None and len(shape) >= 2:
+                check_pixels(path, shape[1], shape[0], max_pixels)
             array = _as_mosaic(np.load(path, allow_pickle=False), path)
         except EOFError:
             raise ValueError(f"{path}: the file is empty or truncated (not a .npy array)") from None
@@ -176,7 +206,10 @@ def read_frame(
     if extension in CAMERA_RAW_EXTENSIONS:
         return _camera_raw_frame(path, image_size, pattern, iso, capture)
     if extension in IMAGE_EXTENSIONS:
-        return _simulated_frame(path, image_size, profile or DEFAULT_PROFILE, sensor, pattern, alpha, sigma, seed)
+        pixels = read_image(path, max_pixels)
+        return _simulated_frame(
+            path, pixels, image_size, profile or DEFAULT_PROFILE, sensor, pattern, alpha, sigma, seed
+        )
     raise ValueError(
         f"{path}: unknown kind of file; classify reads .npy RAW frames, images ({', '.join(IMAGE_EXTENSIONS)}) and "
         f"camera RAW ({', '.join(CAMERA_RAW_EXTENSIONS)})"
@@ -194,12 +227,20 @@ def _uint16_frame(path, values, black_level, white_level, iso, kind):
     return Frame(path, UINT16_SIGNATURE, inputs, description)
 
 
-def read_image(path):
+def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     """(RGB float32 [H, W, 3] in [0, 1], "8-bit" | "16-bit") of an ordinary image file. 16-bit greyscale (Pillow's
-    modes I;16 and I) is scaled by 65535, not clipped to 8 bits; other modes go through Pillow's RGB conversion."""
+    modes I;16 and I) is scaled by 65535, not clipped to 8 bits; other modes go through Pillow's RGB conversion.
+    An image over `max_pixels` is refused from its header (ValueError)."""
     from PIL import Image
 
-    with Image.open(path) as image:
+    try:
+        with warnings.catch_warnings():  # Pillow's warning over 89.5 megapixels: the budget below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)  # reads the header only
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{path}: {error}; not decoded") from None
+    with opened as image:
+        check_pixels(path, image.width, image.height, max_pixels)
         image.load()
         if image.mode.startswith("I;16") or image.mode == "I":
             values = np.asarray(image).astype(np.float64)
@@ -214,13 +255,13 @@ def read_image(path):
         return np.asarray(image.convert("RGB"), np.float32) / 255.0, "8-bit"
 
 
-def _simulated_frame(path, image_size, profile, sensor, pattern, alpha, sigma, seed):
+def _simulated_frame(path, image, image_size, profile, sensor, pattern, alpha, sigma, seed):
     import tensorflow as tf
 
     from dirtypixels_tf.data.preprocessing import DEFAULT_CENTRAL_FRACTION, preprocess_for_eval
     from dirtypixels_tf.physics.sensor import SensorModel
 
-    pixels, depth = read_image(path)
+    pixels, depth = image
     scene = preprocess_for_eval(tf.constant(pixels), image_size, DEFAULT_CENTRAL_FRACTION)
     simulated = SensorModel(preset=sensor, light_levels=profile, alpha=alpha, sigma=sigma, pattern=pattern)
     frame = simulated.simulate(scene[None], tf.constant(seed, tf.int64))

@@ -1,11 +1,14 @@
 """The versions of one model on disk, loaded and kept current the way TF Serving's file-system source does it.
 
-A base path holds integer-named version directories (BASE/1, BASE/2, ...), each a SavedModel (the layout:
-export/layout.py). Every poll the
+A base path holds integer-named version directories (BASE/1, BASE/2, ...), each a SavedModel (the layout and the
+rule for version names: export/layout.py). Every poll the
 repository lists them, keeps the `num_versions` highest that hold a saved_model.pb (TF Serving's default policy is
 the latest one), loads the new ones and unloads the others. Names that are not integers (such as the .tmp-N-xxxx
 directories of an export under way) are ignored; so is a version directory without saved_model.pb yet (a copy in
-progress): it is looked at again on the next poll. A version that fails to load is reported by `states()` and not
+progress): it is looked at again on the next poll. Folders named by digits that are not versions ("0010", numbers
+beyond int64) and version folders that cannot be read (permissions, symbolic-link loops) are logged once, with the
+reason, and the poll goes on with the others; an unreadable version is also reported by `states()` (END, with the
+reason) until it becomes readable or goes. A version that fails to load is reported by `states()` and not
 retried; the newest loaded version then stays (a server never drops to no version because a newer one is broken). A version replays its assets.extra/tf_serving_warmup_requests, if present, before it becomes available.
 
 Version labels map a label to a version number (TF Serving's `version_labels` in models.config).
@@ -107,6 +110,7 @@ class ModelRepository:
         self._servables = {}  # version -> Servable
         self._states = {}  # version -> ("AVAILABLE" | "END", error message or "")
         self._failed = {}  # version -> the files' fingerprint when it failed to load: retried when they change
+        self._problems = {}  # folder name -> why it is not a usable version (logged once)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None
@@ -117,7 +121,9 @@ class ModelRepository:
         A version unloaded earlier is loaded again when it is wanted again (e.g. the newer one was deleted: a
         rollback); one that failed to load is tried again when its files have changed since.
         """
-        wanted = layout.saved_versions(self.base_path)[-self.num_versions :]
+        found, problems = layout.scan_versions(self.base_path)
+        self._report(problems)
+        wanted = sorted(found)[-self.num_versions :]
         loaded = []
         for version in wanted:
             if version in self._servables:
@@ -156,6 +162,24 @@ class ModelRepository:
         for version in unloaded:
             LOGGER.info("model %s: version %d unloaded", self.name, version)
         return loaded, unloaded
+
+    def _report(self, problems):
+        """Log each folder's problem once (and again if it changes); unreadable versions also go to states()."""
+        with self._lock:
+            for name, reason in problems.items():
+                if self._problems.get(name) != reason:
+                    LOGGER.warning("model %s: folder %r under the base path: %s", self.name, name, reason)
+                if layout.is_version_name(name) and int(name) not in self._servables:
+                    self._states[int(name)] = ("END", f"version {name} {reason}")
+            for name, reason in self._problems.items():
+                if name not in problems:
+                    LOGGER.info("model %s: folder %r: no longer a problem", self.name, name)
+                    if layout.is_version_name(name) and self._states.get(int(name)) == (
+                        "END",
+                        f"version {name} {reason}",
+                    ):
+                        del self._states[int(name)]
+            self._problems = dict(problems)
 
     def start_polling(self, poll_seconds):
         """Refresh every `poll_seconds` in a daemon thread until `stop_polling`."""

@@ -10,10 +10,14 @@ there), grpc_api.py (grpc.aio) and rest.py (aiohttp) move bytes. Both front ends
 a thread of their own; requests whose message has arrived whole run in one pool of `max_workers` threads. A call
 or upload that stalls (headers and no body, a gRPC stream without its message) holds a coroutine, never a worker,
 so it cannot slow the others; a REST body that does not arrive within `read_timeout` seconds is answered 408, and
-a connection idle (or stuck in its headers) for `read_timeout` seconds is closed.
+a connection idle (or stuck in its headers) for `read_timeout` seconds is closed; a gRPC message not whole within
+`read_timeout` seconds is answered DEADLINE_EXCEEDED.
 Limits: a message over --max-message-mb (gRPC: RESOURCE_EXHAUSTED from gRPC itself; REST: 413 from the
-Content-Length, before the body is read), a tensor declared over it (RESOURCE_EXHAUSTED, from the TensorProto's
-shape before any array is built), a batch over --max-batch (INVALID_ARGUMENT).
+Content-Length, before the body is read), a REST body larger than the signature's largest request allows (413,
+before it is read), a tensor declared over it (RESOURCE_EXHAUSTED, from the TensorProto's shape before any array is
+built), a batch over --max-batch (INVALID_ARGUMENT), more than --max-calls open gRPC calls (RESOURCE_EXHAUSTED), more
+working memory than --max-inflight-mb (waits, then RESOURCE_EXHAUSTED or 429). Together they bound the server's
+memory: limits.py states the bound as a formula of these settings.
 """
 
 import asyncio
@@ -28,6 +32,7 @@ from aiohttp import web
 from dirtypixels_tf.serving.batching import Batcher
 from dirtypixels_tf.serving.core import PredictionCore, call_signature
 from dirtypixels_tf.serving.grpc_api import add_services
+from dirtypixels_tf.serving.limits import MIB, ByteBudget, memory_bound_bytes
 from dirtypixels_tf.serving.repository import ModelRepository
 from dirtypixels_tf.serving.rest import ProtocolLog, RestApi, make_app
 
@@ -56,8 +61,11 @@ class LocalModelServer:
         max_workers: requests (gRPC and REST together) computed at once; more wait their turn.
         max_message_mb: the largest request and response, in MiB, and the largest tensor a request may declare.
         max_batch: the largest batch a request may hold.
-        read_timeout: seconds a REST request may take to send its body (408 after); REST connections idle or stuck
-            in their headers that long are closed.
+        read_timeout: seconds a request may take to send its body (REST: 408 after; gRPC: DEADLINE_EXCEEDED); REST
+            connections idle or stuck in their headers that long are closed; a request waits at most that long for
+            room in the --max-inflight-mb budget.
+        max_calls: gRPC calls open at once (and HTTP/2 streams per connection); more are RESOURCE_EXHAUSTED.
+        max_inflight_mb: MiB of working memory that whole requests (gRPC and REST) may reserve together (limits.py).
         num_versions, version_labels: see repository.ModelRepository.
         batching: a batching.BatchingParameters to merge concurrent Predict requests (TF Serving's
             --enable_batching), or None; request threads grow by its max_batch_size, as they only wait for a batch.
@@ -76,6 +84,8 @@ class LocalModelServer:
         max_message_mb=64,
         max_batch=64,
         read_timeout=30.0,
+        max_calls=64,
+        max_inflight_mb=1024,
         num_versions=1,
         version_labels=None,
         batching=None,
@@ -87,11 +97,14 @@ class LocalModelServer:
             (max_message_mb, "max_message_mb"),
             (max_batch, "max_batch"),
             (read_timeout, "read_timeout"),
+            (max_calls, "max_calls"),
+            (max_inflight_mb, "max_inflight_mb"),
             (poll_seconds, "poll_seconds"),
         ):
             _positive(value, label)
-        if isinstance(max_batch, float) and not max_batch.is_integer():
-            raise ValueError(f"max_batch must be a positive integer; received {max_batch!r}")
+        for value, label in ((max_batch, "max_batch"), (max_calls, "max_calls")):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(f"{label} must be a positive integer; received {value!r}")
         self.host = host
         self.port = port
         self.rest_port = rest_port
@@ -99,6 +112,8 @@ class LocalModelServer:
         self.max_workers = int(max_workers)
         self.max_message_bytes = int(max_message_mb * 1024 * 1024)
         self.read_timeout = float(read_timeout)
+        self.max_calls = int(max_calls)
+        self.budget = ByteBudget(int(max_inflight_mb * MIB))
         self.repository = ModelRepository(name, base_path, num_versions, version_labels)
         self.core = PredictionCore(self.repository, max_batch=int(max_batch), max_bytes=self.max_message_bytes)
         self.repository.warmup = self.core.warmup
@@ -112,6 +127,11 @@ class LocalModelServer:
     @property
     def model_name(self):
         return self.repository.name
+
+    @property
+    def memory_bound_bytes(self):
+        """The most resident memory requests may add to the loaded, warmed-up server (limits.py)."""
+        return memory_bound_bytes(self.max_calls, self.max_message_bytes, self.budget.limit)
 
     @property
     def address(self):
@@ -140,9 +160,12 @@ class LocalModelServer:
         options = [
             ("grpc.max_receive_message_length", self.max_message_bytes),
             ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.max_concurrent_streams", self.max_calls),
         ]
-        self._grpc = grpc.aio.server(migration_thread_pool=self._executor, options=options)
-        add_services(self._grpc, self.core, self._executor)
+        self._grpc = grpc.aio.server(
+            migration_thread_pool=self._executor, options=options, maximum_concurrent_rpcs=self.max_calls
+        )
+        add_services(self._grpc, self.core, self._executor, self.budget, self.read_timeout)
         address = _address(self.host, self.port)
         try:
             port = self._grpc.add_insecure_port(address)
@@ -159,7 +182,7 @@ class LocalModelServer:
             except OSError as error:
                 raise OSError(f"cannot bind REST to {_address(self.host, self.rest_port)}: {error}") from None
             self.rest_port = sock.getsockname()[1]
-            app = make_app(RestApi(self.core), self._executor, self.max_message_bytes, self.read_timeout)
+            app = make_app(RestApi(self.core), self._executor, self.max_message_bytes, self.read_timeout, self.budget)
             self._rest = web.AppRunner(
                 app,
                 access_log=None,

@@ -286,6 +286,24 @@ def run_experiment(config, run_dir, verbose=1, log=print):
     when pretrain is set. metrics.json holds the same without the models."""
     config_lib.validate(config)
     config_lib.require_complete(config)
+    created = not os.path.exists(run_dir)
+    try:
+        return _run_experiment(config, run_dir, verbose, log)
+    except Exception:
+        if created:  # a value refused once training was set up (e.g. a data path): leave no empty run directory
+            _remove_empty_tree(run_dir)
+        raise
+
+
+def _remove_empty_tree(path):
+    for root, _, _ in os.walk(path, topdown=False):  # the deepest first
+        try:
+            os.rmdir(root)
+        except OSError:  # not empty: something was written, it stays
+            pass
+
+
+def _run_experiment(config, run_dir, verbose, log):
     previous_policy = _setup(config)
     try:
         strategy = strategy_lib.make_strategy(config.distribution)

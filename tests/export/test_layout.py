@@ -33,3 +33,21 @@ def test_metadata_is_read_from_the_extra_assets(tmp_path):
     (tmp_path / "1" / layout.EXTRA_DIR).mkdir()
     (tmp_path / "1" / layout.EXTRA_DIR / layout.METADATA_FILE).write_text(json.dumps({"class_names": ["a", "b"]}))
     assert layout.read_export_metadata(tmp_path / "1") == {"class_names": ["a", "b"]}
+
+
+def test_the_rule_for_version_names_and_the_folders_it_reports(tmp_path):
+    """Canonical decimal numbers up to 2**63 - 1 are versions; digits with leading zeros or beyond int64 are
+    reported and ignored, as is a symbolic-link loop; other names pass unremarked."""
+    base = tmp_path / "model"
+    for name in ("0", "5", "0010", "9223372036854775807", "9223372036854775808", "notes"):
+        _version(base, name)
+    (base / "6").symlink_to("6")
+    versions, problems = layout.scan_versions(base)
+    assert sorted(versions) == [0, 5, 2**63 - 1]
+    assert problems == {
+        "0010": "ignored: version numbers are written without leading zeros",
+        "9223372036854775808": "ignored: beyond the largest version number, 2**63 - 1",
+        "6": "cannot be read: Too many levels of symbolic links",
+    }
+    assert not layout.is_version_name("0010") and not layout.is_version_name("99999999999999999999")
+    assert layout.is_version_name("0") and layout.is_version_name("9223372036854775807")

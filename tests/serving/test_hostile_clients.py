@@ -251,19 +251,27 @@ MALFORMED_HTTP = {
         400,
         "",
     ),
-    "a declared body over --max-message-mb": (
+    "a declared body over the largest request of --max-batch examples": (
         b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1610612736\r\n\r\n",
         413,
-        "request body of 1610612736 bytes is larger than the maximum of 4194304 bytes (--max-message-mb)",
+        "request body of 1610612736 bytes is larger than the maximum of 302880 bytes (the largest request of "
+        "--max-batch examples)",
     ),
-    "a chunked body over --max-message-mb": (
+    "a chunked body over the largest request of --max-batch examples": (
         b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         + (b"100000\r\n" + b" " * 0x100000 + b"\r\n") * 5
         + b"0\r\n\r\n",
         413,
-        "larger than the maximum of 4194304 bytes",
+        "larger than the maximum of 302880 bytes",
     ),
-    "JSON nested 100000 deep": (None, 400, "nested too deeply"),
+    "JSON nested 10000 deep": (None, 400, "nested too deeply"),
+    "a body of more JSON values than --max-batch examples hold": (
+        b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 200002\r\n\r\n["
+        + b"0," * 100_000
+        + b"]",
+        400,
+        "the request body holds 100001 JSON values and lists; a request of --max-batch 8 examples holds at most",
+    ),
     "a 20-digit version": (
         b"GET /v1/models/tiny/versions/12345678901234567890 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         400,
@@ -276,7 +284,7 @@ MALFORMED_HTTP = {
 def test_malformed_http_is_answered_with_its_status(strict, case):
     data, status, text = MALFORMED_HTTP[case]
     if data is None:
-        body = b"[" * 100_000 + b"]" * 100_000
+        body = b"[" * 10_000 + b"]" * 10_000
         data = (
             b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
             % (len(body), body)

@@ -7,6 +7,7 @@ import stat
 import threading
 
 import numpy as np
+import pytest
 from tiny_models import CLASS_NAMES, SIZE
 
 from dirtypixels_tf.export import export_savedmodel
@@ -80,3 +81,48 @@ def test_two_exports_at_once_both_publish_and_versions_are_world_readable(tiny_m
                 expected = (0o777 if os.path.isdir(name) else 0o666) & ~umask
                 assert mode & 0o444 == expected & 0o444, f"{name}: mode {oct(mode)}"
             assert stat.S_IMODE(os.stat(root).st_mode) & 0o111 == 0o777 & ~umask & 0o111
+
+
+def test_folder_names_that_are_not_versions_and_unreadable_folders_are_reported_and_polling_goes_on(
+    exported, tmp_path, caplog
+):
+    """The rule for names (export/layout.py): canonical decimal numbers up to 2**63 - 1. "0010" and a 20-digit
+    number are ignored with a logged reason; a symbolic-link loop BASE/6 -> 6 is reported in the log and in
+    states() while version 1 is served and a new version 8 is still loaded; removing it clears its status."""
+    base = tmp_path / "tiny"
+    shutil.copytree(exported[1], base / "1")
+    for name in ("0010", "99999999999999999999"):
+        shutil.copytree(exported[1], base / name)
+    os.symlink("6", base / "6")
+    repository = ModelRepository("tiny", base)
+    with caplog.at_level("INFO", logger="dirtypixels_tf.serving"):
+        assert repository.refresh() == ([1], [])
+        shutil.copytree(exported[1], base / "8")
+        assert repository.refresh() == ([8], [1])
+    assert repository.states()[6] == ("END", "version 6 cannot be read: Too many levels of symbolic links")
+    assert sorted(repository.states()) == [1, 6, 8]  # no 10, no 20-digit version: the status proto can hold them
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 3  # each problem logged once, not at every poll
+    assert "folder '0010' under the base path: ignored: version numbers are written without leading zeros" in (
+        " ".join(warnings)
+    )
+    assert "'99999999999999999999' under the base path: ignored: beyond the largest version number" in (
+        " ".join(warnings)
+    )
+    os.remove(base / "6")
+    repository.refresh()
+    assert sorted(repository.states()) == [1, 8]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their permissions")
+def test_an_unreadable_version_folder_is_reported(exported, tmp_path):
+    base = tmp_path / "tiny"
+    shutil.copytree(exported[1], base / "1")
+    shutil.copytree(exported[1], base / "2")
+    os.chmod(base / "2", 0)
+    try:
+        repository = ModelRepository("tiny", base)
+        assert repository.refresh() == ([1], [])
+        assert repository.states()[2] == ("END", "version 2 cannot be read: Permission denied")
+    finally:
+        os.chmod(base / "2", stat.S_IRWXU)

@@ -1,4 +1,9 @@
-"""YAML config files: the bundled names, `base:` chains, `a.b=VALUE` overrides, and params.yaml written back."""
+"""YAML config files: the bundled names, `base:` chains, `a.b=VALUE` overrides, and params.yaml written back.
+
+Hostile files: a config file (each of a `base:` chain) may be at most MAX_CONFIG_BYTES, checked before it is read;
+YAML aliases (`*name`) are refused where the parser meets them, before anything is expanded (a few nested anchors
+would otherwise expand to gigabytes); refusals quote at most a short prefix of a value (schema.ConfigError).
+"""
 
 import os
 import tempfile
@@ -15,6 +20,28 @@ from dirtypixels_tf.training.config.schema import (
 )
 from dirtypixels_tf.training.config.validation import from_dict
 
+MAX_CONFIG_BYTES = 1024 * 1024  # the bundled configs are ~1 KB; params.yaml ~3 KB
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases: an alias is refused when it is composed, before it is expanded."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"found alias *{event.anchor[:40]}: aliases are not allowed in config files",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text):
+    """Plain data of YAML text (aliases refused: _ConfigLoader)."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+
 
 def read_yaml(path, _chain=()):
     """The plain data of a YAML config file with its `base:` chain merged in."""
@@ -23,9 +50,14 @@ def read_yaml(path, _chain=()):
         raise ConfigError(f"base: circular chain of config files: {' -> '.join(_chain + (path,))}")
     if not os.path.isfile(path):
         raise ConfigError(f"config file not found: {path!r}")
+    size = os.path.getsize(path)
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: a config file may be at most {MAX_CONFIG_BYTES} bytes; this one has {size}")
     with open(path, encoding="utf-8") as stream:
         try:
-            data = yaml.safe_load(stream)
+            data = parse_yaml(stream.read(MAX_CONFIG_BYTES + 1))
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{path}: not UTF-8 text: {error}") from None
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML: {error}") from None
     data = {} if data is None else data
@@ -69,10 +101,14 @@ def apply_override(data, assignment):
     parts = key.strip().split(".")
     if not all(parts):
         raise ConfigError(f"an override must look like section.key=value; received {assignment!r}")
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{key}: an override value may be at most {MAX_CONFIG_BYTES} characters; received {len(text)}"
+        )
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        value = parse_yaml(text) if text.strip() else ""
     except yaml.YAMLError as error:
-        raise ConfigError(f"{key}: the value {text!r} is not valid YAML ({error})") from None
+        raise ConfigError(f"{key}: the value {text[:60]!r} is not valid YAML ({error})") from None
     nested = value
     for part in reversed(parts):
         nested = {part: nested}

@@ -28,8 +28,18 @@ MISSING = "???"  # a required user setting (a path only the user knows): loads a
 MISSING_FIELDS = ("data.train_path", "data.eval_path", "stages.isp_weights", "stages.head_weights")
 
 
+MAX_MESSAGE_CHARS = 400  # a refusal quotes at most this much (a value may be megabytes of text)
+
+
 class ConfigError(ValueError):
-    """A config value or key that is refused; the message starts with the key's path."""
+    """A config value or key that is refused; the message starts with the key's path. Messages longer than
+    MAX_MESSAGE_CHARS are cut there (the quoted value is what grows), saying how long they were."""
+
+    def __init__(self, message):
+        message = str(message)
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = f"{message[:MAX_MESSAGE_CHARS]}... (message cut; {len(message)} characters)"
+        super().__init__(message)
 
 
 @dataclasses.dataclass
