@@ -100,7 +100,7 @@ def _assert(condition, message, *data):
 class _Signatures:
     """The signature functions of one model (traced by ExportArchive.add_endpoint)."""
 
-    def __init__(self, model, image_size, classifies, preset, top_k, class_names, per_channel):
+    def __init__(self, model, image_size, classifies, preset, top_k, class_names, per_channel=False):
         self.model = model
         self.per_channel = per_channel
         self.height, self.width = image_size
