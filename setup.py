@@ -5,6 +5,8 @@ from setuptools import find_packages, setup
 BASELINES = ["bm3d>=4.0", "colour-demosaicing>=0.2.6", "scikit-image>=0.22"]
 RAW = ["rawpy>=0.21", "tifffile>=2024.1"]
 PLOTS = ["matplotlib>=3.8"]
+# The LiteRT runtime (export/tflite.py runs .tflite models with it where installed, else with tf.lite).
+LITERT = ["ai-edge-litert>=2.0"]
 
 setup(
     name="dirtypixels_tf",
@@ -40,8 +42,9 @@ setup(
         "raw": RAW,
         "baselines": BASELINES,
         "plots": PLOTS,
+        "litert": LITERT,
         # Everything the tests exercise, the conventional baselines included (bm3d is free for non-commercial use).
-        "dev": RAW + PLOTS + BASELINES + ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5"],
+        "dev": RAW + PLOTS + BASELINES + LITERT + ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5"],
     },
     entry_points={"console_scripts": ["dirtypixels=dirtypixels_tf.cli:main"]},
 )

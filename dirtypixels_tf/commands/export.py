@@ -9,7 +9,7 @@ signatures and export/README.md for which client uses which.
 import json
 import os
 
-from dirtypixels_tf.catalog import DEFAULT_PRESET, UINT16_SIGNATURE
+from dirtypixels_tf.catalog import DEFAULT_PRESET, TFLITE_QUANTIZE, UINT16_SIGNATURE
 from dirtypixels_tf.commands.common import UsageError, path_or_name, positive_int, sensor_spec
 
 
@@ -29,7 +29,7 @@ def read_class_names(path):
 
 def validate(args):
     """Checks that need no TensorFlow."""
-    if args.quantize and not args.tflite:
+    if args.quantize != "none" and not args.tflite:
         raise UsageError("--quantize applies to --tflite; give --tflite PATH.tflite")
     if args.class_names and not os.path.isfile(args.class_names):
         raise UsageError(f"--class-names: no such file {args.class_names!r}")
@@ -51,12 +51,7 @@ def default_class_names(source):
 def run(args):
     from tqdm import tqdm
 
-    from dirtypixels_tf.export import (
-        export_savedmodel,
-        export_tflite,
-        read_export_metadata,
-        tflite_parity,
-    )
+    from dirtypixels_tf.export import export_savedmodel, export_tflite, read_export_metadata, tflite
     from dirtypixels_tf.models.loading import load_model
 
     class_names = read_class_names(args.class_names) if args.class_names else default_class_names(args.source)
@@ -73,22 +68,22 @@ def run(args):
         progress.update()
         if args.tflite:
             progress.set_description("converting to TFLite")
-            info = export_tflite(model, args.tflite, args.quantize, fold_batch_norm=fold)
+            calibration = tflite.calibration_frames(model.image_size, args.sensor) if args.quantize == "int8" else None
+            info = export_tflite(model, args.tflite, args.quantize, fold, calibration)
             progress.update()
-            progress.set_description("TFLite parity check")
-            parity = tflite_parity(args.tflite, path, count=args.parity_frames)
+            progress.set_description("LiteRT parity report")
+            frames = tflite.parity_frames(model.image_size, args.parity_frames, sensor=args.sensor)
+            parity = tflite.tflite_parity(args.tflite, path, frames)
+            report_path = tflite.write_parity_report(parity, info)
             progress.update()
     signatures = ", ".join(read_export_metadata(path)["signatures"])
     named = f"{len(class_names)} class names" if class_names else "no class names (give --class-names)"
     print(f"wrote {path} (signatures {signatures}; sensor {args.sensor} in {UINT16_SIGNATURE}; {named})")
     if args.tflite:
         ops = "built-in and SELECT_TF_OPS (needs the Flex delegate)" if info["select_tf_ops"] else "built-in only"
-        agreement = "" if parity["top1_agreement"] is None else f"top-1 agreement {parity['top1_agreement']:.1%}, "
-        print(
-            f"wrote {info['path']} ({info['bytes']:,} bytes, quantize={info['quantize']}, ops {ops}); against the "
-            f"SavedModel on {parity['count']} simulated frames: {agreement}max |{parity['compared']} diff| "
-            f"{parity['max_abs_diff']:.3g}, mean {parity['mean_abs_diff']:.3g}"
-        )
+        print(f"wrote {info['path']} ({info['bytes']:,} bytes, quantize={info['quantize']}, ops {ops})")
+        print(f"parity against the SavedModel on simulated frames (wrote {report_path}):")
+        print(tflite.format_parity_report(parity))
     return 0
 
 
@@ -130,7 +125,15 @@ def register(commands):
         "release's own outputs), or none",
     )
     export.add_argument("--tflite", default=None, metavar="PATH.tflite", help="also write a TFLite model")
-    export.add_argument("--quantize", default=None, choices=("dynamic",), help="TFLite dynamic-range quantization")
-    export.add_argument("--parity-frames", type=positive_int, default=16, help="frames of the TFLite parity check")
+    export.add_argument(
+        "--quantize",
+        default="none",
+        choices=TFLITE_QUANTIZE,
+        help="TFLite weights and activations: float32 (none), float16 weights, dynamic range (int8 weights), or "
+        "full-integer int8 calibrated on simulated RAW frames of --sensor (docs/mobile.md)",
+    )
+    export.add_argument(
+        "--parity-frames", type=positive_int, default=64, help="frames per light level of the LiteRT parity report"
+    )
     export.add_argument("--quiet", action="store_true", help="no progress bar")
     export.set_defaults(run=run, validate=validate, parser=export)
