@@ -11,6 +11,7 @@ import os
 
 from dirtypixels_tf.catalog import DEFAULT_PRESET, TFLITE_QUANTIZE, UINT16_SIGNATURE
 from dirtypixels_tf.commands.common import UsageError, path_or_name, positive_int, sensor_spec
+from dirtypixels_tf.commands.simulate import check_data_source
 
 
 def read_class_names(path):
@@ -33,6 +34,11 @@ def validate(args):
         raise UsageError("--quantize applies to --tflite; give --tflite PATH.tflite")
     if args.class_names and not os.path.isfile(args.class_names):
         raise UsageError(f"--class-names: no such file {args.class_names!r}")
+    if args.calibration_source and args.quantize != "int8":
+        raise UsageError(f"--calibration-source applies to --quantize int8; received --quantize {args.quantize}")
+    for name in ("calibration_source", "parity_source"):
+        if getattr(args, name):
+            check_data_source(getattr(args, name), "--" + name.replace("_", "-"))
 
 
 def default_class_names(source):
@@ -46,6 +52,13 @@ def default_class_names(source):
     else:
         return None  # a preset name
     return read_class_names(path) if os.path.isfile(path) else None
+
+
+def _frames_source(spec, split):
+    """The dataset of (image, label) of a data source spec (fashion-mnist's `split`), or None (simulated scenes)."""
+    from dirtypixels_tf.data.source_spec import open_source, resolve_source
+
+    return None if spec is None else open_source(*resolve_source(spec), split=split)[0]
 
 
 def run(args):
@@ -68,11 +81,15 @@ def run(args):
         progress.update()
         if args.tflite:
             progress.set_description("converting to TFLite")
-            calibration = tflite.calibration_frames(model.image_size, args.sensor) if args.quantize == "int8" else None
+            calibration = None
+            if args.quantize == "int8":
+                source = _frames_source(args.calibration_source, "train")
+                calibration = tflite.calibration_frames(model.image_size, args.sensor, source=source)
             info = export_tflite(model, args.tflite, args.quantize, fold, calibration)
             progress.update()
             progress.set_description("LiteRT parity report")
-            frames = tflite.parity_frames(model.image_size, args.parity_frames, sensor=args.sensor)
+            source = _frames_source(args.parity_source, "test")
+            frames = tflite.parity_frames(model.image_size, args.parity_frames, sensor=args.sensor, source=source)
             parity = tflite.tflite_parity(args.tflite, path, frames)
             report_path = tflite.write_parity_report(parity, info)
             progress.update()
@@ -131,6 +148,20 @@ def register(commands):
         choices=TFLITE_QUANTIZE,
         help="TFLite weights and activations: float32 (none), float16 weights, dynamic range (int8 weights), or "
         "full-integer int8 calibrated on simulated RAW frames of --sensor (docs/mobile.md)",
+    )
+    export.add_argument(
+        "--calibration-source",
+        default=None,
+        metavar="SOURCE",
+        help="int8: calibrate on this data source (fashion-mnist's train split, an image folder or TFRecords) "
+        "simulated through --sensor at 3, 6, 12 and 48 lux (default: smooth random scenes)",
+    )
+    export.add_argument(
+        "--parity-source",
+        default=None,
+        metavar="SOURCE",
+        help="the parity report's frames from this data source (fashion-mnist's test split, ...), with top-1 "
+        "against its labels (default: smooth random scenes, agreement only)",
     )
     export.add_argument(
         "--parity-frames", type=positive_int, default=64, help="frames per light level of the LiteRT parity report"

@@ -83,8 +83,9 @@ def _converter(savedmodel_dir, quantize, select_tf_ops, calibration):
     if quantize == "int8":
 
         def representative_dataset():
+            # positional, in the signature's order (the quantization debugger takes no dicts)
             for index in range(len(calibration["raw"])):
-                yield {key: value[index : index + 1] for key, value in calibration.items()}
+                yield [calibration[key][index : index + 1] for key in ("raw", "alpha", "sigma")]
 
         converter.representative_dataset = representative_dataset
     return converter
@@ -179,35 +180,41 @@ def _light_level(spec):
     return level.label, (level.low, level.high)
 
 
-def calibration_frames(image_size, sensor=DEFAULT_PRESET, light_levels=LIGHT_LEVELS, count=CALIBRATION_FRAMES):
-    """The int8 representative data set: `count` simulated frames (simulated_inputs) at each light level, so the
-    calibrated ranges cover the darkest and the brightest frames the model is meant for. Same shapes as
-    simulated_inputs, count * len(light_levels) frames."""
+def frames_at(image_size, count, light_level, sensor=DEFAULT_PRESET, source=None, seed=0):
+    """`count` frames at one light level (lux or a profile name): {"raw", "alpha", "sigma"} float32, plus "label"
+    when `source` is given. From `source` (a tf.data.Dataset of (image [H, W, 3] in [0, 1], label), e.g.
+    data.source_spec.open_source's; its first `count` examples, resized whole: no central crop) simulated through
+    SensorModel(sensor), or else simulated_inputs (smooth random colour scenes, no labels)."""
+    from dirtypixels_tf.data import pipeline
+
+    _, levels = _light_level(light_level)
+    if source is None:
+        return simulated_inputs(image_size, count, levels, seed=seed, sensor=sensor)
+    sensor_model = SensorModel(preset=sensor, light_levels=levels)
+    dataset = pipeline.make_dataset(
+        source.take(count), sensor_model, image_size, 256, training=False, seed=seed, central_fraction=1.0
+    )
+    batches = list(dataset.as_numpy_iterator())
+    frames = {key: np.concatenate([features[key] for features, _ in batches]) for key in ("raw", "alpha", "sigma")}
+    return {**frames, "label": np.concatenate([labels for _, labels in batches])}
+
+
+def calibration_frames(
+    image_size, sensor=DEFAULT_PRESET, light_levels=LIGHT_LEVELS, count=CALIBRATION_FRAMES, source=None
+):
+    """The int8 representative data set: `count` frames (frames_at, seeds apart from the parity frames') at each
+    light level, so the calibrated ranges cover the darkest and the brightest frames the model is meant for.
+    {"raw", "alpha", "sigma"}, count * len(light_levels) frames."""
     parts = [
-        simulated_inputs(image_size, count, _light_level(spec)[1], seed=1000 + index, sensor=sensor)
-        for index, spec in enumerate(light_levels)
+        frames_at(image_size, count, level, sensor, source, seed=1000 + index)
+        for index, level in enumerate(light_levels)
     ]
-    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    return {key: np.concatenate([part[key] for part in parts]) for key in ("raw", "alpha", "sigma")}
 
 
 def parity_frames(image_size, count, light_levels=LIGHT_LEVELS, sensor=DEFAULT_PRESET, source=None, seed=0):
-    """{light level name: frames} for the parity report: `count` frames per level ("raw", "alpha", "sigma", and
-    "label" when `source` is given), from `source` (a tf.data.Dataset of (image [H, W, 3] in [0, 1], label), e.g.
-    data.source_spec.open_source's; evaluation preprocessing) or else simulated_inputs (no labels)."""
-    from dirtypixels_tf.data import pipeline
-
-    frames = {}
-    for spec in light_levels:
-        name, levels = _light_level(spec)
-        if source is None:
-            frames[name] = simulated_inputs(image_size, count, levels, seed=seed, sensor=sensor)
-            continue
-        sensor_model = SensorModel(preset=sensor, light_levels=levels)
-        dataset = pipeline.make_dataset(source.take(count), sensor_model, image_size, 256, training=False, seed=seed)
-        batches = [(features, labels) for features, labels in dataset.as_numpy_iterator()]
-        frames[name] = {key: np.concatenate([f[key] for f, _ in batches]) for key in ("raw", "alpha", "sigma")}
-        frames[name]["label"] = np.concatenate([labels for _, labels in batches])
-    return frames
+    """{light level name: frames_at(...)}: the parity report's `count` frames per light level."""
+    return {_light_level(level)[0]: frames_at(image_size, count, level, sensor, source, seed) for level in light_levels}
 
 
 def _psnr(estimate, reference):
@@ -216,10 +223,24 @@ def _psnr(estimate, reference):
     return float(10 * np.log10(1 / max(error, 1e-20)))
 
 
-def tflite_parity(tflite_path, savedmodel_dir, frames):
-    """The parity report of a .tflite model against an exported SavedModel version, one frame at a time.
+def _batched(signature, inputs, key, batch_size=256):
+    """signature(**inputs)[key] as NumPy, in batches of `batch_size` frames."""
+    count = len(inputs["raw"])
+    return np.concatenate(
+        [
+            signature(**{name: tf.constant(value[start : start + batch_size]) for name, value in inputs.items()})[
+                key
+            ].numpy()
+            for start in range(0, count, batch_size)
+        ]
+    )
 
-    frames: {light level name: {"raw", "alpha", "sigma"[, "label"]}} (parity_frames). Per level: "count",
+
+def tflite_parity(tflite_path, savedmodel_dir, frames):
+    """The parity report of a .tflite model against an exported SavedModel version.
+
+    frames: {light level name: {"raw", "alpha", "sigma"[, "label"]}} (parity_frames); the SavedModel runs them in
+    batches of 256, the LiteRT model one at a time (its signature has batch size 1). Per level: "count",
     "top1_savedmodel" and "top1_litert" (accuracy against the labels; None without labels), "top1_agreement" (the
     fraction of frames where both decide the same class), "max_abs_delta_logits", and "image_psnr_db" (the mean
     over frames of the PSNR of the LiteRT ISP image against the SavedModel's). Without a classifier the logits'
@@ -233,25 +254,22 @@ def tflite_parity(tflite_path, savedmodel_dir, frames):
     levels = {}
     for name, level_frames in frames.items():
         count = len(level_frames["raw"])
-        decisions, deltas, psnrs = [], [], []
-        for index in range(count):
-            frame = {key: level_frames[key][index : index + 1] for key in ("raw", "alpha", "sigma")}
-            actual = runner(**frame)
-            tensors = {key: tf.constant(value) for key, value in frame.items()}
-            psnrs.append(_psnr(actual["image"], isp(**tensors)["image"].numpy()))
-            if classifies:
-                expected = classify(**tensors)["logits"].numpy()
-                decisions.append((int(np.argmax(expected)), int(np.argmax(actual["logits"]))))
-                deltas.append(float(np.abs(actual["logits"] - expected).max()))
+        inputs = {key: level_frames[key] for key in ("raw", "alpha", "sigma")}
+        expected = _batched(isp, inputs, "image")  # the SavedModel in batches, LiteRT one frame at a time
+        actual = [runner(**{key: value[index : index + 1] for key, value in inputs.items()}) for index in range(count)]
+        psnrs = [_psnr(output["image"], expected[index : index + 1]) for index, output in enumerate(actual)]
         entries = {"count": count, "top1_savedmodel": None, "top1_litert": None, "top1_agreement": None}
-        entries.update(max_abs_delta_logits=max(deltas) if deltas else None, image_psnr_db=float(np.mean(psnrs)))
+        entries.update(max_abs_delta_logits=None, image_psnr_db=float(np.mean(psnrs)))
         if classifies:
-            decisions = np.array(decisions)
-            entries["top1_agreement"] = float(np.mean(decisions[:, 0] == decisions[:, 1]))
+            logits = _batched(classify, inputs, "logits")
+            litert_logits = np.concatenate([output["logits"] for output in actual])
+            decisions = np.argmax(logits, axis=1), np.argmax(litert_logits, axis=1)
+            entries["top1_agreement"] = float(np.mean(decisions[0] == decisions[1]))
+            entries["max_abs_delta_logits"] = float(np.abs(litert_logits - logits).max())
             if "label" in level_frames:
                 labels = np.asarray(level_frames["label"])
-                entries["top1_savedmodel"] = float(np.mean(decisions[:, 0] == labels))
-                entries["top1_litert"] = float(np.mean(decisions[:, 1] == labels))
+                entries["top1_savedmodel"] = float(np.mean(decisions[0] == labels))
+                entries["top1_litert"] = float(np.mean(decisions[1] == labels))
         levels[name] = entries
     agreements = [entries["top1_agreement"] for entries in levels.values() if entries["top1_agreement"] is not None]
     return {

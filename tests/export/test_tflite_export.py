@@ -44,7 +44,15 @@ def test_float_tflite_matches_the_savedmodel(tiny_model, float_tflite, exported)
     assert (1 - parity["top1_agreement"]) * 16 <= 16 - clear.sum()
 
 
-@pytest.mark.parametrize("quantize, size_ratio", [("float16", 0.6), ("dynamic", 0.5), ("int8", 0.5)])
+# float16 runs in test_export_command_writes_..., dynamic in the trained test below: the slow run covers the rest
+@pytest.mark.parametrize(
+    "quantize, size_ratio",
+    [
+        pytest.param("float16", 0.6, marks=pytest.mark.slow),
+        pytest.param("dynamic", 0.5, marks=pytest.mark.slow),
+        ("int8", 0.5),
+    ],
+)
 def test_quantized_tflite_is_smaller_and_writes_its_report(
     tiny_model, float_tflite, exported, tmp_path, quantize, size_ratio
 ):
@@ -132,7 +140,7 @@ def trained(tmp_path_factory):
     return model, path, {**test_frames, "label": test_labels}
 
 
-@pytest.mark.parametrize("quantize", ["float16", "dynamic", "int8"])
+@pytest.mark.parametrize("quantize", [pytest.param("float16", marks=pytest.mark.slow), "dynamic", "int8"])
 def test_quantized_tflite_of_a_trained_model_keeps_its_decisions(trained, tmp_path, quantize):
     """The quantized model must agree with the SavedModel's decisions far above chance on FRAMES of the task's
     fresh frames (with labels: its top-1 is reported) and of simulated_inputs at 6 lux."""
@@ -162,3 +170,29 @@ def test_make_interpreter_runs_a_model_with_litert_where_installed(float_tflite)
     else:
         assert isinstance(interpreter, litert.Interpreter)
     assert set(interpreter.get_signature_list()["serving_default"]["outputs"]) == {"image", "logits", "probabilities"}
+
+
+def test_export_command_writes_the_quantized_model_and_its_parity_report(tiny_model, tmp_path, capsys):
+    from dirtypixels_tf.cli import main
+
+    source = tmp_path / "tiny.keras"
+    tiny_model.save(source)
+    path = tmp_path / "phone" / "tiny.tflite"
+    argv = ["export", str(source), "--out", str(tmp_path / "base"), "--tflite", str(path), "--quantize", "float16"]
+    assert main([*argv, "--parity-frames", "2", "--quiet"]) == 0
+    with open(f"{path}.parity.json", encoding="utf-8") as file:
+        report = json.load(file)
+    assert report["export"]["quantize"] == "float16" and report["export"]["bytes"] == path.stat().st_size
+    assert list(report["levels"]) == ["3 lux", "6 lux", "12 lux", "48 lux"]  # tflite.LIGHT_LEVELS
+    assert all(level["count"] == 2 and 0 <= level["top1_agreement"] <= 1 for level in report["levels"].values())
+    printed = capsys.readouterr().out
+    assert f"{path}.parity.json" in printed and "48 lux" in printed
+
+
+def test_quantize_without_tflite_is_refused(tmp_path, capsys):
+    from dirtypixels_tf.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "raw_mobilenet_v1_128", "--out", str(tmp_path / "base"), "--quantize", "int8"])
+    assert exit_info.value.code == 2
+    assert "--quantize applies to --tflite" in capsys.readouterr().err
