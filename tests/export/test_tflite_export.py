@@ -154,7 +154,8 @@ def test_quantized_tflite_of_a_trained_model_keeps_its_decisions(trained, tmp_pa
     # the decisions on the simulated frames, in-process (a near-tie may differ from the SavedModel's: the bound
     # moves by 1 / FRAMES per frame, far less than its 4 standard deviations)
     simulated = model.predict(simulated_inputs((SIZE, SIZE), FRAMES, "6lux"), batch_size=64, verbose=0)["logits"]
-    saved = np.argmax(model.predict(task_frames, batch_size=64, verbose=0)["logits"], axis=1)
+    inputs = {key: task_frames[key] for key in ("raw", "alpha", "sigma")}
+    saved = np.argmax(model.predict(inputs, batch_size=64, verbose=0)["logits"], axis=1)
     bounds = _above_chance(saved), _above_chance(np.argmax(simulated, axis=1))
     print(f"chance bounds {bounds[0]:.2f}, {bounds[1]:.2f}")
     assert task["top1_agreement"] >= bounds[0]
