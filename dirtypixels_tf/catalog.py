@@ -36,7 +36,8 @@ DEFAULT_PROFILE = "3lux"
 NO_NOISE = "none"  # the evaluation light level without noise (evaluation/axes.py)
 
 # LiteRT export: float32, float16 weights, dynamic range (int8 weights), full-integer int8 (export/tflite.py)
-TFLITE_QUANTIZE = ("none", "float16", "dynamic", "int8")
+FLOAT16, INT8 = "float16", "int8"
+TFLITE_QUANTIZE = ("none", FLOAT16, "dynamic", INT8)
 
 # Bayer phases, named by the 2x2 top-left block read row by row (physics/mosaic.py); BGGR is the release's.
 PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")

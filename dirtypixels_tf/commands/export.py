@@ -9,7 +9,7 @@ signatures and export/README.md for which client uses which.
 import json
 import os
 
-from dirtypixels_tf.catalog import DEFAULT_PRESET, TFLITE_QUANTIZE, UINT16_SIGNATURE
+from dirtypixels_tf.catalog import DEFAULT_PRESET, INT8, TFLITE_QUANTIZE, UINT16_SIGNATURE
 from dirtypixels_tf.commands.common import UsageError, path_or_name, positive_int, sensor_spec
 from dirtypixels_tf.commands.simulate import check_data_source
 
@@ -34,7 +34,7 @@ def validate(args):
         raise UsageError("--quantize applies to --tflite; give --tflite PATH.tflite")
     if args.class_names and not os.path.isfile(args.class_names):
         raise UsageError(f"--class-names: no such file {args.class_names!r}")
-    if args.calibration_source and args.quantize != "int8":
+    if args.calibration_source and args.quantize != INT8:
         raise UsageError(f"--calibration-source applies to --quantize int8; received --quantize {args.quantize}")
     for name in ("calibration_source", "parity_source"):
         if getattr(args, name):
@@ -82,7 +82,7 @@ def run(args):
         if args.tflite:
             progress.set_description("converting to TFLite")
             calibration = None
-            if args.quantize == "int8":
+            if args.quantize == INT8:
                 source = _frames_source(args.calibration_source, "train")
                 calibration = tflite.calibration_frames(model.image_size, args.sensor, source=source)
             info = export_tflite(model, args.tflite, args.quantize, fold, calibration)

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dirtypixels_tf.catalog import DEFAULT_PRESET, DEFAULT_PROFILE, SERVING_SIGNATURE, TFLITE_QUANTIZE
+from dirtypixels_tf.catalog import DEFAULT_PRESET, DEFAULT_PROFILE, FLOAT16, INT8, SERVING_SIGNATURE, TFLITE_QUANTIZE
 from dirtypixels_tf.export import fold
 from dirtypixels_tf.physics.sensor import SensorModel
 
@@ -81,9 +81,9 @@ def _converter(savedmodel_dir, quantize, select_tf_ops, calibration):
         converter.target_spec.supported_ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "float16":
+    if quantize == FLOAT16:
         converter.target_spec.supported_types = [tf.float16]
-    if quantize == "int8":
+    if quantize == INT8:
 
         def representative_dataset():
             # positional, in the signature's order (the quantization debugger takes no dicts)
@@ -119,14 +119,14 @@ def export_tflite(model, path, quantize="none", fold_batch_norm="head", calibrat
     if quantize not in QUANTIZE_CHOICES:
         raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES}; received {quantize!r}")
     if float_ops is None:
-        float_ops = INT8_FLOAT_OPS if quantize == "int8" else ()
-    if float_ops and quantize != "int8":
+        float_ops = INT8_FLOAT_OPS if quantize == INT8 else ()
+    if float_ops and quantize != INT8:
         raise ValueError(f"float_ops applies to quantize='int8'; received quantize={quantize!r}")
     fold.check_export_setting(fold_batch_norm)
     path = os.fspath(path)
     if not path.endswith(".tflite"):
         raise ValueError(f"path must end with .tflite; received {path!r}")
-    if quantize == "int8" and calibration is None:
+    if quantize == INT8 and calibration is None:
         from dirtypixels_tf.export.savedmodel import _check_model
 
         calibration = calibration_frames(_check_model(model)[0])
