@@ -99,7 +99,8 @@ def run(args):
     if args.tflite:
         ops = "built-in and SELECT_TF_OPS (needs the Flex delegate)" if info["select_tf_ops"] else "built-in only"
         print(f"wrote {info['path']} ({info['bytes']:,} bytes, quantize={info['quantize']}, ops {ops})")
-        print(f"parity against the SavedModel on simulated frames (wrote {report_path}):")
+        frames = f"{args.parity_source} test" if args.parity_source else "simulated"
+        print(f"parity against the SavedModel on {frames} frames (wrote {report_path}):")
         print(tflite.format_parity_report(parity))
     return 0
 
