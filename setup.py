@@ -5,6 +5,8 @@ from setuptools import find_packages, setup
 BASELINES = ["bm3d>=4.0", "colour-demosaicing>=0.2.6", "scikit-image>=0.22"]
 RAW = ["rawpy>=0.21", "tifffile>=2024.1"]
 PLOTS = ["matplotlib>=3.8"]
+# The LiteRT runtime (export/tflite.py runs .tflite models with it where installed, else with tf.lite).
+LITERT = ["ai-edge-litert>=2.0"]
 
 setup(
     name="dirtypixels_tf",
@@ -40,9 +42,10 @@ setup(
         "raw": RAW,
         "baselines": BASELINES,
         "plots": PLOTS,
+        "litert": LITERT,
         # Everything the tests exercise, the conventional baselines included (bm3d is free for non-commercial use).
         # h2: raw HTTP/2 for the hostile-client test and benchmark (gRPC messages cut short or stalled).
-        "dev": RAW + PLOTS + BASELINES + ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "h2>=4.1"],
+        "dev": RAW + PLOTS + BASELINES + LITERT + ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "h2>=4.1"],
     },
     entry_points={"console_scripts": ["dirtypixels=dirtypixels_tf.cli:main"]},
 )

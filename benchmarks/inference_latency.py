@@ -4,10 +4,14 @@ Models: the release joint model (joint_mobilenet_v1_128), the packed-Bayer joint
 (joint_packed_mobilenet_v1_128) and the head alone (MobileNet-v1, 1001 classes). Each repeat calls every model once
 in turn (interleaved, so load changes hit all of them alike); the median per model is reported with the ratio
 joint / head, at batch 1 and 32, in TensorFlow (tf.function, inference mode; --xla adds jit_compile=True) and, with
---tflite, in the TFLite interpreter at batch 1 with 1 and with 2 threads (the head there is raw_mobilenet_v1_128:
-bilinear demosaic + the same MobileNet-v1, since a TFLite export takes RAW input; with 2 threads its time switches
-between two levels from run to run, with 1 it is steady). Targets: release joint / head <= 1.6 at batch 1 and
-<= 1.7 at batch 32; packed joint / head <= 1.2 at both. The multiply-add ratios are 1.62 and 1.18.
+--tflite, in the LiteRT interpreter (export/tflite.make_interpreter: ai-edge-litert where installed, XNNPACK on) at
+batch 1 and one thread, exported as float32, float16 and int8 (export_tflite's quantize "none", "float16" and
+"int8", the int8 models calibrated on 8 simulated frames per light level: enough for timing, not for accuracy);
+the head there is raw_mobilenet_v1_128 (bilinear demosaic + the same MobileNet-v1, since a LiteRT export takes RAW
+input), exported the same way, and the summary prints joint / head per quantize setting and each setting's time
+over float32's. --only-tflite skips the TensorFlow timings. Targets: release joint / head <= 1.6 at batch 1 and
+<= 1.7 at batch 32; packed joint / head <= 1.2 at both (for LiteRT int8 too). The multiply-add ratios are 1.62 and
+1.18.
 
 Each model is also timed as its batch-norm-folded inference copy (export/fold.py; suffix "+f": fold "all", the
 head and the ISP's prior; "release+fh": the head only, which keeps the release-parity bound), and a summary prints
@@ -21,7 +25,7 @@ floor: (ISP without its prior + head input) / head, what joint / head - 1 would 
 beside what the target allows. It first checks that the ISP with its prior skipped computes the ISP whose priors'
 output convolutions have a zero kernel and a constant bias. --quick runs it with 2 repeats.
 
-    python benchmarks/inference_latency.py [--repeats 30] [--xla] [--tflite] [--profile]
+    python benchmarks/inference_latency.py [--repeats 30] [--xla] [--tflite [--only-tflite]] [--profile]
 """
 
 import argparse
@@ -35,12 +39,18 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from dirtypixels_tf.export.fold import fold_batch_norm  # noqa: E402
-from dirtypixels_tf.export.tflite import export_tflite, simulated_inputs  # noqa: E402
+from dirtypixels_tf.export.tflite import (  # noqa: E402
+    calibration_frames,
+    export_tflite,
+    make_interpreter,
+    simulated_inputs,
+)
 from dirtypixels_tf.layers.anscombe import append_noise_channel  # noqa: E402
 from dirtypixels_tf.models import presets  # noqa: E402
 from dirtypixels_tf.models.counting import count_multiply_adds  # noqa: E402
 
 JOINTS = {"release": "joint_mobilenet_v1_128", "packed": "joint_packed_mobilenet_v1_128"}
+TFLITE_QUANTIZE = ("none", "float16", "int8")
 
 
 def interleaved_medians(calls, repeats, warmup=3):
@@ -95,11 +105,15 @@ def print_summary(medians, batch):
 
 
 def export_tflite_models(directory):
-    """{name: path} of the joint models and the head (raw_mobilenet_v1_128) exported to TFLite in `directory`."""
+    """{name/quantize: path} of the joint models and the head (raw_mobilenet_v1_128) exported to LiteRT in
+    `directory` at each of TFLITE_QUANTIZE."""
+    calibration = calibration_frames((128, 128), count=8)
     paths = {}
     for name, preset in {**JOINTS, "head": "raw_mobilenet_v1_128"}.items():
-        paths[name] = os.path.join(directory, f"{name}.tflite")
-        export_tflite(presets.build_preset(preset), paths[name])
+        model = presets.build_preset(preset)
+        for quantize in TFLITE_QUANTIZE:
+            paths[f"{name}/{quantize}"] = os.path.join(directory, f"{name}-{quantize}.tflite")
+            export_tflite(model, paths[f"{name}/{quantize}"], quantize, calibration=calibration)
     return paths
 
 
@@ -107,9 +121,24 @@ def tflite_calls(features, paths, threads):
     frame = {key: value[:1] for key, value in features.items()}
     calls = {}
     for name, path in paths.items():
-        runner = tf.lite.Interpreter(model_path=path, num_threads=threads).get_signature_runner("serving_default")
+        runner = make_interpreter(path, threads).get_signature_runner("serving_default")
         calls[name] = lambda runner=runner: runner(**frame)["logits"]
     return calls
+
+
+def print_tflite_summary(medians):
+    """joint / head per quantize setting, and each setting's time over float32's per model."""
+    for quantize in TFLITE_QUANTIZE:
+        head = medians[f"head/{quantize}"]
+        print(
+            f"LiteRT {quantize}: "
+            + ", ".join(f"{name} / head {medians[f'{name}/{quantize}'] / head:.2f}" for name in JOINTS)
+            + "; "
+            + ", ".join(
+                f"{name} {quantize} / float32 {medians[f'{name}/{quantize}'] / medians[f'{name}/none']:.2f}"
+                for name in (*JOINTS, "head")
+            )
+        )
 
 
 def isp_without_priors(isp, raw, alpha, sigma, residual=0.0):
@@ -194,8 +223,8 @@ def print_floors(medians, batch):
         )
 
 
-def print_table(title, medians, batch):
-    head = medians["head"]
+def print_table(title, medians, batch, head_name="head"):
+    head = medians[head_name]
     print(f"\n{title}")
     print(f"{'model':>16} {'ms':>9} {'/ head':>7} {'frames/s':>9}")
     for name, seconds in medians.items():
@@ -206,12 +235,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30, help="timed calls per model and setting (median)")
     parser.add_argument("--xla", action="store_true", help="also measure with jit_compile=True")
-    parser.add_argument("--tflite", action="store_true", help="also measure the TFLite exports at batch 1")
+    parser.add_argument("--tflite", action="store_true", help="also measure the LiteRT exports at batch 1")
+    parser.add_argument("--only-tflite", action="store_true", help="with --tflite: skip the TensorFlow timings")
     parser.add_argument("--profile", action="store_true", help="also time the ISPs' parts and print the floors")
     parser.add_argument("--quick", action="store_true", help="a smoke run in seconds (the tests run it)")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.profile = 2, True
+    if args.only_tflite and not args.tflite:
+        parser.error("--only-tflite needs --tflite")
 
     models = {name: presets.build_preset(preset) for name, preset in JOINTS.items()}
     head = models["release"].head
@@ -222,13 +254,14 @@ def main():
     images = np.random.default_rng(0).random((32, 128, 128, 3)).astype(np.float32)
     print(f"load average before: {os.getloadavg()}")
     summaries = []
-    for xla in (False, True) if args.xla else (False,):
+    for xla in () if args.only_tflite else (False, True) if args.xla else (False,):
         for batch in (1, 32):
             calls = tensorflow_calls(joints, heads, features, images, batch, xla)
             medians = interleaved_medians(calls, args.repeats)
             print_table(f"TensorFlow, batch {batch}, XLA {xla}", medians, batch)
             summaries.append((medians, batch))
-    print("\nsummary (TensorFlow, XLA off)")
+    if summaries:
+        print("\nsummary (TensorFlow, XLA off)")
     for medians, batch in summaries[:2]:
         print_summary(medians, batch)
     if args.profile:
@@ -249,10 +282,10 @@ def main():
     if args.tflite:
         with tempfile.TemporaryDirectory() as directory:
             paths = export_tflite_models(directory)
-            for threads in (1, 2):
-                medians = interleaved_medians(tflite_calls(features, paths, threads), args.repeats)
-                title = f"TFLite interpreter ({threads} thread{'s' * (threads > 1)}), batch 1"
-                print_table(title + "; head = bilinear demosaic + MobileNet-v1", medians, 1)
+            medians = interleaved_medians(tflite_calls(features, paths, threads=1), args.repeats)
+            title = "LiteRT interpreter (1 thread), batch 1; head = bilinear demosaic + MobileNet-v1; / head: float32's"
+            print_table(title, medians, 1, head_name="head/none")
+            print_tflite_summary(medians)
     print(f"\nload average after: {os.getloadavg()}")
 
 

@@ -10,7 +10,7 @@ them, unless --allow-nonfinite; an --out that is a file or cannot be written is 
 import json
 import os
 
-from dirtypixels_tf.catalog import DEFAULT_PRESET, UINT16_SIGNATURE
+from dirtypixels_tf.catalog import DEFAULT_PRESET, INT8, TFLITE_QUANTIZE, UINT16_SIGNATURE
 from dirtypixels_tf.commands.common import (
     UsageError,
     check_finite_weights,
@@ -19,6 +19,7 @@ from dirtypixels_tf.commands.common import (
     positive_int,
     sensor_spec,
 )
+from dirtypixels_tf.commands.simulate import check_data_source
 
 
 def read_class_names(path):
@@ -37,7 +38,7 @@ def read_class_names(path):
 
 def validate(args):
     """Checks that need no TensorFlow."""
-    if args.quantize and not args.tflite:
+    if args.quantize != "none" and not args.tflite:
         raise UsageError("--quantize applies to --tflite; give --tflite PATH.tflite")
     if args.per_channel_noise and args.tflite:
         raise UsageError("--per-channel-noise applies to the SavedModel; export the TFLite file without it")
@@ -47,6 +48,11 @@ def validate(args):
         raise UsageError(f"--out must name the model's base path (a directory); received {args.out!r}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out must name the model's base path (a directory); {args.out!r} is a file")
+    if args.calibration_source and args.quantize != INT8:
+        raise UsageError(f"--calibration-source applies to --quantize int8; received --quantize {args.quantize}")
+    for name in ("calibration_source", "parity_source"):
+        if getattr(args, name):
+            check_data_source(getattr(args, name), "--" + name.replace("_", "-"))
 
 
 def default_class_names(source):
@@ -62,15 +68,17 @@ def default_class_names(source):
     return read_class_names(path) if os.path.isfile(path) else None
 
 
+def _frames_source(spec, split):
+    """The dataset of (image, label) of a data source spec (fashion-mnist's `split`), or None (simulated scenes)."""
+    from dirtypixels_tf.data.source_spec import open_source, resolve_source
+
+    return None if spec is None else open_source(*resolve_source(spec), split=split)[0]
+
+
 def run(args):
     from tqdm import tqdm
 
-    from dirtypixels_tf.export import (
-        export_savedmodel,
-        export_tflite,
-        read_export_metadata,
-        tflite_parity,
-    )
+    from dirtypixels_tf.export import export_savedmodel, export_tflite, read_export_metadata, tflite
     from dirtypixels_tf.models.components import with_per_channel_noise
     from dirtypixels_tf.models.loading import load_model
 
@@ -94,22 +102,27 @@ def run(args):
         progress.update()
         if args.tflite:
             progress.set_description("converting to TFLite")
-            info = export_tflite(model, args.tflite, args.quantize, fold_batch_norm=fold)
+            calibration = None
+            if args.quantize == INT8:
+                source = _frames_source(args.calibration_source, "train")
+                calibration = tflite.calibration_frames(model.image_size, args.sensor, source=source)
+            info = export_tflite(model, args.tflite, args.quantize, fold, calibration)
             progress.update()
-            progress.set_description("TFLite parity check")
-            parity = tflite_parity(args.tflite, path, count=args.parity_frames)
+            progress.set_description("LiteRT parity report")
+            source = _frames_source(args.parity_source, "test")
+            frames = tflite.parity_frames(model.image_size, args.parity_frames, sensor=args.sensor, source=source)
+            parity = tflite.tflite_parity(args.tflite, path, frames)
+            report_path = tflite.write_parity_report(parity, info)
             progress.update()
     signatures = ", ".join(read_export_metadata(path)["signatures"])
     named = f"{len(class_names)} class names" if class_names else "no class names (give --class-names)"
     print(f"wrote {path} (signatures {signatures}; sensor {args.sensor} in {UINT16_SIGNATURE}; {named})")
     if args.tflite:
         ops = "built-in and SELECT_TF_OPS (needs the Flex delegate)" if info["select_tf_ops"] else "built-in only"
-        agreement = "" if parity["top1_agreement"] is None else f"top-1 agreement {parity['top1_agreement']:.1%}, "
-        print(
-            f"wrote {info['path']} ({info['bytes']:,} bytes, quantize={info['quantize']}, ops {ops}); against the "
-            f"SavedModel on {parity['count']} simulated frames: {agreement}max |{parity['compared']} diff| "
-            f"{parity['max_abs_diff']:.3g}, mean {parity['mean_abs_diff']:.3g}"
-        )
+        print(f"wrote {info['path']} ({info['bytes']:,} bytes, quantize={info['quantize']}, ops {ops})")
+        frames = f"{args.parity_source} test" if args.parity_source else "simulated"
+        print(f"parity against the SavedModel on {frames} frames (wrote {report_path}):")
+        print(tflite.format_parity_report(parity))
     return 0
 
 
@@ -157,8 +170,30 @@ def register(commands):
         "(data/camera_raw.py); the weights are the same",
     )
     export.add_argument("--tflite", default=None, metavar="PATH.tflite", help="also write a TFLite model")
-    export.add_argument("--quantize", default=None, choices=("dynamic",), help="TFLite dynamic-range quantization")
-    export.add_argument("--parity-frames", type=positive_int, default=16, help="frames of the TFLite parity check")
+    export.add_argument(
+        "--quantize",
+        default="none",
+        choices=TFLITE_QUANTIZE,
+        help="TFLite weights and activations: float32 (none), float16 weights, dynamic range (int8 weights), or "
+        "full-integer int8 calibrated on simulated RAW frames of --sensor (docs/mobile.md)",
+    )
+    export.add_argument(
+        "--calibration-source",
+        default=None,
+        metavar="SOURCE",
+        help="int8: calibrate on this data source (fashion-mnist's train split, an image folder or TFRecords) "
+        "simulated through --sensor at 3, 6, 12 and 48 lux (default: smooth random scenes)",
+    )
+    export.add_argument(
+        "--parity-source",
+        default=None,
+        metavar="SOURCE",
+        help="the parity report's frames from this data source (fashion-mnist's test split, ...), with top-1 "
+        "against its labels (default: smooth random scenes, agreement only)",
+    )
+    export.add_argument(
+        "--parity-frames", type=positive_int, default=64, help="frames per light level of the LiteRT parity report"
+    )
     export.add_argument("--quiet", action="store_true", help="no progress bar")
     export.add_argument(
         "--allow-nonfinite", action="store_true", help="export the model even if some weights are NaN or Inf"

@@ -1,13 +1,22 @@
-"""TFLite export of a joint model (on-device inference), and its accuracy parity with the SavedModel.
+"""LiteRT (TFLite) export of a joint model for on-device inference, quantized or not, and its parity report.
 
-The TFLite model has one signature, "serving_default", at batch size 1: raw float32 [1, H, W, 1] in [0, 1], alpha
-and sigma float32 [1] -> logits and probabilities [1, C] (or image [1, H, W, 3] for a model without a classifier).
-quantize=None keeps float32 weights; "dynamic" is dynamic-range quantization (int8 weights, float activations; no
-calibration data needed). The converter first tries TFLite's built-in ops only; if the graph needs TensorFlow ops
-it has no kernel for, it converts again with SELECT_TF_OPS enabled (the runtime then needs the Flex delegate, which
-the `tensorflow` pip package's tf.lite.Interpreter includes) and reports it in the result.
+The model has one signature, "serving_default", at batch size 1: raw float32 [1, H, W, 1] in [0, 1], alpha and sigma
+float32 [1] -> logits and probabilities [1, C] and the ISP's image [1, H, W, 3] (the image only, for a model
+without a classifier). Inputs and outputs stay float32 at every quantize setting (QUANTIZE_CHOICES):
+- "none": float32 weights and activations.
+- "float16": float16 weights, dequantized to float32 at load (float activations).
+- "dynamic": dynamic range, int8 weights with activations quantized on the fly.
+- "int8": full-integer post-training quantization: int8 weights and activations, their ranges calibrated on
+  `calibration` frames (default: `calibration_frames`, simulated RAW frames of the model's sensor at its light
+  levels); ops without an int8 kernel stay float, and so do the ops named in `float_ops` (see docs/mobile.md for
+  which, and the per-layer evidence behind them).
+The converter first tries the built-in ops only; if the graph needs TensorFlow ops without a LiteRT kernel, it
+converts again with SELECT_TF_OPS (the runtime then needs the Flex delegate) and says so in the result.
+`make_interpreter` runs a model with LiteRT's interpreter (the `ai-edge-litert` package, extra [litert]) where
+installed and tf.lite's otherwise; both apply the XNNPACK delegate by default.
 """
 
+import json
 import os
 import tempfile
 
@@ -15,11 +24,32 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dirtypixels_tf.catalog import DEFAULT_PRESET, DEFAULT_PROFILE, SERVING_SIGNATURE
+from dirtypixels_tf.catalog import DEFAULT_PRESET, DEFAULT_PROFILE, FLOAT16, INT8, SERVING_SIGNATURE, TFLITE_QUANTIZE
 from dirtypixels_tf.export import fold
 from dirtypixels_tf.physics.sensor import SensorModel
 
-QUANTIZE_CHOICES = (None, "dynamic")
+QUANTIZE_CHOICES = TFLITE_QUANTIZE
+# The ops an int8 export keeps in float by default: the elementwise arithmetic, which is the GAT, its per-image
+# max-normalization, the noise channel, the soft projection, the inverse GAT and the head's input clip; the
+# convolutions of the prior and the head run in int8. Quantized, alpha and sigma (which span 16x from 3 to 48 lux on
+# one int8 scale) round to 0 and the GAT divides by them: the default job's ISP image falls from 43-50 dB to 22-23 dB
+# against the float image (docs/mobile.md).
+INT8_FLOAT_OPS = ("ADD", "SUB", "MUL", "DIV", "SQRT", "SQUARE", "MAXIMUM", "MINIMUM", "REDUCE_MAX", "REDUCE_MIN", "SUM")
+# The default job's report levels in lux (Fashion-MNIST at 2 to 200 lux): the calibration and parity light levels.
+LIGHT_LEVELS = ("3", "6", "12", "48")
+CALIBRATION_FRAMES = 64  # per light level
+
+
+def make_interpreter(path, threads=None):
+    """A LiteRT interpreter of the .tflite file at `path` (ai_edge_litert where installed, else tf.lite), tensors
+    allocated; XNNPACK is its default delegate for float and int8 models. threads: None = the runtime's default."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = tf.lite.Interpreter
+    interpreter = Interpreter(model_path=os.fspath(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    return interpreter
 
 
 def _tflite_function(model):
@@ -37,37 +67,71 @@ def _tflite_function(model):
     )
     def serving_default(raw, alpha, sigma):
         outputs = model({"raw": raw, "alpha": alpha, "sigma": sigma}, training=False)
+        image = {"image": tf.cast(outputs["image"], tf.float32)}
         if not classifies:
-            return {"image": tf.cast(outputs["image"], tf.float32)}
+            return image
         logits = tf.cast(outputs["logits"], tf.float32)
-        return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits), **image}
 
     return serving_default
 
 
-def _convert(savedmodel_dir, quantize, select_tf_ops):
+def _converter(savedmodel_dir, quantize, select_tf_ops, calibration):
     converter = tf.lite.TFLiteConverter.from_saved_model(savedmodel_dir)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if select_tf_ops:
         converter.target_spec.supported_ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
-    if quantize == "dynamic":
+    if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return converter.convert()
+    if quantize == FLOAT16:
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == INT8:
+
+        def representative_dataset():
+            # positional, in the signature's order (the quantization debugger takes no dicts)
+            for index in range(len(calibration["raw"])):
+                yield [calibration[key][index : index + 1] for key in ("raw", "alpha", "sigma")]
+
+        converter.representative_dataset = representative_dataset
+    return converter
 
 
-def export_tflite(model, path, quantize=None, fold_batch_norm="head"):
-    """Convert `model` (inputs {"raw", "alpha", "sigma"}) to a .tflite file at `path`.
+def _convert(savedmodel_dir, quantize, select_tf_ops, calibration, float_ops):
+    converter = _converter(savedmodel_dir, quantize, select_tf_ops, calibration)
+    if not float_ops:
+        return converter.convert()
+    # selective quantization: the ops named stay float (the quantization debugger's documented route)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter,
+        debug_dataset=converter.representative_dataset,
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops)),
+    )
+    return debugger.get_nondebug_quantized_model()
+
+
+def export_tflite(model, path, quantize="none", fold_batch_norm="head", calibration=None, float_ops=None):
+    """Convert `model` (inputs {"raw", "alpha", "sigma"}) to a .tflite file at `path` (see the module docstring).
 
     fold_batch_norm: "head" (default), "all" (convert the inference copy of export/fold.py, those batch norms folded
-    into the convolutions before them) or None (the model's own layers).
-    Returns {"path", "quantize", "select_tf_ops" (whether TF ops had to be enabled), "bytes"}.
+    into the convolutions before them) or None (the model's own layers). calibration (int8 only): frames
+    {"raw" [N, H, W, 1], "alpha" [N], "sigma" [N]} float32 (default: `calibration_frames` of the model's size).
+    float_ops: LiteRT op names (e.g. "SQRT", "DIV") kept in float in an int8 model (None: INT8_FLOAT_OPS).
+    Returns {"path", "quantize", "float_ops", "select_tf_ops" (whether TF ops had to be enabled), "bytes"}.
     """
     if quantize not in QUANTIZE_CHOICES:
         raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES}; received {quantize!r}")
+    if float_ops is None:
+        float_ops = INT8_FLOAT_OPS if quantize == INT8 else ()
+    if float_ops and quantize != INT8:
+        raise ValueError(f"float_ops applies to quantize='int8'; received quantize={quantize!r}")
     fold.check_export_setting(fold_batch_norm)
     path = os.fspath(path)
     if not path.endswith(".tflite"):
         raise ValueError(f"path must end with .tflite; received {path!r}")
+    if quantize == INT8 and calibration is None:
+        from dirtypixels_tf.export.savedmodel import _check_model
+
+        calibration = calibration_frames(_check_model(model)[0])
     model = fold.export_copy(model, fold_batch_norm)
     select_tf_ops = False
     with tempfile.TemporaryDirectory() as savedmodel_dir:
@@ -78,22 +142,29 @@ def export_tflite(model, path, quantize=None, fold_batch_norm="head"):
         archive.add_endpoint(SERVING_SIGNATURE, _tflite_function(model))
         archive.write_out(savedmodel_dir, verbose=False)
         try:
-            flatbuffer = _convert(savedmodel_dir, quantize, select_tf_ops=False)
+            flatbuffer = _convert(savedmodel_dir, quantize, False, calibration, float_ops)
         except Exception as error:  # the converter raises ConverterError (not exported under a stable name)
             if "select" not in str(error).lower() and "flex" not in str(error).lower():
                 raise
             select_tf_ops = True
-            flatbuffer = _convert(savedmodel_dir, quantize, select_tf_ops=True)
+            flatbuffer = _convert(savedmodel_dir, quantize, True, calibration, float_ops)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = f"{path}.tmp-{os.getpid()}"
     with open(temporary, "wb") as file:
         file.write(flatbuffer)
     os.replace(temporary, path)
-    return {"path": path, "quantize": quantize, "select_tf_ops": select_tf_ops, "bytes": len(flatbuffer)}
+    return {
+        "path": path,
+        "quantize": quantize,
+        "float_ops": list(float_ops),
+        "select_tf_ops": select_tf_ops,
+        "bytes": len(flatbuffer),
+    }
 
 
-def simulated_inputs(image_size, count, profile=DEFAULT_PROFILE, seed=0):
-    """`count` RAW frames simulated by SensorModel at a light profile from smooth random colour scenes.
+def simulated_inputs(image_size, count, profile=DEFAULT_PROFILE, seed=0, sensor=DEFAULT_PRESET):
+    """`count` RAW frames simulated by SensorModel(sensor) at a light profile (a name or (low, high) light levels)
+    from smooth random colour scenes.
 
     Returns {"raw": [count, H, W, 1], "alpha": [count], "sigma": [count]} as float32 NumPy arrays.
     """
@@ -101,37 +172,142 @@ def simulated_inputs(image_size, count, profile=DEFAULT_PROFILE, seed=0):
     rng = np.random.default_rng(seed)
     coarse = rng.uniform(0.05, 0.95, [count, max(2, height // 4), max(2, width // 4), 3]).astype(np.float32)
     scenes = tf.image.resize(coarse, [height, width], method="bilinear")
-    sensor = SensorModel(preset=DEFAULT_PRESET, light_levels=profile)
-    frames = sensor.simulate(scenes, tf.constant([seed, 1], tf.int64))
+    frames = SensorModel(preset=sensor, light_levels=profile).simulate(scenes, tf.constant([seed, 1], tf.int64))
     return {key: value.numpy().astype(np.float32) for key, value in frames.items()}
 
 
-def tflite_parity(tflite_path, savedmodel_dir, count=16, profile=DEFAULT_PROFILE, seed=0):
-    """Compare a .tflite model with an exported SavedModel version on simulated inputs (one frame at a time).
+def _light_level(spec):
+    from dirtypixels_tf.evaluation.axes import parse_light_level
 
-    Returns {"count", "compared" ("logits", or "image" for a model without a classifier), "max_abs_diff",
-    "mean_abs_diff" (of the compared output), "top1_agreement" (fraction of frames with the same arg-max class;
-    None without a classifier)}.
+    level = parse_light_level(spec)
+    if level.low is None:
+        raise ValueError(f"light levels must be lux or a light profile, not {spec!r}")
+    return level.label, (level.low, level.high)
+
+
+def frames_at(image_size, count, light_level, sensor=DEFAULT_PRESET, source=None, seed=0):
+    """`count` frames at one light level (lux or a profile name): {"raw", "alpha", "sigma"} float32, plus "label"
+    when `source` is given. From `source` (a tf.data.Dataset of (image [H, W, 3] in [0, 1], label), e.g.
+    data.source_spec.open_source's; its first `count` examples, resized whole: no central crop) simulated through
+    SensorModel(sensor), or else simulated_inputs (smooth random colour scenes, no labels)."""
+    from dirtypixels_tf.data import pipeline
+
+    _, levels = _light_level(light_level)
+    if source is None:
+        return simulated_inputs(image_size, count, levels, seed=seed, sensor=sensor)
+    sensor_model = SensorModel(preset=sensor, light_levels=levels)
+    dataset = pipeline.make_dataset(
+        source.take(count), sensor_model, image_size, 256, training=False, seed=seed, central_fraction=1.0
+    )
+    batches = list(dataset.as_numpy_iterator())
+    frames = {key: np.concatenate([features[key] for features, _ in batches]) for key in ("raw", "alpha", "sigma")}
+    return {**frames, "label": np.concatenate([labels for _, labels in batches])}
+
+
+def calibration_frames(
+    image_size, sensor=DEFAULT_PRESET, light_levels=LIGHT_LEVELS, count=CALIBRATION_FRAMES, source=None
+):
+    """The int8 representative data set: `count` frames (frames_at, seeds apart from the parity frames') at each
+    light level, so the calibrated ranges cover the darkest and the brightest frames the model is meant for.
+    {"raw", "alpha", "sigma"}, count * len(light_levels) frames."""
+    parts = [
+        frames_at(image_size, count, level, sensor, source, seed=1000 + index)
+        for index, level in enumerate(light_levels)
+    ]
+    return {key: np.concatenate([part[key] for part in parts]) for key in ("raw", "alpha", "sigma")}
+
+
+def parity_frames(image_size, count, light_levels=LIGHT_LEVELS, sensor=DEFAULT_PRESET, source=None, seed=0):
+    """{light level name: frames_at(...)}: the parity report's `count` frames per light level."""
+    return {_light_level(level)[0]: frames_at(image_size, count, level, sensor, source, seed) for level in light_levels}
+
+
+def _psnr(estimate, reference):
+    """PSNR in dB of one image against another, peak 1 (both clipped to [0, 1] as the head sees them)."""
+    error = np.mean((np.clip(estimate, 0, 1).astype(np.float64) - np.clip(reference, 0, 1)) ** 2)
+    return float(10 * np.log10(1 / max(error, 1e-20)))
+
+
+def _batched(signature, inputs, key, batch_size=256):
+    """signature(**inputs)[key] as NumPy, in batches of `batch_size` frames."""
+    count = len(inputs["raw"])
+    return np.concatenate(
+        [
+            signature(**{name: tf.constant(value[start : start + batch_size]) for name, value in inputs.items()})[
+                key
+            ].numpy()
+            for start in range(0, count, batch_size)
+        ]
+    )
+
+
+def tflite_parity(tflite_path, savedmodel_dir, frames):
+    """The parity report of a .tflite model against an exported SavedModel version.
+
+    frames: {light level name: {"raw", "alpha", "sigma"[, "label"]}} (parity_frames); the SavedModel runs them in
+    batches of 256, the LiteRT model one at a time (its signature has batch size 1). Per level: "count",
+    "top1_savedmodel" and "top1_litert" (accuracy against the labels; None without labels), "top1_agreement" (the
+    fraction of frames where both decide the same class), "max_abs_delta_logits", and "image_psnr_db" (the mean
+    over frames of the PSNR of the LiteRT ISP image against the SavedModel's). Without a classifier the logits'
+    entries are None. Returns {"model", "savedmodel", "levels": {name: entries}, "min_top1_agreement"}.
     """
-    reference = tf.saved_model.load(os.fspath(savedmodel_dir)).signatures[SERVING_SIGNATURE]
-    interpreter = tf.lite.Interpreter(model_path=os.fspath(tflite_path))
-    runner = interpreter.get_signature_runner(SERVING_SIGNATURE)
-    raw_spec = reference.structured_input_signature[1]["raw"]
-    inputs = simulated_inputs(tuple(raw_spec.shape[1:3]), count, profile, seed)
-    key = "logits" if "logits" in reference.structured_outputs else "image"
-    differences, agreements = [], []
-    for index in range(count):
-        frame = {name: value[index : index + 1] for name, value in inputs.items()}
-        expected = reference(**{name: tf.constant(value) for name, value in frame.items()})[key].numpy()
-        actual = runner(**frame)[key]
-        differences.append(np.abs(actual - expected))
-        if key == "logits":
-            agreements.append(int(np.argmax(actual)) == int(np.argmax(expected)))
-    differences = np.stack(differences)
+    loaded = tf.saved_model.load(os.fspath(savedmodel_dir))
+    isp = loaded.signatures["isp"]
+    classify = loaded.signatures[SERVING_SIGNATURE]
+    classifies = "logits" in classify.structured_outputs
+    runner = make_interpreter(tflite_path).get_signature_runner(SERVING_SIGNATURE)
+    levels = {}
+    for name, level_frames in frames.items():
+        count = len(level_frames["raw"])
+        inputs = {key: level_frames[key] for key in ("raw", "alpha", "sigma")}
+        expected = _batched(isp, inputs, "image")  # the SavedModel in batches, LiteRT one frame at a time
+        actual = [runner(**{key: value[index : index + 1] for key, value in inputs.items()}) for index in range(count)]
+        psnrs = [_psnr(output["image"], expected[index : index + 1]) for index, output in enumerate(actual)]
+        entries = {"count": count, "top1_savedmodel": None, "top1_litert": None, "top1_agreement": None}
+        entries.update(max_abs_delta_logits=None, image_psnr_db=float(np.mean(psnrs)))
+        if classifies:
+            logits = _batched(classify, inputs, "logits")
+            litert_logits = np.concatenate([output["logits"] for output in actual])
+            decisions = np.argmax(logits, axis=1), np.argmax(litert_logits, axis=1)
+            entries["top1_agreement"] = float(np.mean(decisions[0] == decisions[1]))
+            entries["max_abs_delta_logits"] = float(np.abs(litert_logits - logits).max())
+            if "label" in level_frames:
+                labels = np.asarray(level_frames["label"])
+                entries["top1_savedmodel"] = float(np.mean(decisions[0] == labels))
+                entries["top1_litert"] = float(np.mean(decisions[1] == labels))
+        levels[name] = entries
+    agreements = [entries["top1_agreement"] for entries in levels.values() if entries["top1_agreement"] is not None]
     return {
-        "count": count,
-        "compared": key,
-        "max_abs_diff": float(differences.max()),
-        "mean_abs_diff": float(differences.mean()),
-        "top1_agreement": float(np.mean(agreements)) if agreements else None,
+        "model": os.fspath(tflite_path),
+        "savedmodel": os.fspath(savedmodel_dir),
+        "levels": levels,
+        "min_top1_agreement": min(agreements) if agreements else None,
     }
+
+
+def write_parity_report(report, info=None):
+    """Write `report` (tflite_parity's, with export_tflite's `info` beside it) as MODEL.tflite.parity.json; returns
+    the path."""
+    path = f"{report['model']}.parity.json"
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump({"export": info, **report}, file, indent=2)
+    return path
+
+
+def format_parity_report(report):
+    """The report as a table, one row per light level (top-1 in %, agreement in %, PSNR in dB)."""
+
+    def percent(value):
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    lines = [
+        f"{'light':>10} {'frames':>7} {'top-1 SM':>9} {'top-1 LiteRT':>13} {'agree':>6} {'max|dlogit|':>12} {'PSNR':>6}"
+    ]
+    for name, entries in report["levels"].items():
+        delta = entries["max_abs_delta_logits"]
+        lines.append(
+            f"{name:>10} {entries['count']:>7} {percent(entries['top1_savedmodel']):>9} "
+            f"{percent(entries['top1_litert']):>13} {percent(entries['top1_agreement']):>6} "
+            f"{'-' if delta is None else f'{delta:.3g}':>12} {entries['image_psnr_db']:>6.1f}"
+        )
+    return "\n".join(lines)

@@ -1,4 +1,6 @@
-"""TFLite export of the joint model: float and dynamic-range quantized, with parity against the SavedModel."""
+"""LiteRT export of the joint model: float32, float16, dynamic-range and int8, with the parity report."""
+
+import json
 
 import keras
 import numpy as np
@@ -8,13 +10,14 @@ from tiny_models import SIZE, calibrate_batch_norm
 from tolerances import decided, model_bound
 
 from dirtypixels_tf.export import export_savedmodel, export_tflite, tflite_parity
-from dirtypixels_tf.export.tflite import simulated_inputs
+from dirtypixels_tf.export.tflite import make_interpreter, parity_frames, simulated_inputs, write_parity_report
 from dirtypixels_tf.models.heads import build_head
 from dirtypixels_tf.models.isp import build_isp
 from dirtypixels_tf.models.joint import JointClassifier
 from dirtypixels_tf.physics.sensor import SensorModel
 
-# tf.lite.Interpreter warns that it moves to the ai_edge_litert package; TF 2.21 still ships it.
+# tf.lite.Interpreter (the fallback without ai-edge-litert, and the int8 converter's calibration) warns that it moves
+# to the ai_edge_litert package; TF 2.21 still ships it.
 pytestmark = pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 
 
@@ -26,13 +29,14 @@ def float_tflite(tiny_model, tmp_path_factory):
 def test_float_tflite_matches_the_savedmodel(tiny_model, float_tflite, exported):
     info = float_tflite
     assert info["select_tf_ops"] is False  # the Anscombe network and MobileNet need TFLite's built-in ops only
-    parity = tflite_parity(info["path"], exported[1], count=16)
-    print("float TFLite parity:", parity)
-    assert parity["compared"] == "logits" and parity["count"] == 16
+    report = tflite_parity(info["path"], exported[1], parity_frames((SIZE, SIZE), 16, light_levels=("3",)))
+    print("float TFLite parity:", report)
+    parity = report["levels"]["3 lux"]
+    assert parity["count"] == 16 and parity["top1_savedmodel"] is None  # simulated frames have no labels
     # TFLite's kernels sum in other orders than TensorFlow's: round-off only, far below a wrong model's O(1) change
     logits = tiny_model(simulated_inputs((SIZE, SIZE), 16))["logits"].numpy()  # the frames tflite_parity compares
     bound = model_bound(tiny_model, logits)
-    assert parity["max_abs_diff"] < bound
+    assert parity["max_abs_delta_logits"] < bound
     # a decision may flip only on a near-tie: in-process logits are within the bound of the SavedModel's, so
     # TFLite and SavedModel are within 2 * bound of each other and of these
     clear = decided(logits, 2 * bound)
@@ -40,14 +44,34 @@ def test_float_tflite_matches_the_savedmodel(tiny_model, float_tflite, exported)
     assert (1 - parity["top1_agreement"]) * 16 <= 16 - clear.sum()
 
 
-def test_dynamic_range_tflite_is_smaller_and_runs(tiny_model, float_tflite, exported, tmp_path):
-    info = export_tflite(tiny_model, tmp_path / "dynamic.tflite", quantize="dynamic")
-    assert info["bytes"] < 0.5 * float_tflite["bytes"]  # int8 weights
-    parity = tflite_parity(info["path"], exported[1], count=8)
+# float16 runs in test_export_command_writes_..., dynamic in the trained test below: the slow run covers the rest
+@pytest.mark.parametrize(
+    "quantize, size_ratio",
+    [
+        pytest.param("float16", 0.6, marks=pytest.mark.slow),
+        pytest.param("dynamic", 0.5, marks=pytest.mark.slow),
+        ("int8", 0.5),
+    ],
+)
+def test_quantized_tflite_is_smaller_and_writes_its_report(
+    tiny_model, float_tflite, exported, tmp_path, quantize, size_ratio
+):
+    calibration = simulated_inputs((SIZE, SIZE), 8, seed=7) if quantize == "int8" else None
+    info = export_tflite(tiny_model, tmp_path / f"{quantize}.tflite", quantize=quantize, calibration=calibration)
+    assert info["bytes"] < size_ratio * float_tflite["bytes"]  # float16 or int8 weights
+    report = tflite_parity(info["path"], exported[1], parity_frames((SIZE, SIZE), 4, light_levels=("3", "48")))
+    path = write_parity_report(report, info)
+    assert path == f"{info['path']}.parity.json"
+    with open(path, encoding="utf-8") as file:
+        written = json.load(file)
     # Random weights are a worst case for quantization (the random head amplifies any error): no agreement bound
     # here; the trained model below is held to one.
-    print("dynamic-range TFLite parity (random weights):", parity)
-    assert parity["count"] == 8 and np.isfinite(parity["max_abs_diff"])
+    print(f"{quantize} TFLite parity (random weights):", written)
+    assert written["export"]["quantize"] == quantize and list(written["levels"]) == ["3 lux", "48 lux"]
+    assert written["min_top1_agreement"] == min(level["top1_agreement"] for level in written["levels"].values())
+    assert all(
+        level["count"] == 4 and np.isfinite(level["max_abs_delta_logits"]) for level in written["levels"].values()
+    )
 
 
 def test_bad_arguments_are_refused(tiny_model, tmp_path):
@@ -55,6 +79,8 @@ def test_bad_arguments_are_refused(tiny_model, tmp_path):
         export_tflite(tiny_model, tmp_path / "x.tflite", quantize="int4")
     with pytest.raises(ValueError, match="must end with .tflite"):
         export_tflite(tiny_model, tmp_path / "x.bin")
+    with pytest.raises(ValueError, match="float_ops applies to quantize='int8'"):
+        export_tflite(tiny_model, tmp_path / "x.tflite", quantize="float16", float_ops=("SQRT",))
 
 
 # Dynamic-range quantization (int8 weights) changes some decisions of a model that has learned the task (80 % to
@@ -83,10 +109,11 @@ def _synthetic_task(count, seed):
     return {k: v.numpy() for k, v in frames.items()}, labels
 
 
-def test_dynamic_range_tflite_of_a_trained_model_keeps_its_decisions(tmp_path):
-    """After a short training on a synthetic task (48 steps, then batch-norm statistics of the training frames) the
-    model is more accurate than chance, so its decisions depend on the frame; the quantized model must agree with
-    the SavedModel's decisions far above chance on FRAMES of the task's fresh frames and of simulated_inputs."""
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A model trained shortly on a synthetic task (48 steps, then batch-norm statistics of the training frames),
+    more accurate than chance, so its decisions depend on the frame: (model, SavedModel version, the task's fresh
+    frames with their labels, 64 training frames for int8 calibration)."""
     keras.utils.set_random_seed(1)
     head = build_head("mobilenet_v1", (SIZE, SIZE, 3), 10, width=0.25)
     model = JointClassifier(build_isp("anscombe"), head, "mobilenet_v1", (SIZE, SIZE))
@@ -101,7 +128,7 @@ def test_dynamic_range_tflite_of_a_trained_model_keeps_its_decisions(tmp_path):
         verbose=0,
     )
     calibrate_batch_norm(model, frames)  # 48 steps barely move the moving statistics (momentum 0.99)
-    test_frames, test_labels = _synthetic_task(256, seed=1)
+    test_frames, test_labels = _synthetic_task(FRAMES, seed=1)
     predicted = np.argmax(model.predict(test_frames, batch_size=64, verbose=0)["logits"], axis=1)
     accuracy = float(np.mean(predicted == test_labels))
     print(f"synthetic task accuracy after 48 steps: {accuracy:.2f} (chance 0.10)")
@@ -109,23 +136,67 @@ def test_dynamic_range_tflite_of_a_trained_model_keeps_its_decisions(tmp_path):
     # binomial standard deviations of the test set, which a model that learned nothing passes with p < 1e-4.
     assert accuracy >= CHANCE + 4 * np.sqrt(CHANCE * (1 - CHANCE) / len(test_labels))
     assert len(set(predicted.tolist())) >= 3  # decisions that depend on the frame
-    path = export_savedmodel(model, tmp_path / "trained")
-    info = export_tflite(model, tmp_path / "trained.tflite", quantize="dynamic")
-    parity = tflite_parity(info["path"], path, count=FRAMES, profile="6lux")
-    print("dynamic-range TFLite parity (trained, simulated_inputs):", parity)
-    # the task's own frames, one at a time through the interpreter, against the SavedModel's decisions
-    runner = tf.lite.Interpreter(model_path=str(info["path"])).get_signature_runner("serving_default")
-    reference = tf.saved_model.load(str(path)).signatures["serving_default"]
-    quantized, saved = [], []
-    for index in range(FRAMES):
-        frame = {key: value[index : index + 1] for key, value in test_frames.items()}
-        quantized.append(np.argmax(runner(**frame)["logits"]))
-        saved.append(np.argmax(reference(**{key: tf.constant(value) for key, value in frame.items()})["logits"]))
-    agreement = float(np.mean(np.equal(quantized, saved)))
-    # the decisions on tflite_parity's frames, in-process (a near-tie may differ from the SavedModel's: the bound
+    path = export_savedmodel(model, tmp_path_factory.mktemp("trained") / "trained")
+    calibration = {key: value[:64] for key, value in frames.items()}  # the task's own frames (docs/mobile.md)
+    return model, path, {**test_frames, "label": test_labels}, calibration
+
+
+@pytest.mark.parametrize("quantize", [pytest.param("float16", marks=pytest.mark.slow), "dynamic", "int8"])
+def test_quantized_tflite_of_a_trained_model_keeps_its_decisions(trained, tmp_path, quantize):
+    """The quantized model must agree with the SavedModel's decisions far above chance on FRAMES of the task's
+    fresh frames (with labels: its top-1 is reported) and of simulated_inputs at 6 lux; int8 is calibrated on 64 of
+    the task's training frames."""
+    model, path, task_frames, calibration = trained
+    calibration = calibration if quantize == "int8" else None
+    info = export_tflite(model, tmp_path / f"{quantize}.tflite", quantize=quantize, calibration=calibration)
+    frames = {"task": task_frames, **parity_frames((SIZE, SIZE), FRAMES, light_levels=("6",))}
+    report = tflite_parity(info["path"], path, frames)
+    print(f"{quantize} LiteRT parity (trained):", json.dumps(report["levels"]))
+    task = report["levels"]["task"]
+    assert task["count"] == FRAMES and task["top1_savedmodel"] is not None and task["top1_litert"] is not None
+    # the decisions on the simulated frames, in-process (a near-tie may differ from the SavedModel's: the bound
     # moves by 1 / FRAMES per frame, far less than its 4 standard deviations)
     simulated = model.predict(simulated_inputs((SIZE, SIZE), FRAMES, "6lux"), batch_size=64, verbose=0)["logits"]
-    bounds = _above_chance(np.array(saved)), _above_chance(np.argmax(simulated, axis=1))
-    print(f"top-1 agreement on the task's frames: {agreement:.2f}; chance bounds {bounds[0]:.2f}, {bounds[1]:.2f}")
-    assert agreement >= bounds[0]
-    assert parity["count"] == FRAMES and parity["top1_agreement"] >= bounds[1]
+    inputs = {key: task_frames[key] for key in ("raw", "alpha", "sigma")}
+    saved = np.argmax(model.predict(inputs, batch_size=64, verbose=0)["logits"], axis=1)
+    bounds = _above_chance(saved), _above_chance(np.argmax(simulated, axis=1))
+    print(f"chance bounds {bounds[0]:.2f}, {bounds[1]:.2f}")
+    assert task["top1_agreement"] >= bounds[0]
+    assert report["levels"]["6 lux"]["top1_agreement"] >= bounds[1]
+
+
+def test_make_interpreter_runs_a_model_with_litert_where_installed(float_tflite):
+    interpreter = make_interpreter(float_tflite["path"], threads=1)
+    try:
+        import ai_edge_litert.interpreter as litert
+    except ImportError:
+        assert isinstance(interpreter, tf.lite.Interpreter)
+    else:
+        assert isinstance(interpreter, litert.Interpreter)
+    assert set(interpreter.get_signature_list()["serving_default"]["outputs"]) == {"image", "logits", "probabilities"}
+
+
+def test_export_command_writes_the_quantized_model_and_its_parity_report(tiny_model, tmp_path, capsys):
+    from dirtypixels_tf.cli import main
+
+    source = tmp_path / "tiny.keras"
+    tiny_model.save(source)
+    path = tmp_path / "phone" / "tiny.tflite"
+    argv = ["export", str(source), "--out", str(tmp_path / "base"), "--tflite", str(path), "--quantize", "float16"]
+    assert main([*argv, "--parity-frames", "2", "--quiet"]) == 0
+    with open(f"{path}.parity.json", encoding="utf-8") as file:
+        report = json.load(file)
+    assert report["export"]["quantize"] == "float16" and report["export"]["bytes"] == path.stat().st_size
+    assert list(report["levels"]) == ["3 lux", "6 lux", "12 lux", "48 lux"]  # tflite.LIGHT_LEVELS
+    assert all(level["count"] == 2 and 0 <= level["top1_agreement"] <= 1 for level in report["levels"].values())
+    printed = capsys.readouterr().out
+    assert f"{path}.parity.json" in printed and "48 lux" in printed
+
+
+def test_quantize_without_tflite_is_refused(tmp_path, capsys):
+    from dirtypixels_tf.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "raw_mobilenet_v1_128", "--out", str(tmp_path / "base"), "--quantize", "int8"])
+    assert exit_info.value.code == 2
+    assert "--quantize applies to --tflite" in capsys.readouterr().err
