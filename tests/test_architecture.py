@@ -19,7 +19,7 @@ ALLOWED = {
     "models": {"physics", "layers"},
     "data": {"physics"},
     "training": {"physics", "models", "data"},
-    "export": {"physics", "layers", "models"},
+    "export": {"physics", "layers", "models", "data"},
     "evaluation": {"physics", "models", "data", "export"},
     "serving": {"physics", "data", "export"},
     "commands": {"physics", "layers", "models", "data", "training", "export", "evaluation", "serving"},

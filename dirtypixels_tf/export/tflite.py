@@ -24,7 +24,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dirtypixels_tf.catalog import DEFAULT_PRESET, DEFAULT_PROFILE, FLOAT16, INT8, SERVING_SIGNATURE, TFLITE_QUANTIZE
+from dirtypixels_tf.catalog import (
+    DEFAULT_PRESET,
+    DEFAULT_PROFILE,
+    FLOAT16,
+    INT8,
+    LIGHT_PROFILES,
+    SERVING_SIGNATURE,
+    TFLITE_QUANTIZE,
+)
 from dirtypixels_tf.export import fold
 from dirtypixels_tf.physics.sensor import SensorModel
 
@@ -177,12 +185,22 @@ def simulated_inputs(image_size, count, profile=DEFAULT_PROFILE, seed=0, sensor=
 
 
 def _light_level(spec):
-    from dirtypixels_tf.evaluation.axes import parse_light_level
+    """(label, (low, high) light level) of a light profile name or a number of lux ("12", "12lux")."""
+    from dirtypixels_tf.physics import noise
 
-    level = parse_light_level(spec)
-    if level.low is None:
-        raise ValueError(f"light levels must be lux or a light profile, not {spec!r}")
-    return level.label, (level.low, level.high)
+    text = str(spec).strip()
+    if text in LIGHT_PROFILES:
+        return text, LIGHT_PROFILES[text]
+    try:
+        lux = float(text.removesuffix("lux"))
+    except ValueError:
+        lux = -1.0
+    if not lux > 0:
+        raise ValueError(
+            f"light levels must be lux or a light profile ({', '.join(LIGHT_PROFILES)}); received {spec!r}"
+        )
+    level = noise.lux_to_light_level(lux)
+    return f"{lux:g} lux", (level, level)
 
 
 def frames_at(image_size, count, light_level, sensor=DEFAULT_PRESET, source=None, seed=0):
