@@ -45,6 +45,7 @@ def _decode(image):
 def _check_aligned(image, label_map):
     """All unmixed pixels carry the label of their colour; returns how many there are."""
     assert label_map.dtype == np.int32 and label_map.shape == image.shape[:2]
+    assert set(np.unique(label_map)) <= set(CLASSES)  # never a value between two classes
     decoded = _decode(image)
     unmixed = decoded >= 0
     mismatched = np.count_nonzero(unmixed & (decoded != label_map))
@@ -72,9 +73,12 @@ def test_eval_central_crop_and_resize_keep_labels_aligned():
         out, labels = preprocessing.preprocess_for_eval(image, size, fraction, label_map=label_map)
         checked = _check_aligned(out.numpy(), labels.numpy())
         assert checked > 0.4 * labels.numpy().size
-    # At the source size without a crop, the label map comes back exactly.
+    # At the source size without a crop, the label map comes back exactly; at twice the size, each label twice
+    # in each direction (nearest neighbour with half-pixel centres).
     _, labels = preprocessing.preprocess_for_eval(image, (30, 40), 1.0, label_map=label_map)
     np.testing.assert_array_equal(labels, label_map)
+    _, labels = preprocessing.preprocess_for_eval(image, (60, 80), 1.0, label_map=label_map)
+    np.testing.assert_array_equal(labels, np.repeat(np.repeat(label_map, 2, axis=0), 2, axis=1))
 
 
 def test_flip_alone_moves_labels_with_pixels_and_keeps_every_count():
