@@ -6,8 +6,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from dirtypixels_tf.data import fashion_mnist, segmentation
+from dirtypixels_tf.data import fashion_mnist, make_dataset, segmentation, source_spec
 from dirtypixels_tf.data.segmentation import IGNORE_LABEL, colourize, composite_source, palette, voc_source
+from dirtypixels_tf.physics.sensor import SensorModel
 
 
 def test_palette_is_vocs_colour_map_with_white_ignore():
@@ -153,3 +154,30 @@ def test_voc_source_errors_name_the_problem(tmp_path):
     Image.fromarray(np.zeros((5, 5), np.uint8), mode="L").save(tmp_path / "SegmentationClass/a.png")
     with pytest.raises(tf.errors.InvalidArgumentError, match="image and label map differ in size"):
         list(voc_source(tmp_path, "train"))
+
+
+def test_source_specs_name_the_segmentation_sources(tmp_path):
+    _write_voc(tmp_path / "voc", ["a", "b"])
+    (tmp_path / "voc/ImageSets/Segmentation/val.txt").write_text("b\n")
+    assert source_spec.resolve_source("fashion-mnist-composite") == ("fashion-mnist-composite", None)
+    assert source_spec.resolve_source(str(tmp_path / "voc")) == ("voc", str(tmp_path / "voc"))
+    dataset, classes, count = source_spec.open_source("voc", str(tmp_path / "voc"), split="test")
+    assert classes == list(segmentation.VOC_CLASSES) and count == 1
+    ((image, label_map),) = list(dataset.as_numpy_iterator())
+    assert set(np.unique(label_map)) == {0, 8, IGNORE_LABEL}  # b's class, 1 + 7 * 1: VOC's val list is "test"
+    dataset, classes, count = source_spec.open_source("fashion-mnist-composite", split="test", limit=3)
+    assert classes == list(segmentation.COMPOSITE_CLASSES) and count == 3
+    expected = list(composite_source("test", count=3).as_numpy_iterator())
+    for (image, label_map), (want_image, want_labels) in zip(dataset.as_numpy_iterator(), expected, strict=True):
+        np.testing.assert_array_equal(image, want_image)
+        np.testing.assert_array_equal(label_map, want_labels)
+    with pytest.raises(ValueError, match="split must be one of train, test; received 'val'"):
+        source_spec.open_source("voc", str(tmp_path / "voc"), split="val")
+
+
+def test_composites_go_through_the_pipeline_as_label_maps():
+    sensor = SensorModel(light_levels="3lux")
+    ((features, labels),) = make_dataset(composite_source("test", count=4), sensor, 32, 4, training=False)
+    assert features["raw"].shape == (4, 32, 32, 1)
+    assert labels.dtype == tf.int32 and labels.shape == (4, 32, 32)
+    assert 0 < np.count_nonzero(labels) < labels.numpy().size and labels.numpy().max() <= 10
