@@ -25,9 +25,7 @@ def segmenter():
     keras.utils.set_random_seed(3)
     head = segmentation.build_dense_head("mobilenet_v1_aspp", (SIZE, SIZE, 3), CLASSES, width=0.25)
     calibrate_batch_norm(head, np.random.default_rng(7).random((8, SIZE, SIZE, 3)).astype(np.float32) * 2 - 1)
-    model = segmentation.JointSegmenter(isp.build_isp("anscombe"), head, "mobilenet_v1_aspp", (SIZE, SIZE))
-    calibrate_batch_norm(model, simulated_inputs((SIZE, SIZE), 16, seed=4))  # the ISP's (the head's are frozen)
-    return model
+    return segmentation.JointSegmenter(isp.build_isp("bilinear"), head, "mobilenet_v1_aspp", (SIZE, SIZE))
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +86,37 @@ def test_one_segmentation_request_over_grpc_and_rest(segmenter, exported, frames
     _check_answer(
         {k: np.asarray(v, np.int32 if k == "class_map" else np.float32) for k, v in answer.items()}, logits, bound
     )
+
+
+@pytest.mark.slow  # about 30 s on 2 shared cores
+def test_segment_command_writes_a_label_map_png_per_dng_and_png_frame(segmenter, exported, tmp_path, capsys):
+    """`dirtypixels segment`: a real DNG (rawpy reads it) and a PNG; each PNG written is the colourized class map of
+    the signature's answer for that frame, read back from disk."""
+    from dirtypixels_tf import cli
+    from dirtypixels_tf.data.camera_raw import write_dng
+    from dirtypixels_tf.data.segmentation import colourize
+    from dirtypixels_tf.serving.frames import read_frame
+
+    rng = np.random.default_rng(2)
+    dng, png = tmp_path / "night.dng", tmp_path / "scene.png"
+    write_dng(dng, rng.random((SIZE + 8, SIZE + 8)) * 0.2, "BGGR", bits=12, black_level=64, iso=1600)
+    png.write_bytes(tf.io.encode_png((rng.random((48, 48, 3)) * 255).astype(np.uint8)).numpy())
+    out = tmp_path / "labels"
+    assert cli.main(["segment", str(dng), str(png), "--model", str(exported[0]), "--out-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    loaded = tf.saved_model.load(exported[1]).signatures
+    for index, frame_path in enumerate((dng, png)):
+        assert f"label map {out / frame_path.stem}.png" in printed
+        frame = read_frame(str(frame_path), (SIZE, SIZE), seed=(0, index))
+        class_map = loaded[frame.signature](**{k: tf.constant(v) for k, v in frame.inputs.items()})["class_map"]
+        written = tf.io.decode_png(tf.io.read_file(str(out / f"{frame_path.stem}.png"))).numpy()
+        np.testing.assert_array_equal(written, colourize(class_map.numpy()[0]))
+    assert read_frame(str(dng), (SIZE, SIZE)).signature == "raw_uint16"  # the DNG went through its ISO
+
+
+def test_segment_command_refuses_a_classifier(exported, tmp_path, capsys):
+    from dirtypixels_tf import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["segment", str(tmp_path / "x.png"), "--model", str(tmp_path)])
+    assert exit_info.value.code == 2 and "--model: no SavedModel at" in capsys.readouterr().err
