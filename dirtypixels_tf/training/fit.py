@@ -34,8 +34,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from dirtypixels_tf.evaluation.metrics import MeanIoU, segmentation_scores
 from dirtypixels_tf.models.loading import load_model
+from dirtypixels_tf.models.segmentation import MeanIoU, segmentation_scores
 from dirtypixels_tf.training import callbacks as callbacks_lib
 from dirtypixels_tf.training import config as config_lib
 from dirtypixels_tf.training import data as data_lib
