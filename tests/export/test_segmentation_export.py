@@ -120,3 +120,15 @@ def test_segment_command_refuses_a_classifier(exported, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["segment", str(tmp_path / "x.png"), "--model", str(tmp_path)])
     assert exit_info.value.code == 2 and "--model: no SavedModel at" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a TFLite conversion, about a minute on 2 shared cores
+def test_tflite_export_agrees_with_the_savedmodel(segmenter, exported, tmp_path):
+    from dirtypixels_tf.export import export_tflite, tflite_parity
+
+    info = export_tflite(segmenter, tmp_path / "seg.tflite")
+    parity = tflite_parity(info["path"], exported[1], count=4)
+    logits = segmenter(simulated_inputs((SIZE, SIZE), 4))["segmentation"].numpy()  # tflite_parity's frames
+    # softmax moves by at most the largest change of a logit: the float32 bound of two summation orders
+    assert parity["compared"] == "probabilities" and parity["max_abs_diff"] <= model_bound(segmenter, logits)
+    assert parity["top1_agreement"] > 0.99  # pixels with the same class (ties within round-off may differ)
