@@ -25,7 +25,8 @@ import os
 
 import numpy as np
 
-IGNORE_LABEL = 255
+from dirtypixels_tf.catalog import IGNORE_LABEL  # re-exported: the label of pixels that count nowhere
+
 COVER_THRESHOLD = 0.25
 BACKGROUND_MAX = 0.2
 VOC_CLASSES = (
