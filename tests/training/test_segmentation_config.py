@@ -63,6 +63,7 @@ def test_a_classifier_head_name_is_refused_for_segmentation():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # three stages' graph building: 15 minutes and more on 2 heavily shared cores
 def test_small_segmentation_job_runs_end_to_end(tmp_path, capsys):
     """The three stages at a tiny size (a few minutes on 2 shared cores): the head on clean composites, the
     denoiser, the joint model; mIoU, pixel accuracy and per-class IoU in metrics.json."""
