@@ -92,12 +92,18 @@ def test_release_presets_use_slim_batch_norm_decay_in_the_head():
 
 
 def test_dense_heads_of_the_segmentation_presets_build_to_the_closed_forms():
-    deeplab = presets.count_preset("liu_deeplab_largefov_321")["head"]
-    assert deeplab["total"] == _DEEPLAB and deeplab["trainable"] == 0  # frozen, as Liu et al.
-    assert deeplab["multiply_adds"] == _DEEPLAB_MACS
-    small = presets.count_preset("liu_mobilenet_v1_aspp_64")["head"]
-    assert small["total"] == _SMALL_DENSE + _SMALL_DENSE_STATISTICS
-    assert small["multiply_adds"] == _SMALL_DENSE_MACS
+    from dirtypixels_tf.models.counting import count_multiply_adds, count_params
+    from dirtypixels_tf.models.segmentation import build_dense_head
+
+    deeplab = build_dense_head("deeplab_largefov", (324, 324, 3), 21)  # the preset's head (frozen there)
+    assert count_params(deeplab)["trainable"] == _DEEPLAB and count_multiply_adds(deeplab) == _DEEPLAB_MACS
+    small = build_dense_head("mobilenet_v1_aspp", (64, 64, 3), 11, width=0.25)
+    assert count_params(small) == {
+        "trainable": _SMALL_DENSE,
+        "non_trainable": _SMALL_DENSE_STATISTICS,
+        "total": _SMALL_DENSE + _SMALL_DENSE_STATISTICS,
+    }
+    assert count_multiply_adds(small) == _SMALL_DENSE_MACS
 
 
 def test_deeplab_largefov_against_the_paper():
