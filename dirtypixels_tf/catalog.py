@@ -70,6 +70,10 @@ PSF_GRAMMAR = (
     f"{'/'.join(PSF_FILE_EXTENSIONS)} file"
 )
 
+# Semantic segmentation: the label of pixels that count nowhere (Pascal VOC's object borders and "void"), in label
+# maps, losses and metrics.
+IGNORE_LABEL = 255
+
 # Model presets (models/presets.py holds their specifications and counts, in this order).
 MODEL_PRESETS = (
     "joint_mobilenet_v1_128",
@@ -84,6 +88,8 @@ MODEL_PRESETS = (
     "joint_inception_v4_shrinkage_deblur_299",
     "liu_vgg16",
     "nidf",
+    "liu_deeplab_largefov_321",
+    "liu_mobilenet_v1_aspp_64",
 )
 
 # SavedModel signatures (export/savedmodel.py describes each) and TF Serving's method name of the Classify API.

@@ -71,6 +71,7 @@ def test_simulate_tfrecords_with_limit_offset_and_psf_file(tmp_path):
         (["--psf", "missing.npy"], "--psf: no such file or folder: 'missing.npy'"),
         (["--psf", "blurry"], "--psf: psf must be none, center, offaxis, periphery, motion-L"),
         (["/no/such/folder"], "SOURCE must be 'fashion-mnist'"),
+        (["fashion-mnist-composite"], "SOURCE: the RAW records hold one class label per frame"),
     ],
 )
 def test_bad_arguments_exit_2_with_the_message(tmp_path, capsys, argv, message):

@@ -1,8 +1,10 @@
-"""`dirtypixels evaluate`: top-1 / top-5 over light levels x PSFs (Diamond et al. 2017 Table 1), with PSNR / SSIM of the
-intermediate image, conventional-ISP baselines and an example figure.
+"""`dirtypixels evaluate`: top-1 / top-5 (or, for a segmentation model, mean IoU, pixel accuracy and IoU per class)
+over light levels x PSFs (Diamond et al. 2017 Table 1), with PSNR / SSIM of the intermediate image,
+conventional-ISP baselines and an example figure (with colour-coded label maps for segmentation).
 
     dirtypixels evaluate MODEL [--profiles 3,6,12,24,48,96,none] [--psf none,center,offaxis,periphery]
-                         [--data fashion-mnist|FOLDER|TFRECORDS] [--limit N] [--size S] [--out DIR]
+                         [--data fashion-mnist|fashion-mnist-composite|VOC_FOLDER|FOLDER|TFRECORDS] [--limit N]
+                         [--size S] [--out DIR]
                          [--baseline malvar_nlm,...] [--examples 4]
     dirtypixels evaluate MODEL --data captured:FOLDER [--labels synset_labels.txt] [--white-balance as_shot]
                          [--exposure percentile98] [--noise sensor|release|estimate] [--sensor S] [--out DIR]
@@ -41,7 +43,7 @@ from dirtypixels_tf.commands.common import (
     sensor_spec,
 )
 from dirtypixels_tf.commands.simulate import _open_source, check_data_source
-from dirtypixels_tf.data.source_spec import FASHION_MNIST
+from dirtypixels_tf.data.source_spec import COMPOSITE, FASHION_MNIST
 
 DEFAULT_PROFILES = f"3,6,12,24,48,96,{NO_NOISE}"
 
@@ -244,9 +246,10 @@ def run(args):
 def register(commands):
     evaluate = commands.add_parser(
         "evaluate",
-        help="top-1/top-5 and PSNR/SSIM of a model over light levels x PSFs",
+        help="top-1/top-5 (or mIoU) and PSNR/SSIM of a model over light levels x PSFs",
         description="Simulate the evaluation data at every light level and PSF (seeded per example, so runs agree "
-        "exactly), run the model, and write top-1/top-5 accuracy and the PSNR/SSIM of its intermediate image "
+        "exactly), run the model, and write top-1/top-5 accuracy (a segmentation model: mean IoU, pixel accuracy "
+        "and IoU per class) and the PSNR/SSIM of its intermediate image "
         "against the sharp clean image as CSV, Markdown, JSON and a plot (Diamond et al. 2017 Table 1 layout).",
     )
     evaluate.add_argument(
@@ -266,13 +269,15 @@ def register(commands):
         "--data",
         default=FASHION_MNIST,
         help=f"'{FASHION_MNIST}' (default), a folder of class subfolders, TFRecords, or {CAPTURED_DATA_PREFIX}FOLDER (real "
-        "camera RAW captures in one folder per class)",
+        f"camera RAW captures in one folder per class); for segmentation '{COMPOSITE}' or a Pascal VOC 2012 folder",
     )
     evaluate.add_argument(
         "--labels", default=None, help="captured: 'folder:index' lines (the release's synset_labels.txt)"
     )
     add_capture_arguments(evaluate, "captured")
-    evaluate.add_argument("--split", default="test", choices=("train", "test"), help="fashion-mnist split (test)")
+    evaluate.add_argument(
+        "--split", default="test", choices=("train", "test"), help="split (test; a VOC folder's test is its val)"
+    )
     evaluate.add_argument("--limit", type=positive_int, default=None, help="evaluate the first N examples only")
     evaluate.add_argument("--size", type=positive_int, default=None, help="RAW frame size (default: the model's)")
     evaluate.add_argument("--batch-size", type=positive_int, default=32, help="examples per batch (32)")

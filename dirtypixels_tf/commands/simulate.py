@@ -23,7 +23,7 @@ from dirtypixels_tf.commands.common import (
     positive_int,
     sensor_spec,
 )
-from dirtypixels_tf.data.source_spec import FASHION_MNIST, open_source, resolve_source
+from dirtypixels_tf.data.source_spec import COMPOSITE, FASHION_MNIST, VOC, open_source, resolve_source
 
 
 def check_data_source(spec, name="SOURCE"):
@@ -45,7 +45,12 @@ def _open_source(spec, split, label_offset, name="SOURCE"):
 
 def validate(args):
     """Checks that need no TensorFlow (the sensor, profile, size and PSF file are checked by their types)."""
-    check_data_source(args.source)
+    kind, _ = check_data_source(args.source)
+    if kind in (COMPOSITE, VOC):
+        raise UsageError(
+            f"SOURCE: the RAW records hold one class label per frame; received the segmentation source {kind!r} "
+            "(train and evaluate simulate its frames on the fly)"
+        )
 
 
 def run(args):

@@ -1,5 +1,6 @@
-"""tf.data sources (image folders, ImageNet-style TFRecords, arrays, Fashion-MNIST), preprocessing, the sensor
-simulation map, and simulated RAW datasets on disk. See each module's docstring for its conventions."""
+"""tf.data sources (image folders, ImageNet-style TFRecords, arrays, Fashion-MNIST, segmentation label maps),
+preprocessing, the sensor simulation map, and simulated RAW datasets on disk.
+See each module's docstring for its conventions."""
 
 from dirtypixels_tf._lazy import lazy_exports
 
@@ -21,6 +22,13 @@ _EXPORTS = {
     "make_dataset_fn": "dirtypixels_tf.data.pipeline",
     "simulation_map": "dirtypixels_tf.data.pipeline",
     "simulate_batch": "dirtypixels_tf.data.pipeline",
+    "IGNORE_LABEL": "dirtypixels_tf.data.segmentation",
+    "COMPOSITE_CLASSES": "dirtypixels_tf.data.segmentation",
+    "VOC_CLASSES": "dirtypixels_tf.data.segmentation",
+    "composite_source": "dirtypixels_tf.data.segmentation",
+    "voc_source": "dirtypixels_tf.data.segmentation",
+    "palette": "dirtypixels_tf.data.segmentation",
+    "colourize": "dirtypixels_tf.data.segmentation",
     "read_raw_tfrecords": "dirtypixels_tf.data.raw_records",
     "simulate_to_tfrecords": "dirtypixels_tf.data.raw_records",
 }

@@ -13,6 +13,9 @@ Conventions:
   `simulate_batch(sensor, features)` then runs the same sensor with the same seeds where the model runs (in the
   training step, per replica), bit for bit the tf.data path's frames, while the host only decodes and crops.
 - Shuffling comes after the simulation, on the small fixed-size examples (never decoded full-size photographs).
+- Labels: an int64 scalar per example (classification), or a label map [H, W] (segmentation, data/segmentation.py)
+  that goes through the image's crop and flip and a nearest-neighbour resize (data/preprocessing.py) and comes out
+  int32 [B, height, width], pixel (i, j) labelling the image's and the RAW mosaic's pixel (i, j).
 Distribution: with `make_dataset(..., batch_size=GLOBAL batch)` and `strategy.experimental_distribute_dataset`, the
 strategy splits each global batch; the auto-shard policy is DATA (workers split examples, never files, which would
 change the example indices). With `strategy.distribute_datasets_from_function(make_dataset_fn(...,
@@ -58,7 +61,7 @@ def simulation_map(
 ):
     """A function (index, (image, label)) -> (features, label) for Dataset.enumerate() output.
 
-    Preprocesses the image (training: random crop + flip; else central crop; both resize to `image_size`), then
+    Preprocesses the image and a label map (training: random crop + flip; else central crop; both resize to `image_size`), then
     runs `sensor` on it with seed example_seed(seed, index). See the module docstring for the features.
     """
     sensor = _check_sensor(sensor)
@@ -74,12 +77,20 @@ def simulation_map(
         image, label = example
         if image.shape.rank != 3 or image.shape[-1] != 3:
             raise ValueError(f"source images must be float32 [H, W, 3]; received shape {image.shape}")
+        if label.shape.rank not in (0, 2):
+            raise ValueError(f"source labels must be scalars or label maps [H, W]; received shape {label.shape}")
+        dense = label.shape.rank == 2
         key = noise.example_seed(seed, index)
         crop_seed, sensor_seed = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+        label_map = label if dense else None
         if training:
-            clean = preprocessing.preprocess_for_training(image, size, crop_seed, crop_area, aspect_ratio_range, flip)
+            clean = preprocessing.preprocess_for_training(
+                image, size, crop_seed, crop_area, aspect_ratio_range, flip, label_map
+            )
         else:
-            clean = preprocessing.preprocess_for_eval(image, size, central_fraction)
+            clean = preprocessing.preprocess_for_eval(image, size, central_fraction, label_map)
+        if dense:
+            clean, label = clean
         if simulate_on_device:
             features = {"clean": clean, "sensor_seed": sensor_seed}
         else:
@@ -88,7 +99,7 @@ def simulation_map(
             features["psf"] = psf
         if include_clean:
             features["clean"] = clean
-        return features, tf.cast(label, tf.int64)
+        return features, label if dense else tf.cast(label, tf.int64)
 
     return fn
 
@@ -173,7 +184,8 @@ def make_dataset(
     """Batched, prefetched dataset of (features, label) from a source of (image, label).
 
     Args:
-        source: a tf.data.Dataset of (image float32 [H, W, 3] in [0, 1], label int64), e.g. from data.sources.
+        source: a tf.data.Dataset of (image float32 [H, W, 3] in [0, 1], label int64), e.g. from data.sources, or of
+            (image, label map [H, W]) from data.segmentation (labels then come out int32 [B, height, width]).
         sensor: a physics.sensor.SensorModel.
         image_size: the model size, an even int or (height, width).
         batch_size: examples per batch; under tf.distribute with experimental_distribute_dataset, the GLOBAL batch.

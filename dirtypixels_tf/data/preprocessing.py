@@ -13,6 +13,10 @@ Conventions:
   resize.
 - Randomness: a stateless seed [2] per example (see physics.noise.example_seed), so example i gets the same crop
   and flip on every run, in any batch, on any number of replicas.
+- Label maps (segmentation): given `label_map` (integers [H, W], the image's size), both functions return
+  (image, label map int32 [height, width]). The label map is cropped and flipped together with the image (one
+  tensor, so the same box and the same flip, and the image bit for bit as without it) and resized by nearest
+  neighbour, never interpolated. The crops lie inside the image, so no pixel is padded.
 """
 
 import tensorflow as tf
@@ -53,10 +57,35 @@ def _resize(image, size):
     return tf.clip_by_value(resized, 0.0, 1.0)
 
 
+def _stack(image, label_map):
+    """The image with the label map as a last channel (exact in float32 for labels up to 2**24)."""
+    if label_map is None:
+        return image
+    image, label_map = tf.convert_to_tensor(image), tf.convert_to_tensor(label_map)
+    if label_map.shape.rank != 2:
+        raise ValueError(f"label_map must be [H, W]; received shape {label_map.shape}")
+    return tf.concat([image, tf.cast(label_map, image.dtype)[..., tf.newaxis]], axis=-1)
+
+
+def _unstack_and_resize(stacked, size, label_map):
+    """Inverse of `_stack`, resizing the image bilinearly and the label map by nearest neighbour."""
+    if label_map is None:
+        return _resize(stacked, size)
+    labels = tf.image.resize(stacked[..., -1:], size, method="nearest")
+    return _resize(stacked[..., :-1], size), tf.cast(labels[..., 0], tf.int32)
+
+
 def preprocess_for_training(
-    image, image_size, seed, crop_area=DEFAULT_CROP_AREA, aspect_ratio_range=DEFAULT_ASPECT_RATIO_RANGE, flip=True
+    image,
+    image_size,
+    seed,
+    crop_area=DEFAULT_CROP_AREA,
+    aspect_ratio_range=DEFAULT_ASPECT_RATIO_RANGE,
+    flip=True,
+    label_map=None,
 ):
-    """Random crop, random horizontal flip, bilinear resize to `image_size`; deterministic per `seed` [2]."""
+    """Random crop, random horizontal flip, bilinear resize to `image_size`; deterministic per `seed` [2]. With a
+    `label_map`, returns (image, label map) (see the module docstring)."""
     size = check_image_size(image_size)
     crop_area = _check_range(crop_area, "crop_area", 0.0, 1.0)
     aspect_ratio_range = _check_range(aspect_ratio_range, "aspect_ratio_range", 0.0, float("inf"))
@@ -71,20 +100,23 @@ def preprocess_for_training(
         max_attempts=100,
         use_image_if_no_bounding_boxes=True,
     )
-    channels = image.shape[-1]
-    image = tf.slice(image, begin, extent)
-    image.set_shape([None, None, channels])
+    stacked = _stack(image, label_map)
+    channels = stacked.shape[-1]
+    stacked = tf.slice(stacked, begin, extent)
+    stacked.set_shape([None, None, channels])
     if flip:
-        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    return _resize(image, size)
+        stacked = tf.image.stateless_random_flip_left_right(stacked, flip_seed)
+    return _unstack_and_resize(stacked, size, label_map)
 
 
-def preprocess_for_eval(image, image_size, central_fraction=DEFAULT_CENTRAL_FRACTION):
-    """Central crop keeping `central_fraction` of each side (1.0 keeps all), bilinear resize to `image_size`."""
+def preprocess_for_eval(image, image_size, central_fraction=DEFAULT_CENTRAL_FRACTION, label_map=None):
+    """Central crop keeping `central_fraction` of each side (1.0 keeps all), bilinear resize to `image_size`. With a
+    `label_map`, returns (image, label map) (see the module docstring)."""
     size = check_image_size(image_size)
     fraction = float(central_fraction) if isinstance(central_fraction, (int, float)) else None
     if fraction is None or not 0 < fraction <= 1:
         raise ValueError(f"central_fraction must be a number in (0, 1]; received {central_fraction!r}")
+    stacked = _stack(image, label_map)
     if fraction < 1:
-        image = tf.image.central_crop(image, fraction)
-    return _resize(image, size)
+        stacked = tf.image.central_crop(stacked, fraction)
+    return _unstack_and_resize(stacked, size, label_map)

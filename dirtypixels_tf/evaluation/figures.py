@@ -2,7 +2,8 @@
 light level for several models above examples (the accuracy plot of one table is table.plot_accuracy).
 
 Matplotlib with the Agg backend (files only, no display). Images are shown as they are in [0, 1] (clipped), linear
-values without a tone curve, the same values the metrics see.
+values without a tone curve, the same values the metrics see. Label maps (segmentation) are shown in Pascal VOC's
+colours (data.segmentation.colourize; the ignore label white).
 """
 
 import dataclasses
@@ -12,11 +13,13 @@ import numpy as np
 import tensorflow as tf
 
 from dirtypixels_tf.catalog import DEFAULT_PRESET, NO_PSF
+from dirtypixels_tf.data.segmentation import colourize
 from dirtypixels_tf.evaluation import metrics
 from dirtypixels_tf.evaluation.axes import NO_NOISE, parse_light_level, parse_psf
 from dirtypixels_tf.evaluation.baselines import ConventionalIsp
 from dirtypixels_tf.evaluation.grid import cell_dataset
 from dirtypixels_tf.evaluation.predictors import ConventionalIspPredictor, as_predictor
+from dirtypixels_tf.evaluation.table import METRIC_TITLES, task_metric
 from dirtypixels_tf.optional import pyplot
 from dirtypixels_tf.physics.sensor import SensorModel
 
@@ -81,7 +84,9 @@ def comparison_panels(
     objects), and the model's intermediate image. Each caption gives the predicted label and the PSNR (dB) against
     the clean image. Labels of the bilinear and conventional columns come from `head` (a Keras model or callable
     images -> logits, e.g. the model itself for its head; None = no label); the model's from its own logits.
-    The examples are simulated as in grid.evaluate (same seeds), so they are the first examples of that cell."""
+    The examples are simulated as in grid.evaluate (same seeds), so they are the first examples of that cell.
+    For a segmentation model (a source of label maps), the true label map follows the clean image and the model's
+    predicted map its image, both colour-coded; captions give each column's mIoU on that image instead of a label."""
     predictor = as_predictor(model)
     size = image_size or predictor.image_size
     level = parse_light_level(light_level)
@@ -99,6 +104,9 @@ def comparison_panels(
         columns.append((isp.name or "conventional ISP", ConventionalIspPredictor(isp, head)))
     columns.append(("Joint model", predictor))
     outputs = [(title, column(batch, psf_array)) for title, column in columns]
+    labels = labels.numpy()
+    if labels.ndim == 3:
+        return _segmentation_rows(clean, labels, outputs), f"{level.label}, PSF {psf_label}"
     rows = []
     for i in range(len(clean)):
         row = [Panel(clean[i], "Clean", f"true: {_label_of(labels[i], class_names)}")]
@@ -110,6 +118,33 @@ def comparison_panels(
             row.append(Panel(output["image"][i], title, f"{_label(logits, class_names)}, {psnr:.1f} dB"))
         rows.append(row)
     return rows, f"{level.label}, PSF {psf_label}"
+
+
+def _label_map_panel(label_map, title, caption):
+    return Panel(colourize(label_map.astype(np.uint8)) / 255.0, title, caption)
+
+
+def _segmentation_rows(clean, labels, outputs):
+    """comparison_panels' rows for label maps: clean, true map, each column's image (its mIoU on the image and its
+    PSNR), and the last column's (the model's) predicted map."""
+    rows = []
+    for i in range(len(clean)):
+        row = [Panel(clean[i], "Clean", ""), _label_map_panel(labels[i], "True labels", "")]
+        prediction = None
+        for title, output in outputs:
+            caption = []
+            if output["segmentation"] is not None:
+                scores = output["segmentation"][i]
+                prediction = np.argmax(scores, axis=-1)
+                confusion = metrics.confusion_matrix(labels[i], prediction, scores.shape[-1])
+                caption.append(f"mIoU {100 * metrics.segmentation_scores(confusion)['miou']:.1f} %")
+            if output["image"] is not None:
+                caption.append(f"{metrics.psnr(output['image'][i], clean[i])[0]:.1f} dB")
+                row.append(Panel(output["image"][i], title, ", ".join(caption)))
+        if prediction is not None and outputs[-1][1]["segmentation"] is not None:
+            row.append(_label_map_panel(prediction, f"{outputs[-1][0]}: labels", ""))
+        rows.append(row)
+    return rows
 
 
 def _label_of(label, class_names):
@@ -124,8 +159,8 @@ def comparison_figure(model, source, path, **options):
 
 
 def plot_light_comparison(tables, example_rows, path, title=""):
-    """One PNG at `path`: top-1 accuracy (%) and the intermediate image's PSNR (dB) against light level, one line
-    per model of `tables` ({name: EvaluationTable} over the same rows, first PSF column), above rows of example
+    """One PNG at `path`: top-1 accuracy (%) (mean IoU for segmentation) and the intermediate image's PSNR (dB)
+    against light level, one line per model of `tables` ({name: EvaluationTable} over the same rows, first PSF column), above rows of example
     Panels (comparison_panels' rows, or [] for none). Returns path."""
     plt = pyplot()
     columns = max([2] + [len(row) for row in example_rows])
@@ -135,8 +170,9 @@ def plot_light_comparison(tables, example_rows, path, title=""):
     first = next(iter(tables.values()))
     positions = np.arange(len(first.rows))
     labels = ["no noise" if row == NO_NOISE else row for row in first.rows]
+    task = task_metric(first)
     for span, metric, ylabel in (
-        (slice(0, half), "top1", "Top-1 accuracy (%)"),
+        (slice(0, half), task, METRIC_TITLES[task]),
         (slice(half, columns), "psnr", "PSNR (dB)"),
     ):
         axis = figure.add_subplot(grid[0, span])
@@ -145,7 +181,7 @@ def plot_light_comparison(tables, example_rows, path, title=""):
             values = [table.value(row, column, metric) for row in table.rows]
             if any(v is None for v in values):
                 continue
-            scale = 100 if metric == "top1" else 1
+            scale = 100 if metric == task else 1
             axis.plot(positions, [scale * v for v in values], marker="o", label=name)
         axis.set_xticks(positions, labels, rotation=30)
         axis.set_xlabel("light level")

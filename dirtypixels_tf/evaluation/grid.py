@@ -12,7 +12,13 @@ Conventions:
   preprocessing: central crop + resize), so runs give identical tables and cells differ only by light level and PSF
   (common random numbers). Inputs do not depend on the batch size, though the model's float rounding may (the 6th
   decimal of PSNR). A "motion-L" PSF column is drawn with `seed` too.
-- Top-k accuracies (metrics.top_k_correct) need a "logits" output. PSNR, SSIM and the Bayer metrics (metrics.py:
+- Top-k accuracies (metrics.top_k_correct) need a "logits" output and a source of class labels.
+- Segmentation (a source of label maps, data/segmentation.py, and a model with a "segmentation" output): one
+  confusion matrix per cell over all its pixels (metrics.confusion_matrix: IGNORE_LABEL pixels left out), and
+  from it "miou", "pixel_accuracy" and "iou" (one per class; None for a class absent from truth and prediction,
+  which the mean leaves out: metrics.segmentation_scores, the VOC devkit's rules). The predicted class is the
+  arg-max of the per-pixel scores. A classifier on label maps, or a segmentation model on class labels, is refused.
+- PSNR, SSIM and the Bayer metrics (metrics.py:
   "bayer" = bayer_artifact_ratio, "bayer_peak" = bayer_peak_ratio, "bayer_error" = the RMS over images of
   bayer_error_amplitudes in 8-bit code values) compare the intermediate image (the model's "image" output, a
   SavedModel's "isp" signature or a conventional ISP's output) with the SHARP clean image: the preprocessed image
@@ -95,8 +101,8 @@ def evaluate(
     """Evaluate `model` on `source` over light_levels x psfs; returns an EvaluationTable.
 
     model: a Predictor, keras.Model, path / preset name (load_predictor) or function (features, psf) -> dict.
-    source: a tf.data.Dataset of (image float32 [H, W, 3] in [0, 1], label int64) (data.sources); `limit` keeps
-    its first N examples. image_size: the RAW frame size (even int or (H, W)); None = the model's. A model that
+    source: a tf.data.Dataset of (image float32 [H, W, 3] in [0, 1], label int64) (data.sources), or of (image,
+    label map [H, W]) for a segmentation model (data.segmentation); `limit` keeps its first N examples. image_size: the RAW frame size (even int or (H, W)); None = the model's. A model that
     takes another size is refused (ValueError naming both). quality: measure PSNR/SSIM of the intermediate image.
     sensor / pattern: the sensor (a spec of physics.sensor_files.resolve_sensor: a preset name, a sensor.yaml path, a
     NoisePreset) and the Bayer phase (None: the sensor's); central_fraction: the evaluation centre crop. psf_grid: the PsfGrid of the named PSFs (default: optics.default_psf_grid()).
@@ -143,6 +149,11 @@ def evaluate(
                 )
                 cells[(level.label, label)] = _evaluate_cell(predictor, dataset, psf, quality, bar)
     count = cells[(levels[0].label, columns[0][0])]["examples"] if cells else 0
+    segmentation = any(cell["iou"] is not None for cell in cells.values())
+    notes = [
+        "Segmentation: one confusion matrix per cell over its pixels, ignore label 255 left out; mIoU over the "
+        "classes present in truth or prediction (VOC devkit); pixel accuracy = correct / labelled pixels."
+    ]
     metadata = {
         "model": predictor.description,
         "data": data_description,
@@ -158,8 +169,11 @@ def evaluate(
             "the intermediate image clipped to [0, 1] against the sharp clean image, averaged per image.",
             f"Noise: sensor {sensor}, Bayer {pattern}; light level = lux / 2000; example i seeded "
             f"example_seed({seed}, i) in every cell.",
-        ],
+        ]
+        + (notes if segmentation else []),
     }
+    if segmentation:
+        metadata["class_names"] = predictor.class_names
     return EvaluationTable(
         rows=tuple(level.label for level in levels),
         columns=tuple(label for label, _ in columns),
@@ -182,8 +196,26 @@ def _check_unique(labels, name):
         raise ValueError(f"{name} must not repeat an entry; received {duplicates} more than once")
 
 
+def _check_task(outputs, dense):
+    """Refuse a model whose task does not match the labels (label maps or class labels)."""
+    if dense and outputs["logits"] is not None:
+        raise ValueError("source holds label maps (segmentation) but the model gives class logits [B, K]")
+    if not dense and outputs["segmentation"] is not None:
+        raise ValueError("source holds class labels but the model gives per-pixel scores (segmentation)")
+
+
+def _segmentation_cell(confusion):
+    """The cell's "miou", "pixel_accuracy", "iou" (NaN -> None) of its confusion matrix (None: no scores)."""
+    if confusion is None:
+        return {"miou": None, "pixel_accuracy": None, "iou": None}
+    scores = metrics.segmentation_scores(confusion)
+    finite = {key: None if math.isnan(scores[key]) else scores[key] for key in ("miou", "pixel_accuracy")}
+    return {**finite, "iou": [None if math.isnan(v) else v for v in scores["iou"]]}
+
+
 def _evaluate_cell(predictor, dataset, psf, quality, bar):
     correct = {1: 0, 5: 0}
+    confusion = None
     psnrs, ssims = [], []
     peak_sums = np.zeros(4)  # the estimates' Bayer and neighbour energies (metrics.bayer_peak_energies), the clean's
     squared_amplitudes = 0.0  # of the Bayer-period pattern in each image's error (metrics.bayer_error_amplitudes)
@@ -193,6 +225,12 @@ def _evaluate_cell(predictor, dataset, psf, quality, bar):
         batch = {key: features[key].numpy() for key in ("raw", "alpha", "sigma")}
         outputs = predictor(batch, psf)
         labels = labels.numpy()
+        dense = labels.ndim == 3
+        _check_task(outputs, dense)
+        if dense and outputs["segmentation"] is not None:
+            scores = outputs["segmentation"]
+            batch_confusion = metrics.confusion_matrix(labels, np.argmax(scores, axis=-1), scores.shape[-1])
+            confusion = batch_confusion if confusion is None else confusion + batch_confusion
         if outputs["logits"] is None:
             has_logits = False
         else:
@@ -220,6 +258,7 @@ def _evaluate_cell(predictor, dataset, psf, quality, bar):
         "examples": examples,
         "top1": correct[1] / examples if accuracy else None,
         "top5": correct[5] / examples if accuracy else None,
+        **_segmentation_cell(confusion),
         "psnr": float(np.mean(np.concatenate(psnrs))) if measured else None,
         "ssim": float(np.mean(np.concatenate(ssims))) if measured else None,
         "bayer": float(peak_sums[0] / max(peak_sums[2], metrics.PSNR_MSE_FLOOR)) if measured else None,

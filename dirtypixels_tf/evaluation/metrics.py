@@ -11,6 +11,12 @@ Conventions:
 - SSIM (Wang et al. 2004) with tf.image.ssim: max value 1, 11 x 11 Gaussian window of std 1.5 (shrunk to the smaller
   side of smaller images), K1 = 0.01, K2 = 0.03, "valid" positions only, averaged over positions and channels; it
   matches skimage's structural_similarity with gaussian_weights=True, sigma=1.5, use_sample_covariance=False.
+- Segmentation (VOC devkit rules): a confusion matrix C [K, K] counts pixels, C[t, p] those of true class t
+  predicted as p; pixels labelled catalog.IGNORE_LABEL (255) are left out. IoU of class k = C[k, k] / (row k sum +
+  column k sum - C[k, k]); a class absent from both truth and prediction has no IoU (nan) and is left out of the
+  mean IoU ("miou"); pixel accuracy = trace / total. `MeanIoU` is the Keras metric (from logits [B, H, W, K] and
+  label maps [B, H, W]), `confusion_matrix` and `segmentation_scores` the NumPy side, for the evaluation grid
+  (defined in models/segmentation.py beside the dense heads, where training reads them too).
 - Bayer-period artifacts, on the luminance (channel mean) at the 2 x 2 period's frequencies (pi, pi), (pi, 0),
   (0, pi): `bayer_energy` (squared DFT coefficients over H W), `bayer_artifact_ratio` (estimates' energy over the
   references'; residual noise counts too), `bayer_peak_ratio` (that energy over its 8 neighbouring frequencies',
@@ -22,6 +28,7 @@ Conventions:
 import numpy as np
 import tensorflow as tf
 
+from dirtypixels_tf.models.segmentation import MeanIoU, confusion_matrix, segmentation_scores  # noqa: F401
 from dirtypixels_tf.physics.validation import check_int
 
 PSNR_MSE_FLOOR = 1e-10

@@ -1,7 +1,8 @@
 """Predictors: the models an evaluation runs, behind one call.
 
-A Predictor is a callable (features, psf) -> {"logits", "image"} (each [B, ...] NumPy or None) with the RAW frame
-size it takes (`image_size`, None: any). features: "raw" [B, H, W, 1], "alpha", "sigma" [B]; psf: the cell's PSF.
+A Predictor is a callable (features, psf) -> {"logits", "image", "segmentation"} (each [B, ...] NumPy or None:
+class logits [B, K], the intermediate image [B, H, W, 3], per-pixel class scores [B, H, W, K] of a segmentation
+model: logits, or probabilities from a SavedModel, whose arg-max is the same) with the RAW frame size it takes (`image_size`, None: any). features: "raw" [B, H, W, 1], "alpha", "sigma" [B]; psf: the cell's PSF.
 `load_predictor` opens a training run directory (RUN_DIR/model.keras), a .keras file, a SavedModel (a version
 directory, or a base path whose highest numbered version is used: export/layout.py) or a model preset name (random
 weights); `ConventionalIspPredictor` runs a conventional ISP (baselines.py) and optionally a classifier head on its
@@ -23,10 +24,14 @@ from dirtypixels_tf.evaluation.baselines import ConventionalIsp
 from dirtypixels_tf.export import layout
 from dirtypixels_tf.models.loading import load_model
 
+# The per-pixel output of a segmentation SavedModel ([B, H, W, K]; a classifier's of that name is [B, K]).
+SEGMENTATION_SCORES = "probabilities"
+
 
 class Predictor(abc.ABC):
     """Base of the wrappers: `image_size` (H, W) of the RAW frames it takes (None: any), `class_names` (or None),
-    `description`, and __call__(features, psf) -> {"logits": [B, C] or None, "image": [B, H, W, 3] or None}.
+    `description`, and __call__(features, psf) -> {"logits": [B, C] or None, "image": [B, H, W, 3] or None,
+    "segmentation": [B, H, W, C] or None}.
     features: "raw" [B, H, W, 1], "alpha", "sigma" [B] (NumPy); psf: the cell's PSF [kh, kw, C] or None."""
 
     image_size = None
@@ -35,11 +40,18 @@ class Predictor(abc.ABC):
 
     @abc.abstractmethod
     def __call__(self, features, psf):
-        """{"logits", "image"} of one batch of features under the PSF `psf`."""
+        """{"logits", "image", "segmentation"} of one batch of features under the PSF `psf`."""
 
 
 def _numpy(value):
     return None if value is None else np.asarray(value)
+
+
+def _task_outputs(scores):
+    """{"logits", "segmentation"} of a head's output: [B, K] class logits, or [B, H, W, K] per-pixel scores."""
+    scores = _numpy(scores)
+    dense = scores is not None and scores.ndim == 4
+    return {"logits": None if dense else scores, "segmentation": scores if dense else None}
 
 
 def _pad_psf(psf, size):
@@ -57,8 +69,9 @@ def _pad_psf(psf, size):
 
 
 class KerasPredictor(Predictor):
-    """A Keras model with inputs {"raw", "alpha", "sigma"[, "psf"]} and outputs {"logits", "image", ...}, a plain
-    ISP model (output = the image), or a model whose outputs lack one of them (that metric is None)."""
+    """A Keras model with inputs {"raw", "alpha", "sigma"[, "psf"]} and outputs {"logits" or "segmentation",
+    "image", ...}, a plain ISP model (output = the image), or a model whose outputs lack one of them (that metric is
+    None)."""
 
     def __init__(self, model, description=None, class_names=None):
         import keras
@@ -87,7 +100,11 @@ class KerasPredictor(Predictor):
             padded = _pad_psf(psf, self.psf_size)
             inputs["psf"] = tf.constant(np.broadcast_to(padded, (len(features["raw"]), *padded.shape)))
         outputs = self._predict(inputs)
-        return {"logits": _numpy(outputs.get("logits")), "image": _numpy(outputs.get("image"))}
+        return {
+            "logits": _numpy(outputs.get("logits")),
+            "image": _numpy(outputs.get("image")),
+            "segmentation": _numpy(outputs.get("segmentation")),
+        }
 
 
 class SavedModelPredictor(Predictor):
@@ -126,13 +143,19 @@ class SavedModelPredictor(Predictor):
         image = outputs.get("image")
         if image is None and self.isp is not None:
             image = self.isp(**inputs)["image"]
-        return {"logits": _numpy(outputs.get("logits")), "image": _numpy(image)}
+        scores = _numpy(outputs.get(SEGMENTATION_SCORES))
+        dense = scores is not None and scores.ndim == 4  # a classifier's probabilities are [B, K]
+        return {
+            "logits": _numpy(outputs.get("logits")),
+            "image": _numpy(image),
+            "segmentation": scores if dense else None,
+        }
 
 
 def head_function(model):
-    """images [B, H, W, 3] in [0, 1] -> logits, through the classifier head of `model` (a JointClassifier or a
-    HeadClassifier, models/joint.py: its `head_preprocessing` and `head`). Raises ValueError for a model without a
-    head."""
+    """images [B, H, W, 3] in [0, 1] -> logits ([B, K], or [B, H, W, K] for a dense head), through the head of
+    `model` (a JointClassifier or a HeadClassifier, models/joint.py, or a JointSegmenter: its `head_preprocessing`
+    and `head`). Raises ValueError for a model without a head."""
     head, preprocess = getattr(model, "head", None), getattr(model, "head_preprocessing", None)
     if head is None or preprocess is None:
         raise ValueError(
@@ -152,9 +175,9 @@ def _model_image_size(model):
 
 
 class ConventionalIspPredictor(Predictor):
-    """A conventional ISP (baselines.ConventionalIsp) and, optionally, a classifier `head` on its output: a Keras
-    model (see `head_function`) or a callable images [B, H, W, 3] in [0, 1] -> logits. Without a head only PSNR
-    and SSIM are measured. The ISP gets the cell's PSF (for its deconvolution stage)."""
+    """A conventional ISP (baselines.ConventionalIsp) and, optionally, a `head` on its output: a Keras model (see
+    `head_function`) or a callable images [B, H, W, 3] in [0, 1] -> logits [B, K] or per-pixel logits
+    [B, H, W, K]. Without a head only PSNR and SSIM are measured. The ISP gets the cell's PSF (for its deconvolution stage)."""
 
     def __init__(self, isp, head=None, image_size=None, class_names=None, description=None):
         import keras
@@ -174,12 +197,12 @@ class ConventionalIspPredictor(Predictor):
 
     def __call__(self, features, psf):
         images = self.isp.process_batch(features["raw"], features["alpha"], features["sigma"], psf)
-        logits = None if self.head is None else _numpy(self.head(images))
-        return {"logits": logits, "image": images}
+        return {**_task_outputs(None if self.head is None else self.head(images)), "image": images}
 
 
 class FunctionPredictor(Predictor):
-    """Any function (features, psf) -> {"logits", "image"} (missing keys = None), for a fixed `image_size` or any."""
+    """Any function (features, psf) -> {"logits", "image", "segmentation"} (missing keys = None), for a fixed
+    `image_size` or any."""
 
     def __init__(self, function, image_size=None, class_names=None, description="function"):
         if not callable(function):
@@ -191,7 +214,7 @@ class FunctionPredictor(Predictor):
 
     def __call__(self, features, psf):
         outputs = self.function(features, psf)
-        return {"logits": _numpy(outputs.get("logits")), "image": _numpy(outputs.get("image"))}
+        return {key: _numpy(outputs.get(key)) for key in ("logits", "image", "segmentation")}
 
 
 def load_predictor(source, num_classes=None):

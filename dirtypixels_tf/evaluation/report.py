@@ -1,5 +1,5 @@
 """Trained runs compared on one evaluation: each over the same light levels (grid.evaluate), one markdown table of
-top-1, the intermediate image's PSNR and the Bayer measures, and a figure of accuracy and PSNR against light above
+top-1 (mean IoU for segmentation models), the intermediate image's PSNR and the Bayer measures, and a figure of accuracy and PSNR against light above
 example images (figures.plot_light_comparison). The first run is the model compared; each name's first word names
 its folder under the report directory.
 """
@@ -9,6 +9,7 @@ import os
 
 from dirtypixels_tf.evaluation import axes, figures, grid
 from dirtypixels_tf.evaluation.predictors import head_function, load_predictor
+from dirtypixels_tf.evaluation.table import task_metric
 
 TABLE_FILE = "report.md"
 FIGURE_FILE = "report.png"
@@ -26,7 +27,7 @@ class RunComparison:
         """What the table's columns measure, as printed above it."""
         examples = next(iter(self.tables.values())).metadata["examples"]
         return (
-            f"report: top-1 and intermediate-image PSNR on {examples} test images; Bayer = luminance energy at the\n"
+            f"report: top-1 (mIoU for segmentation) and intermediate-image PSNR on {examples} test images; Bayer = luminance energy at the\n"
             "2x2-period frequencies over the clean image's (metrics.bayer_artifact_ratio; a checkerboard is well "
             "above 1;\nresidual noise raises it too); Bayer peak = that energy over the neighbouring frequencies', "
             "over the clean\nimage's (metrics.bayer_peak_ratio: about 1 or below without a periodic pattern, well "
@@ -43,14 +44,16 @@ def _short(name):
 def comparison_lines(tables):
     """The markdown table of `tables` (name -> EvaluationTable over the same light levels and one PSF)."""
     joint_name, joint = next(iter(tables.items()))
-    header = ["light", f"{joint_name} top-1"] + [f"{n} top-1" for n in list(tables)[1:]]
+    task = task_metric(joint)
+    title = "mIoU" if task == "miou" else "top-1"
+    header = ["light"] + [f"{n} {title}" for n in tables]
     header += [f"{_short(n)} PSNR" for n in tables] + [f"{_short(n)} Bayer" for n in tables]
     header += [f"{_short(n)} Bayer peak" for n in tables] + [f"{_short(n)} Bayer error" for n in tables]
     lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     column = joint.columns[0]
     for row in joint.rows:
         label = "no noise" if row == axes.NO_NOISE else f"{row}"
-        cells = [f"{100 * t.value(row, column, 'top1'):.1f} %" for t in tables.values()]
+        cells = [f"{100 * t.value(row, column, task):.1f} %" for t in tables.values()]
         cells += [f"{t.value(row, column, 'psnr'):.1f} dB" for t in tables.values()]
         cells += [f"{t.value(row, column, 'bayer'):.2f}" for t in tables.values()]
         cells += [f"{t.value(row, column, 'bayer_peak'):.2f}" for t in tables.values()]

@@ -2,7 +2,8 @@
 
 The model has one signature, "serving_default", at batch size 1: raw float32 [1, H, W, 1] in [0, 1], alpha and sigma
 float32 [1] -> logits and probabilities [1, C] and the ISP's image [1, H, W, 3] (the image only, for a model
-without a classifier). Inputs and outputs stay float32 at every quantize setting (QUANTIZE_CHOICES):
+without a classifier; class_map int32 [1, H, W], probabilities [1, H, W, K] and the image for a segmentation model,
+as its SavedModel). Inputs and outputs stay float32 (class_map int32) at every quantize setting (QUANTIZE_CHOICES):
 - "none": float32 weights and activations.
 - "float16": float16 weights, dequantized to float32 at load (float activations).
 - "dynamic": dynamic range, int8 weights with activations quantized on the fly.
@@ -61,10 +62,11 @@ def make_interpreter(path, threads=None):
 
 
 def _tflite_function(model):
-    from dirtypixels_tf.export.savedmodel import _check_model
+    from dirtypixels_tf.export.savedmodel import SEGMENTATION_OUTPUT, _check_model
 
     (height, width), classifies, per_channel = _check_model(model)
     noise_shape = [1, 3] if per_channel else [1]
+    segments = SEGMENTATION_OUTPUT in model.output
 
     @tf.function(
         input_signature=[
@@ -76,6 +78,13 @@ def _tflite_function(model):
     def serving_default(raw, alpha, sigma):
         outputs = model({"raw": raw, "alpha": alpha, "sigma": sigma}, training=False)
         image = {"image": tf.cast(outputs["image"], tf.float32)}
+        if segments:
+            logits = tf.cast(outputs[SEGMENTATION_OUTPUT], tf.float32)
+            return {
+                "class_map": tf.argmax(logits, axis=-1, output_type=tf.int32),
+                "probabilities": tf.nn.softmax(logits),
+                **image,
+            }
         if not classifies:
             return image
         logits = tf.cast(outputs["logits"], tf.float32)
@@ -265,7 +274,7 @@ def tflite_parity(tflite_path, savedmodel_dir, frames):
     frames: {light level name: {"raw", "alpha", "sigma"[, "label"]}} (parity_frames); the SavedModel runs them in
     batches of 256, the LiteRT model one at a time (its signature has batch size 1). Per level: "count",
     "top1_savedmodel" and "top1_litert" (accuracy against the labels; None without labels), "top1_agreement" (the
-    fraction of frames where both decide the same class), "max_abs_delta_logits", and "image_psnr_db" (the mean
+    fraction of frames where both decide the same class; for a segmentation model, of pixels), "max_abs_delta_logits", and "image_psnr_db" (the mean
     over frames of the PSNR of the LiteRT ISP image against the SavedModel's). Without a classifier the logits'
     entries are None. Returns {"model", "savedmodel", "levels": {name: entries}, "min_top1_agreement"}.
     """
@@ -273,6 +282,7 @@ def tflite_parity(tflite_path, savedmodel_dir, frames):
     isp = loaded.signatures["isp"]
     classify = loaded.signatures[SERVING_SIGNATURE]
     classifies = "logits" in classify.structured_outputs
+    segments = "class_map" in classify.structured_outputs
     runner = make_interpreter(tflite_path).get_signature_runner(SERVING_SIGNATURE)
     levels = {}
     for name, level_frames in frames.items():
@@ -283,7 +293,11 @@ def tflite_parity(tflite_path, savedmodel_dir, frames):
         psnrs = [_psnr(output["image"], expected[index : index + 1]) for index, output in enumerate(actual)]
         entries = {"count": count, "top1_savedmodel": None, "top1_litert": None, "top1_agreement": None}
         entries.update(max_abs_delta_logits=None, image_psnr_db=float(np.mean(psnrs)))
-        if classifies:
+        if segments:
+            class_map = _batched(classify, inputs, "class_map")
+            litert_map = np.concatenate([output["class_map"] for output in actual])
+            entries["top1_agreement"] = float(np.mean(class_map == litert_map))  # of pixels
+        elif classifies:
             logits = _batched(classify, inputs, "logits")
             litert_logits = np.concatenate([output["logits"] for output in actual])
             decisions = np.argmax(logits, axis=1), np.argmax(litert_logits, axis=1)

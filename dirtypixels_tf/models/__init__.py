@@ -1,4 +1,4 @@
-"""Models: ISPs (RAW mosaic in, image out), classifier heads, the joint model, and named presets with their
+"""Models: ISPs (RAW mosaic in, image out), classifier and dense (segmentation) heads, the joint models, and named presets with their
 parameter and multiply-add counts.
 
     from dirtypixels_tf.models import build_preset
@@ -27,6 +27,10 @@ _EXPORTS = {
     "IspModel": "dirtypixels_tf.models.components",
     "with_per_channel_noise": "dirtypixels_tf.models.components",
     "HeadClassifier": "dirtypixels_tf.models.joint",
+    "JointSegmenter": "dirtypixels_tf.models.segmentation",
+    "HeadSegmenter": "dirtypixels_tf.models.segmentation",
+    "build_dense_head": "dirtypixels_tf.models.segmentation",
+    "dense_head_names": "dirtypixels_tf.models.segmentation",
     "get_preset": "dirtypixels_tf.models.presets",
     "build_head": "dirtypixels_tf.models.heads",
     "head_names": "dirtypixels_tf.models.heads",

@@ -5,7 +5,8 @@ measure; `paper` quotes the paper's figures for the same row (parameters in mill
 millions), which the tests compare against where the architecture is fully specified. 1001 classes means
 background first (the original release and TF-slim). Bayer frames need even sizes, so the "299" Inception-v4
 presets take 300x300 RAW frames (past its first valid stride-2 convolution Inception-v4 has the same feature map
-sizes at 300 as at 299). Where the counts differ from the papers' and why: docs/models.md.
+sizes at 300 as at 299), and the "321" DeepLab-LargeFOV preset takes 324x324 frames (Liu et al.'s denoiser needs
+sides divisible by 4; DeepLab-LargeFOV's feature maps are 41x41 at 321 and at 324 alike). Where the counts differ from the papers' and why: docs/models.md.
 """
 
 import dataclasses
@@ -113,6 +114,29 @@ _PRESET_FIELDS = (
         3_851_334,
         18_448_318_464,
         "Miao and Zhu (NIDF), denoiser + deblurrer cascade (no classifier)",
+    ),
+    (  # liu_deeplab_largefov_321
+        ModelSpec(324, "liu", "deeplab_largefov", num_classes=21, freeze="head", task="segmentation"),
+        3_582_723,
+        214_496_910_256,
+        "Liu et al. 2018, denoiser + frozen DeepLab-LargeFOV (Chen et al. 2015: 20.5 M) on Pascal VOC's 21 classes "
+        "(joint loss lambda 0.5)",
+    ),
+    (  # liu_mobilenet_v1_aspp_64
+        ModelSpec(
+            64,
+            "liu",
+            "mobilenet_v1_aspp",
+            num_classes=11,
+            isp_settings={"encoder_filters": 16, "decoder_filters": 32},
+            head_width=0.25,
+            freeze="head",
+            task="segmentation",
+        ),
+        57_747,
+        120_850_432,
+        "beyond the papers: Liu et al.'s recipe at CPU scale, an eighth-width denoiser + frozen MobileNet-v1 0.25 "
+        "with atrous stages and a light ASPP, 64x64, background + the 10 Fashion-MNIST classes",
     ),
 )
 PRESETS = {name: Preset(name, *fields) for name, fields in zip(MODEL_PRESETS, _PRESET_FIELDS, strict=True)}

@@ -4,9 +4,13 @@ Every objective is a dict {output name: keras Loss} with weights {output name: f
 as is and the multi-worker loop (loop.py) applies per example:
 - "classification": sparse cross entropy of "logits" against the integer label (from logits, label smoothing
   eps spreads eps / classes to every class as slim does).
+- "segmentation": per-pixel softmax cross entropy of "segmentation" (logits [B, H, W, K]) against the label map
+  [B, H, W] (PixelCrossEntropy: pixels labelled catalog.IGNORE_LABEL = 255 count nowhere).
 - "l1" / "mse": the ISP's "image" against the clean image (pixel mean of |x - y| or (x - y)^2).
 - "liu" (Liu et al. Eq. 1): MSE("image", clean) + weight * cross entropy("logits", label), weight = lambda = 0.25;
-  with image_loss "l1" the image term is the mean absolute error instead.
+  with image_loss "l1" the image term is the mean absolute error instead. On a segmentation model (task
+  "segmentation") the second term is the per-pixel cross entropy of "segmentation" (Liu et al.: lambda = 0.5):
+  `loss_outputs(kind, task)` names what each objective reads.
 - "nidf_pretrain" (NIDF Eq. 3 and 4): MSE("denoised", B) + MSE("deblurred", I): the denoiser fed the RAW frame
   against the blurred clean image B, and the deblurrer fed B against the sharp image I. The two terms share no
   weights, so minimizing their sum trains the two networks separately, as the paper's pretraining does.
@@ -25,10 +29,16 @@ import math
 import keras
 import tensorflow as tf
 
+from dirtypixels_tf.catalog import IGNORE_LABEL
+from dirtypixels_tf.models.segmentation import MeanIoU
+
 IMAGE_KINDS = ("l1", "mse", "psnr")
-# The model outputs each objective reads; the targets come from the clean image for every output but "logits".
+# The model outputs each objective reads (for a classifier; `loss_outputs` for either task); the targets come from
+# the clean image for every output but the task's ("logits", "segmentation"), which reads the label.
+TASK_OUTPUTS = {"classification": "logits", "segmentation": "segmentation"}
 LOSS_OUTPUTS = {
     "classification": ("logits",),
+    "segmentation": ("segmentation",),
     "l1": ("image",),
     "mse": ("image",),
     "psnr": ("image",),
@@ -38,9 +48,39 @@ LOSS_OUTPUTS = {
 }
 
 
+def loss_outputs(kind, task="classification"):
+    """The model outputs objective `kind` reads on a model of `task`: "liu" reads the task's output."""
+    if kind == "liu":
+        return ("image", TASK_OUTPUTS[task])
+    return LOSS_OUTPUTS[kind]
+
+
 def needs_clean_image(kind):
     """True when the targets of objective `kind` are computed from the clean image."""
-    return any(name != "logits" for name in LOSS_OUTPUTS[kind])
+    return any(name not in TASK_OUTPUTS.values() for name in LOSS_OUTPUTS[kind])
+
+
+@keras.saving.register_keras_serializable(package="dirtypixels_tf")
+class PixelCrossEntropy(keras.losses.Loss):
+    """Softmax cross entropy of per-pixel logits [B, H, W, K] against label maps [B, H, W] (integers in [0, K), or
+    `ignore_label` for pixels that count nowhere). Per example: the mean over its labelled pixels (0 for an image
+    without any); the batch value is the mean over examples."""
+
+    def __init__(self, ignore_label=IGNORE_LABEL, name="pixel_cross_entropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.ignore_label = int(ignore_label)
+
+    def call(self, y_true, y_pred):
+        labels = tf.cast(y_true, tf.int32)
+        labelled = tf.not_equal(labels, self.ignore_label)
+        safe = tf.where(labelled, labels, tf.zeros_like(labels))
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(safe, y_pred)
+        weights = tf.cast(labelled, losses.dtype)
+        total = tf.reduce_sum(losses * weights, axis=[1, 2])
+        return total / tf.maximum(tf.reduce_sum(weights, axis=[1, 2]), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "ignore_label": self.ignore_label}
 
 
 @keras.saving.register_keras_serializable(package="dirtypixels_tf")
@@ -98,21 +138,27 @@ _IMAGE_LOSSES = {"l1": keras.losses.MeanAbsoluteError, "mse": keras.losses.MeanS
 LIU_IMAGE_LOSS = "mse"  # the "liu" loss's image term when image_loss is unset (Liu et al. 2018)
 
 
-def build_losses(loss_config, dtype=None):
-    """(losses {output: Loss}, loss_weights {output: float}) of a LossConfig. dtype: the losses' compute dtype (None:
-    Keras' float32, also under mixed precision; "float64" for double-precision runs, which Keras would round)."""
+def build_losses(loss_config, dtype=None, task="classification"):
+    """(losses {output: Loss}, loss_weights {output: float}) of a LossConfig for a model of `task`. dtype: the losses'
+    compute dtype (None: Keras' float32, also under mixed precision; "float64" for double-precision runs, which Keras
+    would round)."""
     kind = loss_config.kind
     cross_entropy = SparseCrossEntropy(loss_config.label_smoothing, dtype=dtype)
+    if task == "segmentation":
+        cross_entropy = PixelCrossEntropy(dtype=dtype)
     if kind == "classification":
         return {"logits": cross_entropy}, {"logits": 1.0}
+    if kind == "segmentation":
+        return {"segmentation": cross_entropy}, {"segmentation": 1.0}
     if kind in _IMAGE_LOSSES:
         return {"image": _IMAGE_LOSSES[kind](dtype=dtype)}, {"image": 1.0}
     if kind == "psnr":
         return {"image": NegativePSNR(dtype=dtype)}, {"image": 1.0}
     if kind == "liu":
+        task_output = TASK_OUTPUTS[task]
         return (
-            {"image": _IMAGE_LOSSES[loss_config.image_loss or LIU_IMAGE_LOSS](dtype=dtype), "logits": cross_entropy},
-            {"image": 1.0, "logits": float(loss_config.weight)},
+            {"image": _IMAGE_LOSSES[loss_config.image_loss or LIU_IMAGE_LOSS](dtype=dtype), task_output: cross_entropy},
+            {"image": 1.0, task_output: float(loss_config.weight)},
         )
     if kind == "nidf_pretrain":
         return (
@@ -133,13 +179,15 @@ def build_losses(loss_config, dtype=None):
     raise ValueError(f"loss.kind: unknown loss {kind!r}")
 
 
-def build_metrics(outputs):
-    """Compile metrics for the model's outputs: top-1 (and top-5 with more than 5 classes) for "logits", PSNR for
-    image outputs."""
+def build_metrics(outputs, num_classes=None):
+    """Compile metrics for the model's outputs: top-1 (and top-5 with more than 5 classes, add_top5) for "logits",
+    mean IoU and pixel accuracy for "segmentation" (num_classes needed), PSNR for image outputs."""
     metrics = {}
     for name in outputs:
         if name == "logits":
             metrics[name] = [keras.metrics.SparseCategoricalAccuracy(name="top1")]
+        elif name == "segmentation":
+            metrics[name] = [MeanIoU(num_classes), PixelAccuracy()]
         else:
             metrics[name] = [PSNR()]
     return metrics
@@ -149,6 +197,19 @@ def add_top5(metrics, num_classes):
     if "logits" in metrics and num_classes > 5:
         metrics["logits"].append(keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5"))
     return metrics
+
+
+@keras.saving.register_keras_serializable(package="dirtypixels_tf")
+class PixelAccuracy(keras.metrics.Mean):
+    """Fraction of the labelled pixels (not IGNORE_LABEL) whose arg-max logit is their label, over all pixels seen."""
+
+    def __init__(self, name="pixel_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labels = tf.cast(y_true, tf.int32)
+        correct = tf.cast(tf.equal(tf.argmax(y_pred, axis=-1, output_type=tf.int32), labels), self.dtype)
+        return super().update_state(correct, tf.cast(tf.not_equal(labels, IGNORE_LABEL), self.dtype))
 
 
 def per_example_loss(losses, weights, targets, outputs):
@@ -164,11 +225,11 @@ def per_example_loss(losses, weights, targets, outputs):
     return total
 
 
-def make_targets(kind, model_inputs, sensor=None):
+def make_targets(kind, model_inputs, sensor=None, task="classification"):
     """A map (features, label) -> (model inputs, targets) for batched pipeline output (with include_clean=True
     when a target needs the clean image). `model_inputs`: the names the model takes (e.g. {"raw", "alpha",
     "sigma"}, or {"clean"} for a head trained on clean images). `sensor`: the SensorModel of the data, whose optics
-    give the blurred clean image B of the NIDF losses."""
+    give the blurred clean image B of the NIDF losses. `task`: the model's ("liu" targets its output)."""
     model_inputs = tuple(model_inputs)
 
     def blurred(clean):
@@ -178,10 +239,12 @@ def make_targets(kind, model_inputs, sensor=None):
         inputs = {name: features[name] for name in model_inputs if name != "blurred"}
         if kind == "classification":
             targets = {"logits": label}
+        elif kind == "segmentation":
+            targets = {"segmentation": label}
         elif kind in IMAGE_KINDS:
             targets = {"image": features["clean"]}
         elif kind == "liu":
-            targets = {"image": features["clean"], "logits": label}
+            targets = {"image": features["clean"], TASK_OUTPUTS[task]: label}
         elif kind == "nidf_pretrain":
             b = blurred(features["clean"])
             inputs["blurred"] = b

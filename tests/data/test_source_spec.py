@@ -49,7 +49,10 @@ def test_open_source_limits_counts_and_names_the_classes(tmp_path):
     write_tfrecords(np.zeros((3, 4, 4, 3), np.uint8), [1, 2, 3], records)
     dataset, classes, count = source_spec.open_source("tfrecords", str(records), label_offset=1)
     assert classes is None and count is None and [label for _, label in _collect(dataset)] == [0, 1, 2]
-    with pytest.raises(ValueError, match="kind must be one of fashion-mnist, folder, tfrecords; received 'images'"):
+    with pytest.raises(
+        ValueError,
+        match="kind must be one of fashion-mnist, folder, tfrecords, fashion-mnist-composite, voc; received 'images'",
+    ):
         source_spec.open_source("images", folder)
     with pytest.raises(ValueError, match="path must be given for a folder source, and only then; received None"):
         source_spec.open_source("folder")

@@ -237,3 +237,61 @@ def nidf_unet(levels=4, base=32):
         total += _conv(2, previous, width, True) + _conv(3, 2 * width, width, True) + _conv(3, width, width, True)
         previous = width
     return total + _conv(1, base, 3, True)
+
+
+def dilated_side(side, rate):
+    """Output side TensorFlow computes a "same" dilated convolution over: rate * ceil(side / rate) (it runs the
+    convolution on the input split into rate^2 sub-images, padded to a multiple of the rate)."""
+    return rate * -(-side // rate)
+
+
+# VGG-16's convolutions by block (Simonyan and Zisserman 2015, configuration D).
+VGG16_BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+
+
+def deeplab_largefov(size, classes):
+    """(trainable parameters, multiply-adds) of DeepLab-LargeFOV (Chen et al. 2015) on a size x size image: VGG-16's
+    13 3x3 convolutions with bias, three stride-2 3x3 poolings ("same": side -> ceil(side / 2)), conv5 with
+    dilation 2, fc6 3x3 with dilation 12 to 1024, fc7 1x1 to 1024, fc8 1x1 to the classes, all with bias."""
+    params, macs, cin, side = 0, 0, 3, size
+    for block, widths in enumerate(VGG16_BLOCKS, start=1):
+        for width in widths:
+            params += _conv(3, cin, width, bias=True)
+            macs += (dilated_side(side, 2) if block == 5 else side) ** 2 * 9 * cin * width
+            cin = width
+        if block <= 3:
+            side = -(-side // 2)
+    params += _conv(3, 512, 1024, True) + _conv(1, 1024, 1024, True) + _conv(1, 1024, classes, True)
+    macs += dilated_side(side, 12) ** 2 * 9 * 512 * 1024 + side**2 * (1024 * 1024 + 1024 * classes)
+    return params, macs
+
+
+def mobilenet_v1_aspp(size, classes, width, aspp_channels=64, rates=(2, 4)):
+    """(trainable parameters, batch-norm moving statistics, multiply-adds) of the small dense head: MobileNet-v1 at
+    `width` (channels int(c * width)) with output stride 8 (the stride-2 layers past it at stride 1, dilated), then
+    the light ASPP: a 1x1 branch, a separable 3x3 branch per rate, an image-pooling branch (1x1 on the pooled
+    vector), a 1x1 projection of their concatenation, a 1x1 classifier with bias. Every other convolution has no
+    bias and a batch norm (scale and offset). Sides divisible by the rates (no padding of the dilated grids)."""
+    first = int(32 * width)
+    trainable, statistics = _conv(3, 3, first, bn=2), 2 * first
+    side = (size + 1) // 2
+    macs = side * side * 27 * first
+    channels, stride = first, 2
+    for _, layer_stride, out in MOBILENET_V1_BLOCKS:
+        out = int(out * width)
+        if layer_stride == 2 and stride < 8:
+            side, stride = (side + 1) // 2, stride * 2
+        trainable += 9 * channels + 2 * channels + _conv(1, channels, out, bn=2)
+        statistics += 2 * (channels + out)
+        macs += side * side * (9 * channels + channels * out)
+        channels = out
+    branches = 2 + len(rates)
+    trainable += _conv(1, channels, aspp_channels, bn=2)
+    trainable += len(rates) * (9 * channels + 2 * channels + _conv(1, channels, aspp_channels, bn=2))
+    trainable += _conv(1, channels, aspp_channels, bn=2)  # the image-pooling branch
+    trainable += _conv(1, branches * aspp_channels, aspp_channels, bn=2) + _conv(1, aspp_channels, classes, True)
+    statistics += 2 * aspp_channels * (branches + 1) + 2 * channels * len(rates)
+    macs += side * side * (channels * aspp_channels * (1 + len(rates)) + 9 * channels * len(rates))
+    macs += channels * aspp_channels
+    macs += side * side * (branches * aspp_channels * aspp_channels + aspp_channels * classes)
+    return trainable, statistics, macs

@@ -10,6 +10,8 @@ _ANSCOMBE, _ANSCOMBE_MACS = published.release_anscombe_network(), published.rele
 _BILINEAR_MACS = published.bilinear_demosaic_multiply_adds(128)
 _CHEN, _CHEN_MACS = published.chen_unet(), published.chen_unet_multiply_adds(128)
 _VGG16_FROZEN = 0  # liu_vgg16 freezes its head: only the denoiser trains
+_DEEPLAB, _DEEPLAB_MACS = published.deeplab_largefov(324, 21)
+_SMALL_DENSE, _SMALL_DENSE_STATISTICS, _SMALL_DENSE_MACS = published.mobilenet_v1_aspp(64, 11, 0.25)
 
 # Trainable parameters and multiply-adds of each preset from the papers' layer tables (published_counts.py);
 # None where no closed form of the multiply-adds is written here (then only the parts' sum is checked).
@@ -29,6 +31,9 @@ CLOSED_FORMS = {
     "joint_inception_v4_shrinkage_deblur_299": (published.shrinkage_fields() + _INCEPTION_V4, None),
     "liu_vgg16": (published.liu_denoiser() + _VGG16_FROZEN, None),
     "nidf": (2 * published.nidf_unet(), None),
+    # the segmentation presets freeze their dense heads: only the denoiser trains (the heads are checked below)
+    "liu_deeplab_largefov_321": (published.liu_denoiser(), None),
+    "liu_mobilenet_v1_aspp_64": (published.liu_denoiser(16, 32), None),
 }
 
 
@@ -84,3 +89,31 @@ def test_release_presets_use_slim_batch_norm_decay_in_the_head():
     momenta = {layer.momentum for layer in head.layers if hasattr(layer, "moving_mean")}
     assert momenta == {heads.SLIM_BN_MOMENTUM}
     assert presets.get_preset("joint_mobilenet_v1_128").spec.head_bn_momentum == 0.9997
+
+
+def test_dense_heads_of_the_segmentation_presets_build_to_the_closed_forms():
+    from dirtypixels_tf.models.counting import count_multiply_adds, count_params
+    from dirtypixels_tf.models.segmentation import build_dense_head
+
+    deeplab = build_dense_head("deeplab_largefov", (324, 324, 3), 21)  # the preset's head (frozen there)
+    assert count_params(deeplab)["trainable"] == _DEEPLAB and count_multiply_adds(deeplab) == _DEEPLAB_MACS
+    small = build_dense_head("mobilenet_v1_aspp", (64, 64, 3), 11, width=0.25)
+    assert count_params(small) == {
+        "trainable": _SMALL_DENSE,
+        "non_trainable": _SMALL_DENSE_STATISTICS,
+        "total": _SMALL_DENSE + _SMALL_DENSE_STATISTICS,
+    }
+    assert count_multiply_adds(small) == _SMALL_DENSE_MACS
+
+
+def test_deeplab_largefov_against_the_paper():
+    # Chen et al. 2015: DeepLab-LargeFOV has 20.5 M parameters (VGG-16's convolutions 14,714,688 + fc6 4,719,616 +
+    # fc7 1,049,600 + fc8 21,525).
+    assert _DEEPLAB == 20_505_429
+    assert abs(_DEEPLAB / 20.5e6 - 1) < 0.005
+
+
+def test_segmentation_presets_freeze_their_heads():
+    for name in ("liu_deeplab_largefov_321", "liu_mobilenet_v1_aspp_64"):
+        spec = presets.get_preset(name).spec
+        assert spec.task == "segmentation" and spec.freeze == "head"
