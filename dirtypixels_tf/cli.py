@@ -9,6 +9,7 @@
     dirtypixels serve MODEL_BASE_PATH [--port 8500]
     dirtypixels serving-config --model-name NAME --base-path PATH --out DIR
     dirtypixels classify FILE... --server HOST:PORT --model NAME
+    dirtypixels segment FRAME... --model MODEL_BASE_PATH [--out-dir labels]
     dirtypixels calibrate noise|psf ...
     dirtypixels convert CHECKPOINT --out FILE.keras [--preset NAME]
 
@@ -29,6 +30,7 @@ from dirtypixels_tf.commands import (
     count,
     evaluate,
     export,
+    segment,
     serve,
     serving_config,
     simulate,
@@ -36,7 +38,7 @@ from dirtypixels_tf.commands import (
 )
 from dirtypixels_tf.commands.common import UsageError, import_tensorflow, native_logs_hidden
 
-COMMANDS = (simulate, count, train, evaluate, export, serve, serving_config, classify, calibrate, convert)
+COMMANDS = (simulate, count, train, evaluate, export, serve, serving_config, classify, segment, calibrate, convert)
 
 
 def build_parser():

@@ -32,6 +32,8 @@ def _describe(metrics):
         parts.append(f"top-1 {100 * test['top1']:.2f} %")
     if "top5" in test:
         parts.append(f"top-5 {100 * test['top5']:.2f} %")
+    if "miou" in test:
+        parts.append(f"mIoU {100 * test['miou']:.2f} %, pixel accuracy {100 * test['pixel_accuracy']:.2f} %")
     parts += [f"{k} {v:.2f} dB" for k, v in test.items() if k.endswith("psnr")]
     if "lbfgs" in metrics:
         parts.append(f"training-set PSNR {metrics['lbfgs']['final_psnr']:.2f} dB")
@@ -129,6 +131,10 @@ def run(args):
         if not results["chief"]:
             return 0  # a non-chief worker of a multi-worker run: the chief reports
         name = config_lib.model_spec(config).isp or config_lib.model_spec(config).head
+        if "head" in results:
+            print(
+                f"head stage ({config_lib.model_spec(config).head} alone on clean images): {_describe(results['head'])}"
+            )
         if "stage1" in results:
             print(
                 f"stage 1 ({name} alone, loss {config_lib.pretrain_config(config).loss.kind}): "

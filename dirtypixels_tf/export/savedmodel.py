@@ -14,6 +14,9 @@ Signatures (dynamic batch B; H and W the model's):
   (float_list, H*W row-major) or "raw_bytes" (little-endian float32), "alpha", "sigma" -> classes, scores [B, C].
 - "isp": as serving_default -> image [B, H, W, 3], the ISP's linear image. An ISP-only model's other signatures
   return {"image"} too.
+A segmentation model (output "segmentation", models/segmentation.py) has "serving_default", "raw_uint16" (the same
+inputs as above) -> class_map int32 [B, H, W] (the arg-max class per pixel), probabilities float32 [B, H, W, K];
+and "isp"; no "classify" (TF Serving's Classify API answers one class list per example).
 Bad inputs fail in the graph with InvalidArgumentError: non-finite values, raw outside [0, 1], alpha outside
 (0, MAX_NOISE] or sigma outside [0, MAX_NOISE], white_level <= black_level, iso <= 0, a malformed tf.Example.
 assets.extra holds tf_serving_warmup_requests (replayed before serving) and dirtypixels.json (image size, classes,
@@ -90,6 +93,9 @@ def _check_sensor(sensor):
 
 def _assert(condition, message, *data):
     return tf.debugging.Assert(tf.reduce_all(condition), [message, *data], summarize=8)
+
+
+SEGMENTATION_OUTPUT = "segmentation"  # the per-pixel logits of models/segmentation.py
 
 
 class _Signatures:
@@ -238,6 +244,25 @@ class _Signatures:
         return isp
 
 
+class _SegmentationSignatures(_Signatures):
+    """The signature functions of a segmentation model: per-pixel class map and probabilities (module docstring)."""
+
+    def predictions(self, outputs):
+        logits = outputs[SEGMENTATION_OUTPUT]
+        return {
+            "class_map": tf.argmax(logits, axis=-1, output_type=tf.int32),
+            "probabilities": tf.nn.softmax(logits),
+        }
+
+    def isp(self):
+        @tf.function(input_signature=[self.raw_spec(), self.vector_spec("alpha"), self.vector_spec("sigma")])
+        def isp(raw, alpha, sigma):
+            outputs = self.run(raw, alpha, sigma)
+            return {key: value for key, value in outputs.items() if key != SEGMENTATION_OUTPUT}
+
+        return isp
+
+
 def _next_version(base_path):
     numbers = [int(name) for name in os.listdir(base_path) if is_version_name(name)]
     return max(numbers, default=0) + 1
@@ -346,25 +371,27 @@ def export_savedmodel(
     """Write `model` as BASE/N, a SavedModel with the signatures of the module docstring; returns its path.
 
     Args:
-        model: a keras.Model with inputs {"raw", "alpha", "sigma"} (models/joint.py JointClassifier, or an ISP
-            model, models/components.py IspModel); trained weights as they are (EMA weights folded in by training).
+        model: a keras.Model with inputs {"raw", "alpha", "sigma"} (models/joint.py JointClassifier,
+            models/segmentation.py JointSegmenter, or an ISP model, models/components.py IspModel); trained weights as they are (EMA weights folded in by training).
         base_path: the model's base directory (created if missing); versions are integer subdirectories.
         version: the version number N, or None for one more than the highest present (1 for an empty base path).
         sensor: the sensor whose noise is baked into "raw_uint16" (a spec of physics.sensor_files.resolve_sensor: a
             preset name, a sensor.yaml path or a NoisePreset).
         top_k: how many classes the top-k outputs hold (at most the number of classes).
-        class_names: one name per logit (default "0", "1", ...).
+        class_names: one name per class (default "0", "1", ...).
         fold_batch_norm: "head" (default) or "all" exports the inference copy of export/fold.py with those batch
             norms folded into the convolutions before them (the same outputs up to float32 round-off, fewer ops,
             faster; "head" keeps the release-parity bound, see fold.py); None exports the model's own layers.
     """
     image_size, classifies = _check_model(model)
+    segments = SEGMENTATION_OUTPUT in model.output
     fold.check_export_setting(fold_batch_norm)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer; received {top_k!r}")
     sensor_name, preset = _check_sensor(sensor)
-    num_classes = int(model.output["logits"].shape[-1]) if classifies else 0
-    names = _check_class_names(class_names, num_classes) if classifies else []
+    task_output = "logits" if classifies else SEGMENTATION_OUTPUT if segments else None
+    num_classes = int(model.output[task_output].shape[-1]) if task_output else 0
+    names = _check_class_names(class_names, num_classes) if task_output else []
     base_path = os.fspath(base_path)
     os.makedirs(base_path, exist_ok=True)
     pick_next = version is None
@@ -374,7 +401,8 @@ def export_savedmodel(
         raise ValueError(f"version {version} already exists in {base_path!r}; pick another or leave version=None")
 
     model = fold.export_copy(model, fold_batch_norm)
-    functions = _Signatures(model, image_size, classifies, preset, top_k, names)
+    signature_class = _SegmentationSignatures if segments else _Signatures
+    functions = signature_class(model, image_size, classifies, preset, top_k, names)
     signatures = SIGNATURES if classifies else (SERVING_SIGNATURE, UINT16_SIGNATURE, ISP_SIGNATURE)
     temporary = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base_path)
     try:
@@ -389,6 +417,7 @@ def export_savedmodel(
         _write_warmup(temporary, image_size, signatures)
         metadata = {
             "model": model.name,
+            "task": "classification" if classifies else "segmentation" if segments else "isp",
             "image_size": list(image_size),
             "num_classes": num_classes,
             "class_names": names,

@@ -1,7 +1,8 @@
 """TFLite export of a joint model (on-device inference), and its accuracy parity with the SavedModel.
 
 The TFLite model has one signature, "serving_default", at batch size 1: raw float32 [1, H, W, 1] in [0, 1], alpha
-and sigma float32 [1] -> logits and probabilities [1, C] (or image [1, H, W, 3] for a model without a classifier).
+and sigma float32 [1] -> logits and probabilities [1, C] (or image [1, H, W, 3] for a model without a classifier;
+class_map int32 [1, H, W] and probabilities [1, H, W, K] for a segmentation model, as its SavedModel).
 quantize=None keeps float32 weights; "dynamic" is dynamic-range quantization (int8 weights, float activations; no
 calibration data needed). The converter first tries TFLite's built-in ops only; if the graph needs TensorFlow ops
 it has no kernel for, it converts again with SELECT_TF_OPS enabled (the runtime then needs the Flex delegate, which
@@ -23,9 +24,10 @@ QUANTIZE_CHOICES = (None, "dynamic")
 
 
 def _tflite_function(model):
-    from dirtypixels_tf.export.savedmodel import _check_model
+    from dirtypixels_tf.export.savedmodel import SEGMENTATION_OUTPUT, _check_model
 
     (height, width), classifies = _check_model(model)
+    segments = SEGMENTATION_OUTPUT in model.output
 
     @tf.function(
         input_signature=[
@@ -36,6 +38,12 @@ def _tflite_function(model):
     )
     def serving_default(raw, alpha, sigma):
         outputs = model({"raw": raw, "alpha": alpha, "sigma": sigma}, training=False)
+        if segments:
+            logits = tf.cast(outputs[SEGMENTATION_OUTPUT], tf.float32)
+            return {
+                "class_map": tf.argmax(logits, axis=-1, output_type=tf.int32),
+                "probabilities": tf.nn.softmax(logits),
+            }
         if not classifies:
             return {"image": tf.cast(outputs["image"], tf.float32)}
         logits = tf.cast(outputs["logits"], tf.float32)
@@ -108,24 +116,28 @@ def simulated_inputs(image_size, count, profile=DEFAULT_PROFILE, seed=0):
 def tflite_parity(tflite_path, savedmodel_dir, count=16, profile=DEFAULT_PROFILE, seed=0):
     """Compare a .tflite model with an exported SavedModel version on simulated inputs (one frame at a time).
 
-    Returns {"count", "compared" ("logits", or "image" for a model without a classifier), "max_abs_diff",
-    "mean_abs_diff" (of the compared output), "top1_agreement" (fraction of frames with the same arg-max class;
-    None without a classifier)}.
+    Returns {"count", "compared" ("logits", "probabilities" for a segmentation model, or "image" for a model without
+    either), "max_abs_diff", "mean_abs_diff" (of the compared output), "top1_agreement" (fraction of frames with the
+    same arg-max class; for a segmentation model, of pixels with the same class; None for an ISP alone)}.
     """
     reference = tf.saved_model.load(os.fspath(savedmodel_dir)).signatures[SERVING_SIGNATURE]
     interpreter = tf.lite.Interpreter(model_path=os.fspath(tflite_path))
     runner = interpreter.get_signature_runner(SERVING_SIGNATURE)
     raw_spec = reference.structured_input_signature[1]["raw"]
     inputs = simulated_inputs(tuple(raw_spec.shape[1:3]), count, profile, seed)
-    key = "logits" if "logits" in reference.structured_outputs else "image"
+    outputs = reference.structured_outputs
+    key = "logits" if "logits" in outputs else "probabilities" if "class_map" in outputs else "image"
     differences, agreements = [], []
     for index in range(count):
         frame = {name: value[index : index + 1] for name, value in inputs.items()}
-        expected = reference(**{name: tf.constant(value) for name, value in frame.items()})[key].numpy()
-        actual = runner(**frame)[key]
+        expected_outputs = reference(**{name: tf.constant(value) for name, value in frame.items()})
+        actual_outputs = runner(**frame)
+        expected, actual = expected_outputs[key].numpy(), actual_outputs[key]
         differences.append(np.abs(actual - expected))
         if key == "logits":
             agreements.append(int(np.argmax(actual)) == int(np.argmax(expected)))
+        elif key == "probabilities":
+            agreements.append(float(np.mean(actual_outputs["class_map"] == expected_outputs["class_map"].numpy())))
     differences = np.stack(differences)
     return {
         "count": count,

@@ -34,10 +34,18 @@ Models (component models, like models/joint.py's; the task output is named "segm
   freeze=None trains it too.
 - HeadSegmenter: the dense head alone on clean images {"clean" [B, H, W, 3] in [0, 1]} -> {"segmentation"} (its
   stage 1).
+
+Scores (VOC devkit rules; evaluation/metrics.py re-exports them): a confusion matrix C [K, K] counts pixels, C[t, p]
+those of true class t predicted as p, pixels labelled catalog.IGNORE_LABEL (255) left out; IoU of class k = C[k, k]
+/ (row k sum + column k sum - C[k, k]); a class absent from truth and prediction has no IoU (nan) and is left out of
+the mean ("miou"); pixel accuracy = trace / total. `MeanIoU` is the Keras metric, `confusion_matrix` and
+`segmentation_scores` the NumPy side.
 """
 
 import keras
+import numpy as np
 
+from dirtypixels_tf.catalog import IGNORE_LABEL
 from dirtypixels_tf.models import heads
 from dirtypixels_tf.models.components import ComponentModel, check_size, isp_outputs
 from dirtypixels_tf.models.joint import FREEZE_CHOICES, HeadPreprocessing
@@ -298,3 +306,58 @@ def task_of(model):
         return TASK, OUTPUT
     output = model.output if isinstance(model.output, dict) else {}
     return ("classification", "logits") if "logits" in output else (None, None)
+
+
+def confusion_matrix(labels, predictions, num_classes):
+    """int64 [K, K] confusion matrix of label maps `labels` and predicted class maps `predictions` (same shape, any
+    rank): C[t, p] counts the pixels of true class t predicted as p; pixels labelled IGNORE_LABEL are left out.
+    Other labels must lie in [0, num_classes) and predictions too."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer; received {num_classes!r}")
+    labels, predictions = np.asarray(labels), np.asarray(predictions)
+    if labels.shape != predictions.shape:
+        raise ValueError(f"labels and predictions must have one shape; received {labels.shape} and {predictions.shape}")
+    keep = labels != IGNORE_LABEL
+    labels, predictions = labels[keep].astype(np.int64), predictions[keep].astype(np.int64)
+    for name, values in (("labels", labels), ("predictions", predictions)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(
+                f"{name} must be class indices in [0, {num_classes}) or {IGNORE_LABEL} (ignored); received values "
+                f"from {values.min()} to {values.max()}"
+            )
+    counts = np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
+
+
+def segmentation_scores(confusion):
+    """{"miou", "pixel_accuracy", "iou": [K] (nan for a class absent from truth and prediction)} of a confusion
+    matrix [K, K] (rows: truth; module docstring), in float64; miou is nan when no class is present."""
+    confusion = np.asarray(confusion, np.float64)
+    if confusion.ndim != 2 or confusion.shape[0] != confusion.shape[1] or (confusion < 0).any():
+        raise ValueError(f"confusion must be a square matrix of counts; received shape {confusion.shape}")
+    true_positives = np.diag(confusion)
+    union = confusion.sum(axis=0) + confusion.sum(axis=1) - true_positives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, true_positives / union, np.nan)
+    total = confusion.sum()
+    present = ~np.isnan(iou)
+    return {
+        "miou": float(np.mean(iou[present])) if present.any() else float("nan"),
+        "pixel_accuracy": float(true_positives.sum() / total) if total else float("nan"),
+        "iou": iou.tolist(),
+    }
+
+
+@keras.saving.register_keras_serializable(package="dirtypixels_tf")
+class MeanIoU(keras.metrics.MeanIoU):
+    """Mean IoU of per-pixel logits [B, H, W, K] against label maps [B, H, W] (module docstring): Keras' MeanIoU
+    over an int64 confusion matrix, predictions the arg-max of the logits, IGNORE_LABEL pixels left out, classes
+    absent from truth and prediction left out of the mean. `confusion()` returns the matrix for
+    `segmentation_scores`."""
+
+    def __init__(self, num_classes, name="miou", **kwargs):
+        kwargs = {"ignore_class": IGNORE_LABEL, "sparse_y_pred": False, "dtype": "int64", **kwargs}
+        super().__init__(num_classes, name=name, **kwargs)
+
+    def confusion(self):
+        return np.asarray(keras.ops.convert_to_numpy(self.total_cm), np.int64)

@@ -63,7 +63,7 @@ def _open(config, split):
     """(dataset of (image, label), size or None) of the training or evaluation split (None if there is none)."""
     data = config.data
     limit = data.train_examples if split == "train" else data.eval_examples
-    if data.source == source_spec.FASHION_MNIST:
+    if data.source in source_spec.PATHLESS_KINDS:
         path = None
     else:
         path = data.train_path if split == "train" else data.eval_path
@@ -151,9 +151,9 @@ class ExperimentData:
             raise config_lib.ConfigError(
                 f"data.simulate_on_device: the model takes {list(self.input_names)}, no RAW frames to simulate"
             )
-        self._targets = make_targets(kind, self.input_names, self.sensor)
+        self._targets = make_targets(kind, self.input_names, self.sensor, self.spec.task)
         device_names = ("clean", "sensor_seed") + tuple(n for n in self.input_names if n not in SIMULATED_INPUTS)
-        self._device_targets = make_targets(kind, device_names, self.sensor)
+        self._device_targets = make_targets(kind, device_names, self.sensor, self.spec.task)
 
     def _map_options(self, training, include_clean=None, on_device=False):
         data = self.config.data

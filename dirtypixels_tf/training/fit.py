@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from dirtypixels_tf.models.loading import load_model
+from dirtypixels_tf.models.segmentation import MeanIoU, segmentation_scores
 from dirtypixels_tf.training import callbacks as callbacks_lib
 from dirtypixels_tf.training import config as config_lib
 from dirtypixels_tf.training import data as data_lib
@@ -60,6 +61,8 @@ def _finished(config, run_dir):
     runs = [run_dir] + [os.path.join(run_dir, "compare", isp) for isp in config.compare_isps]
     if config.pretrain:
         runs.append(os.path.join(run_dir, config_lib.PRETRAIN_DIR))
+    if config.head_pretrain:
+        runs.append(os.path.join(run_dir, config_lib.HEAD_PRETRAIN_DIR))
     return all(_trained(run) and os.path.isfile(os.path.join(run, METRICS_FILE)) for run in runs)
 
 
@@ -86,9 +89,10 @@ def _check_run_dir(config, run_dir):
 
 
 def evaluate(model, dataset, num_classes=None):
-    """Metrics of `model` on batches of (inputs, targets): "top1"/"top5" for "logits", "psnr" (dB) for image
-    outputs (prefixed with the output name when there are several), and "examples". Runs the model locally in
-    inference mode (any strategy)."""
+    """Metrics of `model` on batches of (inputs, targets): "top1"/"top5" for "logits", "miou", "pixel_accuracy" and
+    per-class "iou" for "segmentation" (evaluation/metrics.segmentation_scores of the accumulated confusion matrix),
+    "psnr" (dB) for image outputs (prefixed with the output name when there are several), and "examples". Runs the
+    model locally in inference mode (any strategy)."""
     metrics = None
     count = 0
 
@@ -100,7 +104,7 @@ def evaluate(model, dataset, num_classes=None):
     for inputs, targets in dataset:
         outputs = predict(inputs)
         if metrics is None:
-            metrics = losses_lib.add_top5(losses_lib.build_metrics(targets), num_classes or 0)
+            metrics = losses_lib.add_top5(losses_lib.build_metrics(targets, num_classes), num_classes or 0)
         for name, objects in metrics.items():
             for metric in objects:
                 metric.update_state(targets[name], outputs[name])
@@ -112,7 +116,10 @@ def evaluate(model, dataset, num_classes=None):
     for name, objects in metrics.items():
         for metric in objects:
             key = f"{name}_{metric.name}" if several and metric.name == "psnr" else metric.name
-            results[key] = float(metric.result())
+            if isinstance(metric, MeanIoU):
+                results.update(segmentation_scores(metric.confusion()))
+            else:
+                results[key] = float(metric.result())
     return results
 
 
@@ -144,11 +151,14 @@ def _save_final(model, run_dir):
 
 def _fit(config, run_dir, model, data, strategy, chief, verbose, log):
     steps = data.steps
-    losses, weights = losses_lib.build_losses(config.loss, "float64" if config.mixed_precision == "float64" else None)
+    spec = config_lib.model_spec(config)
+    dtype = "float64" if config.mixed_precision == "float64" else None
+    losses, weights = losses_lib.build_losses(config.loss, dtype, task=spec.task)
     with strategy.scope():
         optimizer = optimizers.build_optimizer(config.optimizer, config.schedule, steps)
         full_model, model = model, data.training_model(model_setup.training_view(model, losses))
-        model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=losses_lib.build_metrics(losses))
+        metrics = losses_lib.build_metrics(losses, spec.num_classes)
+        model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, metrics=metrics)
     wants_images = chief and config.checkpoint.image_summaries_every and "raw" in data.input_names
     summary = data.summary_batch()[0] if wants_images else None
     callbacks, backup = callbacks_lib.build_callbacks(config, run_dir, summary, data.input_names, full_model, chief)
@@ -258,7 +268,7 @@ def _lbfgs(config, model, data, verbose, log):
 
 def comparison_config(config, isp_name):
     """`config` with the ISP replaced by `isp_name` (default settings; the same head, data, optimizer and budget;
-    the classification loss with the same label smoothing, no stage 1)."""
+    the task's loss ("classification" with the same label smoothing, or "segmentation"), no stage 1)."""
     spec = config_lib.model_spec(config)
     model = config_lib.ModelConfig(
         isp=isp_name,
@@ -266,6 +276,7 @@ def comparison_config(config, isp_name):
         head_width=spec.head_width,
         image_size=spec.image_size,
         num_classes=spec.num_classes,
+        task=spec.task,
     )
     stages = dataclasses.replace(config.stages, isp_weights=None)
     return dataclasses.replace(
@@ -274,7 +285,8 @@ def comparison_config(config, isp_name):
         stages=stages,
         compare_isps=[],
         pretrain={},
-        loss=config_lib.LossConfig(kind="classification", label_smoothing=config.loss.label_smoothing),
+        head_pretrain={},
+        loss=config_lib.LossConfig(kind=spec.task, label_smoothing=config.loss.label_smoothing),
         description=f"{config.description} [ISP replaced by {isp_name}]".strip(),
     )
 
@@ -298,16 +310,20 @@ def run_experiment(config, run_dir, verbose=1, log=print):
             log(f"{run_dir}: the model is trained; resuming the comparisons {config.compare_isps}")
             results = _trained_results(config, run_dir)
         else:
+            head_stage = _pretrain_head(config, run_dir, verbose, log)
             stage1 = _pretrain(config, run_dir, verbose, log)
-            trained = config
+            stages = config.stages
             if stage1 is not None:
-                stages = dataclasses.replace(config.stages, isp_weights=os.path.join(run_dir, config_lib.PRETRAIN_DIR))
-                trained = dataclasses.replace(config, stages=stages)
+                stages = dataclasses.replace(stages, isp_weights=os.path.join(run_dir, config_lib.PRETRAIN_DIR))
+            if head_stage is not None:
+                stages = dataclasses.replace(stages, head_weights=os.path.join(run_dir, config_lib.HEAD_PRETRAIN_DIR))
+            trained = dataclasses.replace(config, stages=stages)
             results = _train(trained, run_dir, strategy, chief, verbose, log, params=config)
-            if stage1 is not None:
-                results["stage1"] = stage1
-                if chief:
-                    _write_metrics(run_dir, results)
+            for key, stage in (("stage1", stage1), ("head", head_stage)):
+                if stage is not None:
+                    results[key] = stage
+            if chief and (stage1 is not None or head_stage is not None):
+                _write_metrics(run_dir, results)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     if not chief:
@@ -343,6 +359,26 @@ def _pretrain(config, run_dir, verbose, log):
         results = run_experiment(stage1, stage1_dir, verbose, log)
     log("stage 2: from the stage-1 ISP")
     keras.utils.set_random_seed(config.seed)  # stage 2 starts from the same random state, resumed or not
+    results.pop("model", None)
+    return results
+
+
+def _pretrain_head(config, run_dir, verbose, log):
+    """The head's stage 1 of config.head_pretrain into RUN_DIR/head (trained, resumed or read back); its results
+    without the model, or None without head_pretrain."""
+    stage = config_lib.head_pretrain_config(config)
+    if stage is None:
+        return None
+    stage_dir = os.path.join(run_dir, config_lib.HEAD_PRETRAIN_DIR)
+    if _finished(stage, stage_dir):
+        log(f"head stage: already trained in {stage_dir}")
+        results = _trained_results(stage, stage_dir)
+    else:
+        log(
+            f"head stage: the {config_lib.model_spec(stage).head!r} head alone on clean images, loss {stage.loss.kind!r}"
+        )
+        results = run_experiment(stage, stage_dir, verbose, log)
+    keras.utils.set_random_seed(config.seed)  # what follows starts from the same random state, resumed or not
     results.pop("model", None)
     return results
 

@@ -30,6 +30,7 @@ import keras
 import tensorflow as tf
 
 from dirtypixels_tf.catalog import IGNORE_LABEL
+from dirtypixels_tf.models.segmentation import MeanIoU
 
 IMAGE_KINDS = ("l1", "mse", "psnr")
 # The model outputs each objective reads (for a classifier; `loss_outputs` for either task); the targets come from
@@ -181,8 +182,6 @@ def build_losses(loss_config, dtype=None, task="classification"):
 def build_metrics(outputs, num_classes=None):
     """Compile metrics for the model's outputs: top-1 (and top-5 with more than 5 classes, add_top5) for "logits",
     mean IoU and pixel accuracy for "segmentation" (num_classes needed), PSNR for image outputs."""
-    from dirtypixels_tf.evaluation.metrics import MeanIoU
-
     metrics = {}
     for name in outputs:
         if name == "logits":

@@ -52,8 +52,10 @@ from dirtypixels_tf.training.config.schema import (
     to_dict,
 )
 from dirtypixels_tf.training.config.validation import (
+    HEAD_PRETRAIN_DIR,
     PRETRAIN_DIR,
     from_dict,
+    head_pretrain_config,
     pretrain_config,
     require_complete,
     validate,
@@ -65,6 +67,7 @@ __all__ = [
     "MISSING",
     "MISSING_FIELDS",
     "PARAMS_FILE",
+    "HEAD_PRETRAIN_DIR",
     "PRETRAIN_DIR",
     "CheckpointConfig",
     "ConfigError",
@@ -82,6 +85,7 @@ __all__ = [
     "derive_steps",
     "frames_pattern",
     "from_dict",
+    "head_pretrain_config",
     "load_config",
     "model_spec",
     "named_configs",

@@ -32,6 +32,7 @@ def model_spec(config):
         isp_settings=isp_settings,
         head_width=model.head_width,
         freeze=model.freeze,
+        task=model.task,
     )
 
 

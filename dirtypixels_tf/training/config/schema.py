@@ -43,6 +43,8 @@ class ModelConfig:
     head: a head name (models/heads.head_names()), or None for the ISP alone (reconstruction training).
     head_width: MobileNet width multiplier; image_size: side of the square RAW frames (even);
     num_classes: logits of the head (1001 = background + 1000, the release's layout); freeze: None, "isp" or "head".
+    task: "classification" (a classifier head, output "logits") or "segmentation" (a dense head of
+        models/segmentation.py, output "segmentation": per-pixel logits; the data give label maps); a preset fixes it.
     """
 
     preset: str | None = None
@@ -53,6 +55,7 @@ class ModelConfig:
     image_size: int | None = None
     num_classes: int | None = None
     freeze: Literal["isp", "head"] | None = None
+    task: Literal["classification", "segmentation"] = "classification"
 
 
 @dataclasses.dataclass
@@ -61,6 +64,8 @@ class DataConfig:
 
     source: "fashion-mnist" (Debian's IDX files; train split for training, test split for evaluation), "folder"
         (one subfolder per class) or "tfrecords" (ImageNet-style records); train_path / eval_path for the latter two.
+        Segmentation: "fashion-mnist-composite" (synthetic composites of Fashion-MNIST items, train and test splits)
+        or "voc" (a Pascal VOC 2012 folder as train_path and eval_path: its train and val lists).
     train_examples / eval_examples: use the first N examples of each split (None = all). The dataset size, which sets
         the steps per epoch, is min(N, available); for tfrecords the count cannot be read cheaply, so train_examples
         is required (1,281,167 for ImageNet's training set).
@@ -81,7 +86,7 @@ class DataConfig:
         tf.data simulates them on the host.
     """
 
-    source: Literal["fashion-mnist", "folder", "tfrecords"] = "fashion-mnist"
+    source: Literal["fashion-mnist", "folder", "tfrecords", "fashion-mnist-composite", "voc"] = "fashion-mnist"
     train_path: str | None = None
     eval_path: str | None = None
     train_examples: int | None = None
@@ -142,8 +147,9 @@ class ScheduleConfig:
 class LossConfig:
     """The training objective (losses.py).
 
-    kind: "classification" (sparse cross entropy on the logits), "l1" / "mse" (the ISP's image against the clean
-        image), "liu" (Liu et al.: MSE(image, clean) + weight * cross entropy), "nidf_pretrain" (NIDF Eq. 3 + Eq. 4:
+    kind: "classification" (sparse cross entropy on the logits), "segmentation" (per-pixel cross entropy, label 255
+        ignored), "l1" / "mse" (the ISP's image against the clean image), "liu" (Liu et al.: MSE(image, clean) +
+        weight * cross entropy of the model's task: 0.25 for classification, 0.5 for segmentation), "nidf_pretrain" (NIDF Eq. 3 + Eq. 4:
         the denoiser against the blurred clean image B and the deblurrer, fed B, against the sharp image I, trained
         separately), "nidf" (NIDF Eq. 5: ||B - B1||^2 + weight * ||I - I1||^2) or "psnr" (minus the mean PSNR,
         trainer "lbfgs" only).
@@ -152,7 +158,9 @@ class LossConfig:
         (mean absolute error, as the Anscombe network's stage 1); unset for the other kinds.
     """
 
-    kind: Literal["classification", "l1", "mse", "liu", "nidf_pretrain", "nidf", "psnr"] = "classification"
+    kind: Literal["classification", "segmentation", "l1", "mse", "liu", "nidf_pretrain", "nidf", "psnr"] = (
+        "classification"
+    )
     label_smoothing: float = 0.0
     weight: float | None = None
     image_loss: Literal["mse", "l1"] | None = None
@@ -218,7 +226,11 @@ class ExperimentConfig:
     (`pretrain_config`), trained into RUN_DIR/stage1; its model.keras then provides this model's ISP weights, as
     stages.isp_weights would. E.g. {loss: {kind: l1}, data: {profile: 2to200lux}}: the ISP trained alone for
     reconstruction over a range of light levels, then the joint model fine-tuned from it. Keys pretrain,
-    compare_isps and stages are refused inside it (stage 1 has none of its own).
+    head_pretrain, compare_isps and stages are refused inside it (stage 1 has none of its own).
+    head_pretrain: the head's stage 1, run first in the same command: the head alone on the clean images (the
+    papers' "network trained on noise-free images"), its settings merged over this config's as for `pretrain` (the
+    loss defaults to the task's: "classification" or "segmentation"), trained into RUN_DIR/head; its model.keras
+    then provides this model's head weights, as stages.head_weights would (empty: none).
     compare_isps: also train the same head behind each of these ISPs with the same data, optimizer and budget as
     this (stage-2) run, and report their test accuracy next to this model's (under RUN_DIR/compare/<isp>/). They
     train on the classification loss (with this run's label smoothing): with loss "liu" the image term has nothing
@@ -248,6 +260,7 @@ class ExperimentConfig:
     compare_isps: list[str] = dataclasses.field(default_factory=list)
     precise_bn_batches: int = 0
     pretrain: dict = dataclasses.field(default_factory=dict)
+    head_pretrain: dict = dataclasses.field(default_factory=dict)
 
 
 def _type_name(kind):

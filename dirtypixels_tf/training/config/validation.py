@@ -52,7 +52,7 @@ def validate(config):
 
 def _validate_model(config):
     """The model section: a preset or an ISP and/or a head, and their sizes."""
-    from dirtypixels_tf.models import heads, isp, presets
+    from dirtypixels_tf.models import heads, isp, presets, segmentation
 
     model = config.model
     if model.preset is not None:
@@ -61,7 +61,7 @@ def _validate_model(config):
             f"model.preset: expected one of {', '.join(presets.PRESETS)}, received {model.preset!r}",
         )
         defaults = ModelConfig()
-        for name in ("isp", "isp_settings", "head", "head_width", "image_size", "freeze"):
+        for name in ("isp", "isp_settings", "head", "head_width", "image_size", "freeze", "task"):
             _require(
                 getattr(model, name) == getattr(defaults, name),
                 f"model.{name}: set by model.preset {model.preset!r}; leave it unset or drop the preset",
@@ -80,7 +80,12 @@ def _validate_model(config):
             )
         else:
             _require(not model.isp_settings, "model.isp_settings: set without an ISP (model.isp is null)")
-        if model.head is not None:
+        if model.head is not None and model.task == segmentation.TASK:
+            _require(
+                model.head in segmentation.dense_head_names(),
+                f"model.head: unknown dense head {model.head!r} for task 'segmentation' (see models/segmentation.py)",
+            )
+        elif model.head is not None:
             _require(model.head in heads.head_names(), f"model.head: unknown head {model.head!r} (see models/heads.py)")
         else:
             _require(model.head_width == 1.0, "model.head_width: set without a head (model.head is null)")
@@ -97,12 +102,12 @@ def _validate_data(config):
     from dirtypixels_tf.physics import optics
 
     data = config.data
-    if data.source in ("folder", "tfrecords"):
+    if data.source in ("folder", "tfrecords", "voc"):
         _require(data.train_path is not None, f"data.train_path: required for source {data.source!r}")
     else:
         _require(
             data.train_path is None and data.eval_path is None,
-            "data.train_path / data.eval_path: only for sources 'folder' and 'tfrecords'",
+            "data.train_path / data.eval_path: only for sources 'folder', 'tfrecords' and 'voc'",
         )
     if data.source == "tfrecords":
         _require(
@@ -110,7 +115,7 @@ def _validate_data(config):
             "data.train_examples: required for tfrecords (the dataset size sets the steps per epoch)",
         )
     _require(data.source == "tfrecords" or data.label_offset == 0, "data.label_offset: only for source 'tfrecords'")
-    has_eval = data.source == "fashion-mnist" or data.eval_path is not None
+    has_eval = data.source in ("fashion-mnist", "fashion-mnist-composite") or data.eval_path is not None
     _require(
         has_eval or data.validation_steps is None, "data.validation_steps: needs an evaluation split (data.eval_path)"
     )
@@ -191,7 +196,7 @@ def _validate_loss(config, spec):
 
     loss = config.loss
     outputs = spec.outputs(loss.kind)
-    needs = set(losses.LOSS_OUTPUTS[loss.kind])
+    needs = set(losses.loss_outputs(loss.kind, spec.task))
     _require(
         needs <= outputs,
         f"loss.kind: {loss.kind!r} needs model outputs {sorted(needs)}; this model has {sorted(outputs)}",
@@ -199,7 +204,8 @@ def _validate_loss(config, spec):
     if loss.kind in ("liu", "nidf"):
         _require(
             loss.weight is not None and loss.weight >= 0,
-            f"loss.weight: {loss.kind!r} needs weight >= 0 (0.25 for Liu et al., 0.5 for NIDF), received {loss.weight!r}",
+            f"loss.weight: {loss.kind!r} needs weight >= 0 (Liu et al.: 0.25 classifying, 0.5 segmenting; NIDF: 0.5), "
+            f"received {loss.weight!r}",
         )
     else:
         _require(loss.weight is None, f"loss.weight: not read by loss {loss.kind!r}; remove it")
@@ -211,8 +217,8 @@ def _validate_loss(config, spec):
         0 <= loss.label_smoothing < 1, f"loss.label_smoothing: must be in [0, 1), received {loss.label_smoothing!r}"
     )
     _require(
-        loss.label_smoothing == 0 or loss.kind in ("classification", "liu"),
-        f"loss.label_smoothing: not read by loss {loss.kind!r}",
+        loss.label_smoothing == 0 or (loss.kind in ("classification", "liu") and spec.task == "classification"),
+        f"loss.label_smoothing: not read by loss {loss.kind!r} on a {spec.task} model",
     )
     _require(
         (loss.kind == "psnr") == (config.trainer == "lbfgs"),
@@ -263,8 +269,8 @@ def _validate_run(config, spec):
             f"compare_isps: expected ISP names ({', '.join(isp.ISP_CLASSES)}), received {name!r}",
         )
     _require(
-        not config.compare_isps or (spec.head is not None and loss.kind in ("classification", "liu")),
-        "compare_isps: only for classifiers trained with loss 'classification' or 'liu'",
+        not config.compare_isps or (spec.head is not None and loss.kind in ("classification", "segmentation", "liu")),
+        "compare_isps: only for models with a head trained with loss 'classification', 'segmentation' or 'liu'",
     )
     if config.pretrain:
         _require(spec.isp is not None, "pretrain: this model has no ISP to pretrain")
@@ -273,10 +279,20 @@ def _validate_run(config, spec):
             "stages.isp_weights: set together with pretrain (stage 1 provides the ISP weights); give one of them",
         )
         pretrain_config(config)
+    if config.head_pretrain:
+        _require(
+            spec.isp is not None and spec.head is not None, "head_pretrain: only for a model with an ISP and a head"
+        )
+        _require(
+            config.stages.head_weights is None,
+            "stages.head_weights: set together with head_pretrain (it provides the head weights); give one of them",
+        )
+        head_pretrain_config(config)
 
 
 PRETRAIN_DIR = "stage1"
-_NOT_IN_PRETRAIN = ("pretrain", "compare_isps", "stages")
+HEAD_PRETRAIN_DIR = "head"
+_NOT_IN_PRETRAIN = ("pretrain", "head_pretrain", "compare_isps", "stages")
 
 
 def pretrain_config(config):
@@ -302,6 +318,37 @@ def pretrain_config(config):
         f"received {model_spec(stage1).isp!r}",
     )
     return stage1
+
+
+def head_pretrain_config(config):
+    """The head's stage-1 ExperimentConfig of `config.head_pretrain` (see ExperimentConfig): the head alone (model:
+    no ISP; the head, width, size, classes and task of this model) on the clean images with the task's loss, then
+    the settings of head_pretrain merged over it, validated; ConfigError messages start with "head_pretrain.". None
+    when config.head_pretrain is empty."""
+    if not config.head_pretrain:
+        return None
+    for key in _NOT_IN_PRETRAIN + ("model",):
+        _require(key not in config.head_pretrain, f"head_pretrain.{key}: not allowed in the head's stage-1 settings")
+    spec = model_spec(config)
+    base = to_dict(config)
+    for key in _NOT_IN_PRETRAIN:
+        base.pop(key)
+    base["model"] = {
+        "head": spec.head,
+        "head_width": spec.head_width,
+        "image_size": spec.image_size,
+        "num_classes": spec.num_classes,
+        "task": spec.task,
+    }
+    base["loss"] = {"kind": spec.task}
+    if "loss" in config.head_pretrain:
+        base.pop("loss")
+    try:
+        stage = from_plain(ExperimentConfig, merge(base, config.head_pretrain))
+        validate(stage)
+    except ConfigError as error:
+        raise ConfigError(f"head_pretrain.{error}") from None
+    return stage
 
 
 def require_complete(config):
