@@ -122,6 +122,7 @@ def test_example_rows_show_true_and_predicted_label_maps_in_palette_colours():
     assert rows[1][3].caption.startswith("mIoU ") and rows[1][3].caption.endswith(" dB")
 
 
+@pytest.mark.slow
 def test_a_segmentation_savedmodel_scores_as_its_keras_model(tmp_path):
     """The SavedModel's per-pixel probabilities give the Keras model's classes except on pixels whose two best
     logits lie within 2 float32 bounds (tolerances.decided): the pixel accuracies differ by at most their share."""
