@@ -151,3 +151,16 @@ def test_a_segmentation_savedmodel_scores_as_its_keras_model(tmp_path):
     keras_cell, saved_cell = keras_table.cells[("6 lux", "none")], saved_table.cells[("6 lux", "none")]
     assert saved_cell["miou"] is not None and saved_table.metadata["class_names"] == list(COMPOSITE_CLASSES)
     assert abs(saved_cell["pixel_accuracy"] - keras_cell["pixel_accuracy"]) <= undecided
+
+
+def test_run_comparison_reports_miou_for_segmentation_tables():
+    from dirtypixels_tf.evaluation import report
+    from dirtypixels_tf.evaluation.table import METRICS, EvaluationTable
+
+    def table(miou):
+        cell = {m: 0.5 for m in METRICS} | {"top1": None, "top5": None, "miou": miou, "iou": [miou], "examples": 3}
+        return EvaluationTable(("3 lux",), ("none",), {("3 lux", "none"): cell}, {"3 lux": 3.0}, {"examples": 3})
+
+    lines = report.comparison_lines({"joint run": table(0.625), "separate run": table(0.25)})
+    assert lines[0].startswith("| light | joint run mIoU | separate run mIoU | joint PSNR |")
+    assert lines[2].startswith("| 3 lux | 62.5 % | 25.0 % |")
