@@ -15,6 +15,8 @@ Two paths, each at its noise levels:
   channels as the preset liu_mobilenet_v1_aspp_64).
 - "raw": the package's RAW path, Poisson-Gaussian noise of the default sensor at 3, 6 and 12 lux, with the Anscombe
   network (models/isp.py AnscombeNetwork).
+After every fit, the batch-norm statistics of what was trained are re-estimated on 20 training batches ("precise BN",
+training/model_setup.py): with the short budgets here, moving averages left the heads' inference outputs constant.
 Columns (Liu et al. Table 3; every trained ISP gets the same budget, --isp-examples x (--stage1-epochs +
 --stage2-epochs), Adam):
   noisy       the frozen head on the noisy frame, bilinearly demosaicked (no denoiser);
@@ -44,6 +46,8 @@ import time
 
 import numpy as np
 
+from dirtypixels_tf.training.model_setup import precise_batch_norm
+
 # Liu et al. 2018 Table 3 (mIoU %, Pascal VOC 2012 val) at sigma 15 / 30 / 45 / 60.
 PAPER_TABLE3 = {
     "noisy": (56.78, 43.43, 27.99, 14.94),
@@ -58,6 +62,7 @@ SEG_COLUMNS = ("noisy", "conventional", "separate", "joint", "cross")
 CLS_COLUMNS = ("noisy", "conventional", "separate", "joint", "cross")
 SEG_SIZE, CLS_SIZE = 64, 32
 SEG_LAMBDA, CLS_LAMBDA = 0.5, 0.25  # Liu et al.'s weights of the task terms
+PRECISE_BN_BATCHES = 20  # batch-norm statistics re-estimated after each fit (short runs leave them unconverged)
 
 
 def parse_args(argv):
@@ -175,6 +180,7 @@ class Bench:
         ):
             model.compile(optimizer=keras.optimizers.Adam(2e-3), loss=loss)
             model.fit(data, verbose=0)
+            precise_batch_norm(model, data.take(PRECISE_BN_BATCHES).map(lambda x, y: x))
         self.seg_head.trainable = False
         self.cls_head.trainable = False
 
@@ -216,6 +222,7 @@ class Bench:
             data = data.map(lambda x, y: (x, {"image": y["image"]}))
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=losses, loss_weights=weights)
         model.fit(data, verbose=0)
+        precise_batch_norm(model, data.take(PRECISE_BN_BATCHES).map(lambda x, y: x))
         return model
 
     # -- one level -------------------------------------------------------------------------------------------
