@@ -18,11 +18,11 @@ Conventions:
   from it "miou", "pixel_accuracy" and "iou" (one per class; None for a class absent from truth and prediction,
   which the mean leaves out: metrics.segmentation_scores, the VOC devkit's rules). The predicted class is the
   arg-max of the per-pixel scores. A classifier on label maps, or a segmentation model on class labels, is refused.
-- PSNR, SSIM and the Bayer metrics (metrics.py:
-  "bayer" = bayer_artifact_ratio, "bayer_peak" = bayer_peak_ratio, "bayer_error" = the RMS over images of
-  bayer_error_amplitudes in 8-bit code values) compare the intermediate image (the model's "image" output, a
-  SavedModel's "isp" signature or a conventional ISP's output) with the SHARP clean image: the preprocessed image
-  before optics, mosaic and noise. A metric a model cannot give is None.
+- PSNR, SSIM and the Bayer metrics (metrics.py: "bayer" = bayer_artifact_ratio, "bayer_peak" =
+  bayer_peak_ratio, "bayer_error" = the RMS over images of bayer_error_amplitudes in 8-bit code values) compare
+  the intermediate image (the model's "image" output, a SavedModel's "isp" signature or a conventional ISP's
+  output) with the SHARP clean image: the preprocessed image before optics, mosaic and noise. A metric a model
+  cannot give is None.
 """
 
 import math
@@ -102,8 +102,9 @@ def evaluate(
 
     model: a Predictor, keras.Model, path / preset name (load_predictor) or function (features, psf) -> dict.
     source: a tf.data.Dataset of (image float32 [H, W, 3] in [0, 1], label int64) (data.sources), or of (image,
-    label map [H, W]) for a segmentation model (data.segmentation); `limit` keeps its first N examples. image_size: the RAW frame size (even int or (H, W)); None = the model's. A model that
-    takes another size is refused (ValueError naming both). quality: measure PSNR/SSIM of the intermediate image.
+    label map [H, W]) for a segmentation model (data.segmentation); `limit` keeps its first N examples.
+    image_size: the RAW frame size (even int or (H, W)); None = the model's. A model that takes another size is
+    refused (ValueError naming both). quality: measure PSNR/SSIM of the intermediate image.
     sensor / pattern: the sensor (a spec of physics.sensor_files.resolve_sensor: a preset name, a sensor.yaml path, a
     NoisePreset) and the Bayer phase (None: the sensor's); central_fraction: the evaluation centre crop. psf_grid: the PsfGrid of the named PSFs (default: optics.default_psf_grid()).
     """

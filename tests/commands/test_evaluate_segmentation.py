@@ -5,10 +5,13 @@ import csv
 import json
 import os
 
+import pytest
+
 from dirtypixels_tf import cli
 from dirtypixels_tf.data.segmentation import COMPOSITE_CLASSES
 
 
+@pytest.mark.slow
 def test_evaluate_a_segmentation_preset_writes_miou_per_cell(tmp_path, capsys):
     out = str(tmp_path / "evaluation")
     argv = ["evaluate", "liu_mobilenet_v1_aspp_64", "--data", "fashion-mnist-composite", "--limit", "3"]

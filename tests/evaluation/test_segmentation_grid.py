@@ -120,3 +120,47 @@ def test_example_rows_show_true_and_predicted_label_maps_in_palette_colours():
     predicted = np.argmax(_scores({"raw": features["raw"].numpy()}, None)["segmentation"], -1)[1]
     np.testing.assert_array_equal(rows[1][4].image, colourize(predicted.astype(np.uint8)) / 255.0)
     assert rows[1][3].caption.startswith("mIoU ") and rows[1][3].caption.endswith(" dB")
+
+
+@pytest.mark.slow
+def test_a_segmentation_savedmodel_scores_as_its_keras_model(tmp_path):
+    """The SavedModel's per-pixel probabilities give the Keras model's classes except on pixels whose two best
+    logits lie within 2 float32 bounds (tolerances.decided): the pixel accuracies differ by at most their share."""
+    import keras
+    from tiny_models import calibrate_batch_norm
+    from tolerances import decided, model_bound
+
+    from dirtypixels_tf.export import export_savedmodel
+    from dirtypixels_tf.models import isp, segmentation
+
+    keras.utils.set_random_seed(3)
+    head = segmentation.build_dense_head("mobilenet_v1_aspp", (SIZE, SIZE, 3), CLASSES, width=0.25)
+    calibrate_batch_norm(head, np.random.default_rng(7).random((8, SIZE, SIZE, 3)).astype(np.float32) * 2 - 1)
+    model = segmentation.JointSegmenter(isp.build_isp("bilinear"), head, "mobilenet_v1_aspp", (SIZE, SIZE))
+    export_savedmodel(model, tmp_path / "seg", class_names=list(COMPOSITE_CLASSES))
+    options = {"light_levels": ("6",), "psfs": ("none",), "progress": False, "quality": False}
+    keras_table = grid.evaluate(model, _source(4), **options)
+    saved_table = grid.evaluate(str(tmp_path / "seg"), _source(4), **options)
+    level = axes.parse_light_level("6")
+    sensor = SensorModel(light_levels=(level.low, level.high))
+    fraction = preprocessing.DEFAULT_CENTRAL_FRACTION
+    features, labels = next(iter(grid.cell_dataset(_source(4), sensor, (SIZE, SIZE), 4, 0, fraction, False)))
+    logits = model({k: features[k] for k in ("raw", "alpha", "sigma")})["segmentation"].numpy()
+    labelled = labels.numpy() != IGNORE_LABEL
+    undecided = np.count_nonzero(~decided(logits, model_bound(model, logits)) & labelled) / np.count_nonzero(labelled)
+    keras_cell, saved_cell = keras_table.cells[("6 lux", "none")], saved_table.cells[("6 lux", "none")]
+    assert saved_cell["miou"] is not None and saved_table.metadata["class_names"] == list(COMPOSITE_CLASSES)
+    assert abs(saved_cell["pixel_accuracy"] - keras_cell["pixel_accuracy"]) <= undecided
+
+
+def test_run_comparison_reports_miou_for_segmentation_tables():
+    from dirtypixels_tf.evaluation import report
+    from dirtypixels_tf.evaluation.table import METRICS, EvaluationTable
+
+    def table(miou):
+        cell = {m: 0.5 for m in METRICS} | {"top1": None, "top5": None, "miou": miou, "iou": [miou], "examples": 3}
+        return EvaluationTable(("3 lux",), ("none",), {("3 lux", "none"): cell}, {"3 lux": 3.0}, {"examples": 3})
+
+    lines = report.comparison_lines({"joint run": table(0.625), "separate run": table(0.25)})
+    assert lines[0].startswith("| light | joint run mIoU | separate run mIoU | joint PSNR |")
+    assert lines[2].startswith("| 3 lux | 62.5 % | 25.0 % |")
