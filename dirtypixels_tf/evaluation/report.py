@@ -1,7 +1,7 @@
 """Trained runs compared on one evaluation: each over the same light levels (grid.evaluate), one markdown table of
-top-1 (mean IoU for segmentation models), the intermediate image's PSNR and the Bayer measures, and a figure of accuracy and PSNR against light above
-example images (figures.plot_light_comparison). The first run is the model compared; each name's first word names
-its folder under the report directory.
+top-1 (mean IoU for segmentation models), the intermediate image's PSNR and the Bayer measures, and a figure of
+accuracy and PSNR against light above example images (figures.plot_light_comparison). The first run is the model
+compared; each name's first word names its folder under the report directory.
 """
 
 import dataclasses
@@ -25,9 +25,11 @@ class RunComparison:
 
     def legend(self):
         """What the table's columns measure, as printed above it."""
-        examples = next(iter(self.tables.values())).metadata["examples"]
+        first = next(iter(self.tables.values()))
+        title = "mIoU" if task_metric(first) == "miou" else "top-1"
         return (
-            f"report: top-1 (mIoU for segmentation) and intermediate-image PSNR on {examples} test images; Bayer = luminance energy at the\n"
+            f"report: {title} and intermediate-image PSNR on {first.metadata['examples']} test images; Bayer = luminance "
+            "energy at the\n"
             "2x2-period frequencies over the clean image's (metrics.bayer_artifact_ratio; a checkerboard is well "
             "above 1;\nresidual noise raises it too); Bayer peak = that energy over the neighbouring frequencies', "
             "over the clean\nimage's (metrics.bayer_peak_ratio: about 1 or below without a periodic pattern, well "

@@ -26,57 +26,47 @@ def sets(overrides):
     return [arg for item in overrides for arg in ("--set", item)]
 
 
-def test_default_experiment_trains_both_models_and_prints_their_accuracy(tmp_path, capsys):
-    status = cli.main(["train", "--run-dir", str(tmp_path / "run"), "--quiet", *sets(TINY)])
-    assert status == 0
-    out = capsys.readouterr().out
-    assert "stage 1 (anscombe alone, loss l1): psnr" in out
-    assert "test (anscombe): top-1" in out and "on 64 test examples" in out
-    assert "test (bilinear, same head and budget): top-1" in out
-    for path in ("model.keras", "params.yaml", "metrics.json", "compare/bilinear/model.keras", "stage1/model.keras"):
-        assert (tmp_path / "run" / path).is_file(), path
-    # The final report: one row per light level with both models' top-1, PSNR, Bayer energy ratio, Bayer peak and
-    # Bayer error, and a figure.
-    assert "report: top-1 and intermediate-image PSNR on 64 test images" in out
-    rows = [line for line in out.splitlines() if line.startswith(("| 3", "| 6", "| 12", "| 48", "| no noise"))]
-    assert [row.split(" | ")[0] for row in rows] == ["| 3 lux", "| 6 lux", "| 12 lux", "| 48 lux", "| no noise"]
-    assert all(len(row.split(" | ")) == 11 for row in rows)
-    figure = tmp_path / "run" / "report" / "report.png"
-    assert f"report figure: {figure}" in out and figure.stat().st_size > 10_000
-    for name in ("joint", "bilinear"):
-        table = json.loads((tmp_path / "run" / "report" / name / "evaluation.json").read_text())
-        assert [cell["examples"] for cell in table["cells"]] == [64] * 5
-    # The same command on the finished run writes the report again without training.
-    stamp = (tmp_path / "run" / "model.keras").stat().st_mtime_ns
-    assert cli.main(["train", "--run-dir", str(tmp_path / "run"), "--quiet", *sets(TINY)]) == 0
-    assert "already trained with this config; writing its report again" in capsys.readouterr().out
-    assert (tmp_path / "run" / "model.keras").stat().st_mtime_ns == stamp
-    # The class names travel with the run, for export and classify.
-    assert json.loads((tmp_path / "run" / "class_names.json").read_text()) == list(FASHION_MNIST_CLASSES)
-    # The same run directory with another config is refused.
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "--run-dir", str(tmp_path / "run"), *sets(TINY + ["seed=1"])])
-    assert exit_info.value.code == 2
-    assert "holds a run of another config" in capsys.readouterr().err
-
-
 def _train_in_a_fresh_process(run_dir, overrides):
     command = [sys.executable, "-c", "import sys; from dirtypixels_tf.cli import main; sys.exit(main())"]
     command += ["train", "--run-dir", str(run_dir), "--quiet", *sets(overrides)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_the_default_job_run_twice_gives_the_same_weights_and_report(tmp_path):
+def test_the_default_job_trains_both_models_reports_and_run_twice_gives_the_same_weights(tmp_path, capsys):
     """The default job's whole chain (stage 1, stage 2, the bilinear comparison, precise batch norm, the report) at
-    a tiny size, run twice in fresh processes with one seed: every model's weights equal bit for bit, and so do the
-    test metrics and the report's cells. Each batch is a function of (seed, epoch, batch index) and every random
-    draw is stateless, so nothing may depend on the process, the clock or the load (the two runs go side by side)."""
+    a tiny size, run twice in fresh processes with one seed: what it prints and writes, then every model's weights
+    equal bit for bit, and so do the test metrics and the report's cells. Each batch is a function of (seed, epoch,
+    batch index) and every random draw is stateless, so nothing may depend on the process, the clock or the load (the
+    two runs go side by side). Then the finished run is reported again without training, and refused for another
+    config."""
     overrides = TINY + ["precise_bn_batches=2", "seed=7"]
     runs = [tmp_path / "first", tmp_path / "second"]
     processes = [_train_in_a_fresh_process(run, overrides) for run in runs]
+    outputs = []
     for process in processes:
         output, _ = process.communicate(timeout=600)
         assert process.returncode == 0, output[-3000:]
+        outputs.append(output)
+    out, run = outputs[0], runs[0]
+    assert "stage 1 (anscombe alone, loss l1): psnr" in out
+    assert "test (anscombe): top-1" in out and "on 64 test examples" in out
+    assert "test (bilinear, same head and budget): top-1" in out
+    for path in ("model.keras", "params.yaml", "metrics.json", "compare/bilinear/model.keras", "stage1/model.keras"):
+        assert (run / path).is_file(), path
+    # The final report: one row per light level with both models' top-1, PSNR, Bayer energy ratio, Bayer peak and
+    # Bayer error, and a figure.
+    assert "report: top-1 and intermediate-image PSNR on 64 test images" in out
+    rows = [line for line in out.splitlines() if line.startswith(("| 3", "| 6", "| 12", "| 48", "| no noise"))]
+    assert [row.split(" | ")[0] for row in rows] == ["| 3 lux", "| 6 lux", "| 12 lux", "| 48 lux", "| no noise"]
+    assert all(len(row.split(" | ")) == 11 for row in rows)
+    figure = run / "report" / "report.png"
+    assert f"report figure: {figure}" in out and figure.stat().st_size > 10_000
+    for name in ("joint", "bilinear"):
+        table = json.loads((run / "report" / name / "evaluation.json").read_text())
+        assert [cell["examples"] for cell in table["cells"]] == [64] * 5
+    # The class names travel with the run, for export and classify.
+    assert json.loads((run / "class_names.json").read_text()) == list(FASHION_MNIST_CLASSES)
+
     for part in ("stage1/model.keras", "model.keras", "compare/bilinear/model.keras"):
         first, second = (keras.models.load_model(run / part, compile=False).get_weights() for run in runs)
         assert len(first) == len(second) > 0, part
@@ -89,6 +79,18 @@ def test_the_default_job_run_twice_gives_the_same_weights_and_report(tmp_path):
         cells = [json.loads((run / "report" / name / "evaluation.json").read_text())["cells"] for run in runs]
         assert cells[0] == cells[1], name
     assert (runs[0] / "report" / "report.md").read_text() == (runs[1] / "report" / "report.md").read_text()
+
+    # The same command on the finished run writes the report again without training.
+    run = runs[0]
+    stamp = (run / "model.keras").stat().st_mtime_ns
+    assert cli.main(["train", "--run-dir", str(run), "--quiet", *sets(overrides)]) == 0
+    assert "already trained with this config; writing its report again" in capsys.readouterr().out
+    assert (run / "model.keras").stat().st_mtime_ns == stamp
+    # The same run directory with another config is refused.
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--run-dir", str(run), *sets(overrides[:-1] + ["seed=1"])])
+    assert exit_info.value.code == 2
+    assert "holds a run of another config" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

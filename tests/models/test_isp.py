@@ -289,12 +289,15 @@ def test_anscombe_network_at_initialization_and_high_light_is_within_half_a_db_o
     assert _psnr(output, bilinear) >= 35.0
 
 
-def test_anscombe_network_beats_bilinear_demosaicking_after_100_steps_on_a_fixed_batch():
+def test_anscombe_network_beats_bilinear_demosaicking_after_200_steps_on_a_fixed_batch():
     # Guards against the Anscombe network's inverse without its scale and offset (then the output is
     # (D'^2/4 - 1/8 - s^2) alpha with D' in about [0, 1], a few hundredths at most, and stays near 8 dB) and against
     # any break of the gradient path from the output back to the prior and the scalars. Release configuration,
-    # 6 lux, 4 fixed 32x32 crops, L1 loss, Adam 3e-3: measured 8.7 dB at initialization (random priors), 17.7 dB
-    # after 100 steps, against 16.0 dB for bilinear demosaicking of the same frames. Floor: 17 dB.
+    # 6 lux, 4 fixed 32x32 crops, L1 loss, Adam 3e-3, 8.7 dB at initialization (random priors). Both failures stay
+    # near 8 dB, so the test asks only what the name says: the trained network beats bilinear demosaicking of the same
+    # frames (about 16 dB) and has moved far from its initialization. How far it gets depends on the noise draw:
+    # after 100 steps 16.3 to 17.7 dB over five draws (one draw 0.4 dB above bilinear); after 200 steps 17.6 to
+    # 19.2 dB over three draws, at least 1.6 dB above bilinear; hence 200 steps.
     keras.utils.set_random_seed(0)
     clean = _scenes(SIZE)
     features = SensorModel(light_levels="6lux").simulate(clean, seed=[0, 1])
@@ -302,12 +305,13 @@ def test_anscombe_network_beats_bilinear_demosaicking_after_100_steps_on_a_fixed
     model = IspModel(isp.build_isp("anscombe"), (SIZE, SIZE))
     before = _psnr(model(features)["image"].numpy(), clean)
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mae")
-    model.fit(features, {"image": clean}, epochs=100, batch_size=len(clean), verbose=0)
+    model.fit(features, {"image": clean}, epochs=200, batch_size=len(clean), verbose=0)
     after = _psnr(model(features)["image"].numpy(), clean)
     print(
-        f"PSNR bilinear {bilinear:.2f} dB; Anscombe network at initialization {before:.2f} dB, after 100 steps {after:.2f} dB"
+        f"PSNR bilinear {bilinear:.2f} dB; Anscombe network at initialization {before:.2f} dB, after 200 steps {after:.2f} dB"
     )
-    assert after >= 17.0 > bilinear
+    assert after > bilinear
+    assert after > before + 6.0
 
 
 def _numpy_conv(x, kernel, dilation=1):
