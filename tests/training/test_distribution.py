@@ -154,6 +154,7 @@ def test_two_workers_match_one_device(tmp_path, fashion_mnist):
         np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_two_workers_train_to_identical_weights_and_resume_after_sigkill(tmp_path, fashion_mnist):
     """MultiWorkerMirroredStrategy from TF_CONFIG, two processes, the custom loop (Keras' fit fails there): both
     end with bit-identical weights and the chief wrote the run directory. Then a second pair is SIGKILLed once

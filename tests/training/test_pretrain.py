@@ -81,6 +81,7 @@ def test_two_stages_in_one_run_and_the_rerun_is_refused(tmp_path, fashion_mnist)
         run_experiment(config, str(run_dir), verbose=0, log=lines.append)
 
 
+@pytest.mark.slow
 def test_a_finished_stage_1_is_read_back_not_retrained(tmp_path, fashion_mnist):
     config = from_dict(two_stage(compare_isps=[]))
     run_dir = tmp_path / "run"

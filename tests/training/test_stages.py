@@ -62,6 +62,7 @@ def test_stage_one_isp_and_head_load_by_component(tmp_path, trained_head, fashio
         load_stage_weights(build_experiment_model(wrong), wrong)
 
 
+@pytest.mark.slow
 def test_liu_training_leaves_the_trained_head_unchanged(tmp_path, trained_head, fashion_mnist):
     """Liu et al.: frozen (trained) head, loss MSE(image, clean) + 0.25 cross entropy; only the denoiser learns."""
     config = from_dict(
@@ -84,6 +85,7 @@ def test_liu_training_leaves_the_trained_head_unchanged(tmp_path, trained_head, 
     assert {"top1", "image_psnr"} <= set(results["test"])
 
 
+@pytest.mark.slow
 def test_nidf_pretraining_then_joint_training_reduce_their_losses(tmp_path, fashion_mnist):
     small = {
         "isp": "nidf",
