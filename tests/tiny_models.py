@@ -61,6 +61,15 @@ def exported(tiny_model, tmp_path_factory):
     return base, export_savedmodel(tiny_model, base, class_names=CLASS_NAMES, fold_batch_norm=None)
 
 
+def tiny_variant(tiny_model, top_class):
+    """The tiny model with logit `top_class` raised by 50: every frame's answer names the version that gave it."""
+    other = keras.models.clone_model(tiny_model)
+    other.set_weights(tiny_model.get_weights())
+    predictions = other.get_layer("mobilenet_v1").get_layer("conv_preds")
+    predictions.bias.assign(predictions.bias.numpy() + np.eye(len(CLASS_NAMES))[top_class] * 50.0)
+    return other
+
+
 def randomize_weights(layer, seed=0, scale=0.2):
     """Give every weight of a built layer a random value (positive moving variances), so that round trips compare
     weights that differ from their initializers, batch-norm statistics included."""

@@ -2,15 +2,17 @@
 on loopback whose answers equal the unbatched ones, errors kept to their request, the size limits kept."""
 
 import os
+import shutil
 import threading
 
 import grpc
 import numpy as np
 import pytest
-from tiny_models import SIZE
+from tiny_models import CLASS_NAMES, SIZE, tiny_variant
 from tolerances import model_bound
 
 from dirtypixels_tf import cli
+from dirtypixels_tf.export import export_savedmodel
 from dirtypixels_tf.export.tflite import simulated_inputs
 from dirtypixels_tf.serving.batching import BatchingParameters
 from dirtypixels_tf.serving.client import PredictionClient
@@ -68,15 +70,17 @@ def batching_server(exported):
         yield running
 
 
-def _concurrently(server, requests):
-    """Send `requests` ({inputs} each, one frame or more) at once, each on its own channel; outcomes in order."""
+def _concurrently(server, requests, versions=None):
+    """Send `requests` ({inputs} each, one frame or more) at once, each on its own channel (to `versions[i]`, or the
+    latest); outcomes in order."""
     barrier, outcomes = threading.Barrier(len(requests)), [None] * len(requests)
 
     def send(index):
         with PredictionClient(server.address, timeout=60) as client:
             barrier.wait()
             try:
-                outcomes[index] = client.request(requests[index], model="tiny")[0]["logits"]
+                version = None if versions is None else versions[index]
+                outcomes[index] = client.request(requests[index], model="tiny", version=version)[0]["logits"]
             except grpc.RpcError as error:
                 outcomes[index] = error
 
@@ -135,3 +139,26 @@ def test_size_limits_are_kept_and_larger_requests_run_alone(batching_server, fra
         twelve = {key: np.concatenate([value, value[:4]]) for key, value in frames.items()}  # over max_batch_size 8
         logits = client.request(twelve, model="tiny")[0]["logits"]
     assert np.array_equal(np.argmax(logits, 1), np.argmax(np.concatenate([expected, expected[:4]]), 1))
+
+
+def test_two_versions_served_at_once_are_merged_each_with_its_own(tiny_model, exported, frames, tmp_path):
+    """Versions 1 and 2 both loaded (num_versions 2; version 2 raises one logit by 50), 8 concurrent one-frame
+    requests alternating between them: requests are merged per version only (at most 4 examples a call, 2 calls
+    of more than one), and each answer is its own version's logits for its own frame."""
+    frames, expected = frames
+    base = tmp_path / "tiny"
+    shutil.copytree(exported[1], base / "1")
+    variant = tiny_variant(tiny_model, 7)
+    export_savedmodel(variant, base, version=2, class_names=CLASS_NAMES, fold_batch_norm=None)
+    answers = {1: expected, 2: variant(frames)["logits"].numpy()}
+    versions = [1 + index % 2 for index in range(CLIENTS)]
+    parameters = BatchingParameters(CLIENTS, batch_timeout_micros=2_000_000, num_batch_threads=1)
+    with LocalModelServer(base, model_name="tiny", port=0, num_versions=2, batching=parameters) as running:
+        outcomes = _concurrently(running, [_one(frames, i) for i in range(CLIENTS)], versions)
+        calls = dict(running.core.batcher.calls)
+    assert sum(size * count for size, count in calls.items()) == CLIENTS
+    assert max(calls) <= CLIENTS // 2 and sum(count for size, count in calls.items() if size > 1) >= 2, calls
+    bound = model_bound(tiny_model, expected)
+    for index, logits in enumerate(outcomes):
+        assert not isinstance(logits, grpc.RpcError), (index, logits)
+        np.testing.assert_allclose(logits[0], answers[versions[index]][index], rtol=0, atol=bound)

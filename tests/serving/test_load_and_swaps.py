@@ -8,10 +8,9 @@ import time
 import urllib.request
 from concurrent import futures
 
-import keras
 import numpy as np
 import pytest
-from tiny_models import CLASS_NAMES, SIZE
+from tiny_models import CLASS_NAMES, SIZE, tiny_variant
 from tolerances import model_bound
 
 from dirtypixels_tf.export import export_savedmodel
@@ -50,15 +49,6 @@ def _rest_predict(port, one):
         return np.asarray(json.loads(response.read())["predictions"][0]["logits"])
 
 
-def _variant(tiny_model, top_class):
-    """The tiny model with logit `top_class` raised by 50: every frame's answer names the version that gave it."""
-    other = keras.models.clone_model(tiny_model)
-    other.set_weights(tiny_model.get_weights())
-    predictions = other.get_layer("mobilenet_v1").get_layer("conv_preds")
-    predictions.bias.assign(predictions.bias.numpy() + np.eye(len(CLASS_NAMES))[top_class] * 50.0)
-    return other
-
-
 def _live(client):
     """The versions the server reports as AVAILABLE."""
     return {version for version, state, _ in client.status("tiny") if state == "AVAILABLE"}
@@ -81,7 +71,7 @@ def test_version_swaps_under_load_with_a_channel_per_client(tiny_model, exported
     count = len(frames["raw"])
     base = tmp_path / "tiny"
     shutil.copytree(exported[1], base / "1")
-    models = {1: tiny_model, 2: _variant(tiny_model, 7), 3: _variant(tiny_model, 3)}
+    models = {1: tiny_model, 2: tiny_variant(tiny_model, 7), 3: tiny_variant(tiny_model, 3)}
     answers = {version: model(frames)["logits"].numpy() for version, model in models.items()}
     stop, lock, failures = threading.Event(), threading.Lock(), []
     served = []  # (transport, version, sent, answered)
