@@ -12,7 +12,6 @@ import sys
 
 from dirtypixels_tf.catalog import (
     CLASSIFY_SIGNATURE,
-    DEFAULT_MAX_PIXELS,
     DEFAULT_PRESET,
     DEFAULT_PROFILE,
     ISP_SIGNATURE,
@@ -23,12 +22,14 @@ from dirtypixels_tf.catalog import (
     UINT16_SIGNATURE,
 )
 from dirtypixels_tf.commands.common import (
+    FILE_ERRORS,
     UsageError,
     add_capture_arguments,
+    add_max_megapixels,
     capture_options,
     non_negative_int,
-    positive_float,
     positive_int,
+    report_file_error,
     sensor_spec,
 )
 
@@ -82,13 +83,8 @@ def run(args):
                     capture=capture,
                     max_pixels=int(args.max_megapixels * 1e6),
                 )
-            except (
-                ValueError,
-                OSError,
-                MemoryError,
-            ) as error:  # one unreadable file is reported; the others are classified
-                message = str(error) if str(error).startswith(path) else f"{path}: {error}"
-                print(f"{message}", file=sys.stderr)
+            except FILE_ERRORS as error:  # one unreadable file is reported; the others are classified
+                report_file_error(path, error)
                 status = 1
                 continue
             signature = args.signature or frame.signature
@@ -158,10 +154,5 @@ def register(commands):
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the simulated noise")
     parser.add_argument("--top-k", type=positive_int, default=5, help="labels printed per file (5)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (30)")
-    parser.add_argument(
-        "--max-megapixels",
-        type=positive_float,
-        default=DEFAULT_MAX_PIXELS / 1e6,
-        help=f"largest image or .npy frame read, checked from its header ({DEFAULT_MAX_PIXELS / 1e6:g})",
-    )
+    add_max_megapixels(parser)
     parser.set_defaults(run=run, parser=parser)

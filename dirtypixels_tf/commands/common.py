@@ -10,6 +10,7 @@ from dirtypixels_tf.catalog import (
     CAPTURE_NOISE_SOURCES,
     CAPTURE_PERCENTILE,
     CAPTURE_WHITE_BALANCES,
+    DEFAULT_MAX_PIXELS,
     LIGHT_PROFILES,
     check_sensor_spec,
 )
@@ -182,6 +183,28 @@ def capture_options(args):
     exposure = args.exposure if args.exposure in CAPTURE_EXPOSURES else numbers(args.exposure, "--exposure", 1)
     noise = args.noise if args.noise in CAPTURE_NOISE_SOURCES else numbers(args.noise, "--noise", 2)
     return {"white_balance": white_balance, "exposure": exposure, "noise": noise}
+
+
+# What reading one input file may raise (serving/frames.read_frame): reported in one line, the other files go on.
+FILE_ERRORS = (ValueError, OSError, MemoryError)
+
+
+def add_max_megapixels(parser):
+    """--max-megapixels: the pixel budget of read_frame, checked from a file's header before it is decoded."""
+    parser.add_argument(
+        "--max-megapixels",
+        type=positive_float,
+        default=DEFAULT_MAX_PIXELS / 1e6,
+        help=f"largest image or .npy frame read, checked from its header ({DEFAULT_MAX_PIXELS / 1e6:g})",
+    )
+
+
+def report_file_error(path, error):
+    """Print `error` about input file `path` as one line on stderr, starting with the path."""
+    import sys
+
+    message = (str(error).splitlines() or [type(error).__name__])[0]
+    print(message if message.startswith(path) else f"{path}: {message}", file=sys.stderr)
 
 
 def check_finite_weights(model, allow, flag="--allow-nonfinite"):

@@ -5,15 +5,21 @@ process. Each FRAME is read as `dirtypixels classify` reads it (serving/frames.p
 ordinary images simulated at --profile, .npy RAW mosaics) at the model's size and sent to the signature its kind
 takes ("serving_default" or "raw_uint16"); the class map comes back and is written as OUT_DIR/<frame name>.png in
 the VOC palette (data/segmentation.colourize: class k in colour k, ignored pixels white). Prints each file's class
-shares. A file that cannot be read is reported on stderr and the others are still segmented; the exit status is
-then 1.
+shares. A file that cannot be read or is over the pixel budget (--max-megapixels, checked from its header) is
+reported on stderr in one line and the others are still segmented; the exit status is then 1.
 """
 
 import os
-import sys
 
 from dirtypixels_tf.catalog import DEFAULT_PRESET, DEFAULT_PROFILE, PATTERNS, RELEASE_PATTERN
-from dirtypixels_tf.commands.common import UsageError, non_negative_int, sensor_spec
+from dirtypixels_tf.commands.common import (
+    FILE_ERRORS,
+    UsageError,
+    add_max_megapixels,
+    non_negative_int,
+    report_file_error,
+    sensor_spec,
+)
 
 
 def validate(args):
@@ -60,11 +66,11 @@ def run(args):
                 sensor=args.sensor,
                 pattern=args.pattern,
                 seed=(args.seed, index),
+                max_pixels=int(args.max_megapixels * 1e6),
             )
             outputs = signatures[frame.signature](**{k: tf.constant(v) for k, v in frame.inputs.items()})
-        except (ValueError, OSError, tf.errors.InvalidArgumentError) as error:
-            message = str(error).splitlines()[0]
-            print(message if message.startswith(path) else f"{path}: {message}", file=sys.stderr)
+        except (*FILE_ERRORS, tf.errors.InvalidArgumentError) as error:
+            report_file_error(path, error)
             status = 1
             continue
         class_map = outputs["class_map"].numpy()[0]
@@ -101,4 +107,5 @@ def register(commands):
         "--pattern", default=RELEASE_PATTERN, choices=PATTERNS, help=f"model's Bayer phase ({RELEASE_PATTERN})"
     )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the simulated noise")
+    add_max_megapixels(parser)
     parser.set_defaults(run=run, validate=validate, parser=parser)

@@ -114,6 +114,38 @@ def test_segment_command_writes_a_label_map_png_per_dng_and_png_frame(segmenter,
     assert read_frame(str(dng), (SIZE, SIZE)).signature == "raw_uint16"  # the DNG went through its ISO
 
 
+def test_segment_command_reports_bad_files_in_one_line_each_and_segments_the_others(exported, tmp_path, capsys):
+    """A PNG whose header declares 10000 x 10000 pixels is refused before decoding (the --max-megapixels budget), a
+    file that is no image is named, and the good frame is still segmented; exit status 1. A budget raised above the
+    large file's size lets it through to Pillow's reader."""
+    import struct
+    import zlib
+
+    from dirtypixels_tf import cli
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    large, broken, good = tmp_path / "large.png", tmp_path / "broken.png", tmp_path / "good.png"
+    header = struct.pack(">IIBBBBB", 10000, 10000, 8, 2, 0, 0, 0)
+    large.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")))
+    broken.write_bytes(b"not an image")
+    good.write_bytes(tf.io.encode_png(np.full((40, 40, 3), 90, np.uint8)).numpy())
+    out = tmp_path / "labels"
+    args = ["segment", str(large), str(broken), str(good), "--model", str(exported[0]), "--out-dir", str(out)]
+    assert cli.main(args) == 1
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 2 and "Traceback" not in captured.err, captured.err
+    assert errors[0] == (
+        f"{large}: 10000 x 10000 = 100.0 megapixels, more than the budget of 64 (--max-megapixels); not decoded"
+    )
+    assert errors[1].startswith(f"{broken}: ")
+    assert f"label map {out / 'good'}.png" in captured.out and not (out / "large.png").exists()
+    assert cli.main(["segment", str(large), "--model", str(exported[0]), "--max-megapixels", "101"]) == 1
+    assert "budget" not in capsys.readouterr().err  # read past the budget; the truncated file fails in the decoder
+
+
 def test_segment_command_refuses_a_classifier(exported, tmp_path, capsys):
     from dirtypixels_tf import cli
 
