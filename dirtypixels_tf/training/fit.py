@@ -362,43 +362,42 @@ def _run_experiment(config, run_dir, verbose, log):
     return results
 
 
-def _pretrain(config, run_dir, verbose, log):
-    """Stage 1 of config.pretrain into RUN_DIR/stage1 (trained, resumed or read back); its results without the
-    model, or None without pretrain."""
-    stage1 = config_lib.pretrain_config(config)
-    if stage1 is None:
+def _earlier_stage(stage, stage_dir, name, description, seed, verbose, log):
+    """Train `stage` (a config, or None) into `stage_dir`, resume it, or read it back if finished; its results
+    without the model, or None. `name` and `description` make its log lines; the random state is then reset to
+    `seed`, so what follows starts from the same state whichever happened."""
+    if stage is None:
         return None
-    stage1_dir = os.path.join(run_dir, config_lib.PRETRAIN_DIR)
-    if _finished(stage1, stage1_dir):
-        log(f"stage 1: already trained in {stage1_dir}")
-        results = _trained_results(stage1, stage1_dir)
+    if _finished(stage, stage_dir):
+        log(f"{name}: already trained in {stage_dir}")
+        results = _trained_results(stage, stage_dir)
     else:
-        log(f"stage 1: the {config_lib.model_spec(stage1).isp!r} ISP trained with loss {stage1.loss.kind!r}")
-        results = run_experiment(stage1, stage1_dir, verbose, log)
-    log("stage 2: from the stage-1 ISP")
-    keras.utils.set_random_seed(config.seed)  # stage 2 starts from the same random state, resumed or not
+        log(f"{name}: {description}")
+        results = run_experiment(stage, stage_dir, verbose, log)
+    keras.utils.set_random_seed(seed)
     results.pop("model", None)
+    return results
+
+
+def _pretrain(config, run_dir, verbose, log):
+    """Stage 1 of config.pretrain into RUN_DIR/stage1; its results, or None without pretrain."""
+    stage = config_lib.pretrain_config(config)
+    description = stage and f"the {config_lib.model_spec(stage).isp!r} ISP trained with loss {stage.loss.kind!r}"
+    stage_dir = os.path.join(run_dir, config_lib.PRETRAIN_DIR)
+    results = _earlier_stage(stage, stage_dir, "stage 1", description, config.seed, verbose, log)
+    if results is not None:
+        log("stage 2: from the stage-1 ISP")
     return results
 
 
 def _pretrain_head(config, run_dir, verbose, log):
-    """The head's stage 1 of config.head_pretrain into RUN_DIR/head (trained, resumed or read back); its results
-    without the model, or None without head_pretrain."""
+    """The head's stage of config.head_pretrain into RUN_DIR/head; its results, or None without head_pretrain."""
     stage = config_lib.head_pretrain_config(config)
-    if stage is None:
-        return None
+    description = stage and (
+        f"the {config_lib.model_spec(stage).head!r} head alone on clean images, loss {stage.loss.kind!r}"
+    )
     stage_dir = os.path.join(run_dir, config_lib.HEAD_PRETRAIN_DIR)
-    if _finished(stage, stage_dir):
-        log(f"head stage: already trained in {stage_dir}")
-        results = _trained_results(stage, stage_dir)
-    else:
-        log(
-            f"head stage: the {config_lib.model_spec(stage).head!r} head alone on clean images, loss {stage.loss.kind!r}"
-        )
-        results = run_experiment(stage, stage_dir, verbose, log)
-    keras.utils.set_random_seed(config.seed)  # what follows starts from the same random state, resumed or not
-    results.pop("model", None)
-    return results
+    return _earlier_stage(stage, stage_dir, "head stage", description, config.seed, verbose, log)
 
 
 def _trained_results(config, run_dir):

@@ -35,7 +35,7 @@ def test_small_config_trains_the_head_first_on_clean_images():
     head = config_lib.head_pretrain_config(config)
     head_spec = config_lib.model_spec(head)
     assert head_spec.isp is None and (head_spec.head, head_spec.head_width) == (spec.head, spec.head_width)
-    assert head.loss.kind == "segmentation" and head.data.epochs == 3 and head.optimizer.learning_rate == 0.003
+    assert head.loss.kind == "segmentation" and head.data.epochs == 15 and head.optimizer.learning_rate == 0.003
     assert config_lib.pretrain_config(config).loss.kind == "mse"
 
 
