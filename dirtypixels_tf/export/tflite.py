@@ -7,10 +7,11 @@ as its SavedModel). Inputs and outputs stay float32 (class_map int32) at every q
 - "none": float32 weights and activations.
 - "float16": float16 weights, dequantized to float32 at load (float activations).
 - "dynamic": dynamic range, int8 weights with activations quantized on the fly.
-- "int8": full-integer post-training quantization: int8 weights and activations, their ranges calibrated on
+- "int8": post-training quantization of the head: int8 weights and activations, their ranges calibrated on
   `calibration` frames (default: `calibration_frames`, simulated RAW frames of the model's sensor at its light
-  levels); ops without an int8 kernel stay float, and so do the ops named in `float_ops` (see docs/mobile.md for
-  which, and the per-layer evidence behind them).
+  levels); the ISP (every op under the model's `isp` layer) stays float, and so do the ops named in `float_ops` and
+  those without an int8 kernel. Why the ISP: quantized, it changes 9 to 14 % of the default job's decisions, the
+  head alone 1 to 3 % (docs/mobile.md, with the per-layer evidence).
 The converter first tries the built-in ops only; if the graph needs TensorFlow ops without a LiteRT kernel, it
 converts again with SELECT_TF_OPS (the runtime then needs the Flex delegate) and says so in the result.
 `make_interpreter` runs a model with LiteRT's interpreter (the `ai-edge-litert` package, extra [litert]) where
@@ -19,6 +20,7 @@ installed and tf.lite's otherwise; both apply the XNNPACK delegate by default.
 
 import json
 import os
+import re
 import tempfile
 
 import keras
@@ -38,11 +40,10 @@ from dirtypixels_tf.export import fold
 from dirtypixels_tf.physics.sensor import SensorModel
 
 QUANTIZE_CHOICES = TFLITE_QUANTIZE
-# The ops an int8 export keeps in float by default: the elementwise arithmetic, which is the GAT, its per-image
-# max-normalization, the noise channel, the soft projection, the inverse GAT and the head's input clip; the
-# convolutions of the prior and the head run in int8. Quantized, alpha and sigma (which span 16x from 3 to 48 lux on
-# one int8 scale) round to 0 and the GAT divides by them: the default job's ISP image falls from 43-50 dB to 22-23 dB
-# against the float image (docs/mobile.md).
+# The ops an int8 export keeps in float besides the ISP: the elementwise arithmetic (the GAT, its per-image
+# max-normalization, the noise channel, the soft projection, the inverse GAT, the head's input clip and
+# normalization). Quantized, alpha and sigma (which span 16x from 3 to 48 lux on one int8 scale) round to 0 and the
+# GAT divides by them (docs/mobile.md); for a model without a separate ISP layer these ops are what stays float.
 INT8_FLOAT_OPS = ("ADD", "SUB", "MUL", "DIV", "SQRT", "SQUARE", "MAXIMUM", "MINIMUM", "REDUCE_MAX", "REDUCE_MIN", "SUM")
 # The default job's report levels in lux (Fashion-MNIST at 2 to 200 lux): the calibration and parity light levels.
 LIGHT_LEVELS = ("3", "6", "12", "48")
@@ -113,15 +114,27 @@ def _converter(savedmodel_dir, quantize, select_tf_ops, calibration):
     return converter
 
 
-def _convert(savedmodel_dir, quantize, select_tf_ops, calibration, float_ops):
+def _nodes_under(savedmodel_dir, select_tf_ops, scope):
+    """The names of the float model's tensors traced under layer `scope` (e.g. ".../isp_1/..."; fused ops join
+    several names with ';'), as the quantization debugger's denylisted_nodes takes them."""
+    flatbuffer = _converter(savedmodel_dir, "none", select_tf_ops, None).convert()
+    pattern = re.compile(rf"(^|/){re.escape(scope)}(_\d+)?/")
+    details = tf.lite.Interpreter(model_content=flatbuffer).get_tensor_details()
+    return sorted({detail["name"] for detail in details if pattern.search(detail["name"])})
+
+
+def _convert(savedmodel_dir, quantize, select_tf_ops, calibration, float_ops, float_scope):
     converter = _converter(savedmodel_dir, quantize, select_tf_ops, calibration)
-    if not float_ops:
+    if not float_ops and not float_scope:
         return converter.convert()
-    # selective quantization: the ops named stay float (the quantization debugger's documented route)
+    # selective quantization: the ops and nodes named stay float (the quantization debugger's documented route)
+    nodes = _nodes_under(savedmodel_dir, select_tf_ops, float_scope) if float_scope else []
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter,
         debug_dataset=converter.representative_dataset,
-        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops)),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_ops=list(float_ops), denylisted_nodes=nodes
+        ),
     )
     return debugger.get_nondebug_quantized_model()
 
@@ -133,7 +146,9 @@ def export_tflite(model, path, quantize="none", fold_batch_norm="head", calibrat
     into the convolutions before them) or None (the model's own layers). calibration (int8 only): frames
     {"raw" [N, H, W, 1], "alpha" [N], "sigma" [N]} float32 (default: `calibration_frames` of the model's size).
     float_ops: LiteRT op names (e.g. "SQRT", "DIV") kept in float in an int8 model (None: INT8_FLOAT_OPS).
-    Returns {"path", "quantize", "float_ops", "select_tf_ops" (whether TF ops had to be enabled), "bytes"}.
+    In an int8 model the ISP (the model's `isp` layer, if it has one and a head) stays float as a whole.
+    Returns {"path", "quantize", "float_ops", "float_layers" (kept float whole), "select_tf_ops" (whether TF ops had
+    to be enabled), "bytes"}.
     """
     if quantize not in QUANTIZE_CHOICES:
         raise ValueError(f"quantize must be one of {QUANTIZE_CHOICES}; received {quantize!r}")
@@ -150,6 +165,8 @@ def export_tflite(model, path, quantize="none", fold_batch_norm="head", calibrat
 
         calibration = calibration_frames(_check_model(model)[0])
     model = fold.export_copy(model, fold_batch_norm)
+    has_head = getattr(model, "head", None) is not None
+    float_scope = model.isp.name if quantize == INT8 and has_head and getattr(model, "isp", None) else None
     select_tf_ops = False
     with tempfile.TemporaryDirectory() as savedmodel_dir:
         # Through a batch-1 SavedModel: converting the concrete function directly leaves some Keras variables
@@ -159,12 +176,12 @@ def export_tflite(model, path, quantize="none", fold_batch_norm="head", calibrat
         archive.add_endpoint(SERVING_SIGNATURE, _tflite_function(model))
         archive.write_out(savedmodel_dir, verbose=False)
         try:
-            flatbuffer = _convert(savedmodel_dir, quantize, False, calibration, float_ops)
+            flatbuffer = _convert(savedmodel_dir, quantize, False, calibration, float_ops, float_scope)
         except Exception as error:  # the converter raises ConverterError (not exported under a stable name)
             if "select" not in str(error).lower() and "flex" not in str(error).lower():
                 raise
             select_tf_ops = True
-            flatbuffer = _convert(savedmodel_dir, quantize, True, calibration, float_ops)
+            flatbuffer = _convert(savedmodel_dir, quantize, True, calibration, float_ops, float_scope)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = f"{path}.tmp-{os.getpid()}"
     with open(temporary, "wb") as file:
@@ -174,6 +191,7 @@ def export_tflite(model, path, quantize="none", fold_batch_norm="head", calibrat
         "path": path,
         "quantize": quantize,
         "float_ops": list(float_ops),
+        "float_layers": [float_scope] if float_scope else [],
         "select_tf_ops": select_tf_ops,
         "bytes": len(flatbuffer),
     }
