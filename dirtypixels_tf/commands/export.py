@@ -68,11 +68,25 @@ def default_class_names(source):
     return read_class_names(path) if os.path.isfile(path) else None
 
 
-def _frames_source(spec, split):
-    """The dataset of (image, label) of a data source spec (fashion-mnist's `split`), or None (simulated scenes)."""
+def _frames_source(spec, split, model_source):
+    """(dataset of (image, label) or None for simulated scenes, its description) of the frames of a LiteRT export:
+    data source `spec` (its `split`: fashion-mnist's "train" or "test"); without a spec, the data of the run
+    directory `model_source` (its params.yaml's data.source with data.train_path or data.eval_path); else None."""
     from dirtypixels_tf.data.source_spec import open_source, resolve_source
 
-    return None if spec is None else open_source(*resolve_source(spec), split=split)[0]
+    if spec is not None:
+        return open_source(*resolve_source(spec), split=split)[0], f"{spec} {split}"
+    params = os.path.join(model_source, "params.yaml")
+    if not os.path.isfile(params):
+        return None, "simulated"
+    from dirtypixels_tf.training import config as config_lib
+    from dirtypixels_tf.training import data as training_data
+
+    config = config_lib.load_config(params)
+    dataset = training_data.source_split(config, split)[0]
+    if dataset is None:
+        return None, f"simulated (the run's data.source {config.data.source!r} has no {split} path)"
+    return dataset, f"the run's {config.data.source} {split}"
 
 
 def run(args):
@@ -104,12 +118,12 @@ def run(args):
             progress.set_description("converting to TFLite")
             calibration = None
             if args.quantize == INT8:
-                source = _frames_source(args.calibration_source, "train")
+                source, calibrated_on = _frames_source(args.calibration_source, "train", args.source)
                 calibration = tflite.calibration_frames(model.image_size, args.sensor, source=source)
             info = export_tflite(model, args.tflite, args.quantize, fold, calibration)
             progress.update()
             progress.set_description("LiteRT parity report")
-            source = _frames_source(args.parity_source, "test")
+            source, parity_on = _frames_source(args.parity_source, "test", args.source)
             frames = tflite.parity_frames(model.image_size, args.parity_frames, sensor=args.sensor, source=source)
             parity = tflite.tflite_parity(args.tflite, path, frames)
             report_path = tflite.write_parity_report(parity, info)
@@ -120,8 +134,9 @@ def run(args):
     if args.tflite:
         ops = "built-in and SELECT_TF_OPS (needs the Flex delegate)" if info["select_tf_ops"] else "built-in only"
         print(f"wrote {info['path']} ({info['bytes']:,} bytes, quantize={info['quantize']}, ops {ops})")
-        frames = f"{args.parity_source} test" if args.parity_source else "simulated"
-        print(f"parity against the SavedModel on {frames} frames (wrote {report_path}):")
+        if args.quantize == INT8:
+            print(f"int8 ranges calibrated on {calibrated_on} frames; the ISP kept in float")
+        print(f"parity against the SavedModel on {parity_on} frames (wrote {report_path}):")
         print(tflite.format_parity_report(parity))
     return 0
 
@@ -182,14 +197,15 @@ def register(commands):
         default=None,
         metavar="SOURCE",
         help="int8: calibrate on this data source (fashion-mnist's train split, an image folder or TFRecords) "
-        "simulated through --sensor at 3, 6, 12 and 48 lux (default: smooth random scenes)",
+        "simulated through --sensor at 3, 6, 12 and 48 lux (default: a run directory's own training data, else "
+        "smooth random scenes)",
     )
     export.add_argument(
         "--parity-source",
         default=None,
         metavar="SOURCE",
         help="the parity report's frames from this data source (fashion-mnist's test split, ...), with top-1 "
-        "against its labels (default: smooth random scenes, agreement only)",
+        "against its labels (default: a run directory's own test data, else smooth random scenes, agreement only)",
     )
     export.add_argument(
         "--parity-frames", type=positive_int, default=64, help="frames per light level of the LiteRT parity report"

@@ -62,16 +62,21 @@ def class_names(config):
 
 def _open(config, split):
     """(dataset of (image, label), size or None) of the training or evaluation split (None if there is none)."""
+    limit = config.data.train_examples if split == "train" else config.data.eval_examples
+    return source_split(config, "train" if split == "train" else "test", limit)
+
+
+def source_split(config, split, limit=None):
+    """(dataset of (clean image, label) before simulation, its size or None) of the "train" or "test" split of the
+    config's data source, its first `limit` examples (None: all); (None, None) if the config names no path for it."""
     data = config.data
-    limit = data.train_examples if split == "train" else data.eval_examples
-    if data.source in source_spec.PATHLESS_KINDS:
-        path = None
-    else:
+    path = None
+    if data.source not in source_spec.PATHLESS_KINDS:
         path = data.train_path if split == "train" else data.eval_path
         if path is None:
             return None, None
     dataset, _, count = source_spec.open_source(
-        data.source, path, split="train" if split == "train" else "test", label_offset=data.label_offset, limit=limit
+        data.source, path, split=split, label_offset=data.label_offset, limit=limit
     )
     return dataset, count
 

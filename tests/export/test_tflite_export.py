@@ -199,6 +199,32 @@ def test_export_command_writes_the_quantized_model_and_its_parity_report(tiny_mo
     assert f"{path}.parity.json" in printed and "48 lux" in printed
 
 
+def test_int8_export_of_a_run_directory_calibrates_and_reports_on_the_runs_own_data(trained, tmp_path, capsys):
+    """A run directory (model.keras and params.yaml of the default config: Fashion-MNIST) exported with --quantize
+    int8 and no --calibration-source / --parity-source: calibrated on the run's training data and reported on its test
+    data, with top-1 against the labels; the ISP stays float (its image within the float32 round-off floor)."""
+    from dirtypixels_tf.cli import main
+    from dirtypixels_tf.training import config as config_lib
+
+    model = trained[0]
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    model.save(run_dir / "model.keras")
+    config_lib.save_params(config_lib.load_config(config_lib.resolve_config("default")), str(run_dir))
+    path = tmp_path / "phone.tflite"
+    args = ["export", str(run_dir), "--out", str(tmp_path / "base"), "--tflite", str(path), "--quantize", "int8"]
+    assert main([*args, "--parity-frames", "8", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "int8 ranges calibrated on the run's fashion-mnist train frames; the ISP kept in float" in printed
+    assert "parity against the SavedModel on the run's fashion-mnist test frames" in printed
+    report = json.loads((tmp_path / "phone.tflite.parity.json").read_text())
+    assert report["export"]["float_layers"] == ["isp"]
+    levels = report["levels"].values()
+    assert all(level["count"] == 8 and level["top1_savedmodel"] is not None for level in levels)
+    image = model.predict(simulated_inputs((SIZE, SIZE), 8, "6lux"), verbose=0)["image"]
+    assert min(level["image_psnr_db"] for level in levels) >= -20 * np.log10(model_bound(model.isp, image))
+
+
 def test_quantize_without_tflite_is_refused(tmp_path, capsys):
     from dirtypixels_tf.cli import main
 
