@@ -51,7 +51,7 @@ CAPTURED_DATA_PREFIX = "captured:"  # `evaluate --data captured:FOLDER`: labelle
 # keras.applications' "torch" mode), which frames simulated from such images keep (the sensor does not rescale them).
 CAPTURE_METERING_TARGET = 0.449
 
-# LiteRT export: float32, float16 weights, dynamic range (int8 weights), full-integer int8 (export/tflite.py)
+# LiteRT export: float32, float16 weights, dynamic range (int8 weights), int8 head with a float ISP (export/tflite.py)
 FLOAT16, INT8 = "float16", "int8"
 TFLITE_QUANTIZE = ("none", FLOAT16, "dynamic", INT8)
 

@@ -190,7 +190,7 @@ def register(commands):
         default="none",
         choices=TFLITE_QUANTIZE,
         help="TFLite weights and activations: float32 (none), float16 weights, dynamic range (int8 weights), or "
-        "full-integer int8 calibrated on simulated RAW frames of --sensor (docs/mobile.md)",
+        "int8 (the head; the ISP stays float) calibrated on RAW frames simulated through --sensor (docs/mobile.md)",
     )
     export.add_argument(
         "--calibration-source",
