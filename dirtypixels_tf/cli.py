@@ -14,9 +14,9 @@
     dirtypixels convert CHECKPOINT --out FILE.keras [--preset NAME]
 
 Each subcommand lives in dirtypixels_tf/commands/<name>.py with a `register(subparsers)` function. Bad arguments
-exit with status 2 and a one-line message. Arguments and paths are checked before TensorFlow is imported, so a
-wrong one is reported at once; TensorFlow's C++ messages (start-up notices, logs) are hidden unless `--verbose`
-is given.
+exit with status 2 and a one-line message. Arguments and paths are checked before any work starts (most before
+TensorFlow is imported; a config's model names need the model registry, which imports it), so a wrong one is
+reported at once; TensorFlow's C++ messages (start-up notices, logs) are hidden unless `--verbose` is given.
 """
 
 import argparse
@@ -64,9 +64,9 @@ def main(argv=None):
     """Run the command line; returns the exit status (argument errors exit with status 2)."""
     args = build_parser().parse_args(argv)
     try:
-        if getattr(args, "validate", None) is not None:
-            args.validate(args)  # the command's own checks, which import no TensorFlow: nothing of it to hide
         with contextlib.nullcontext() if args.verbose else native_logs_hidden():
+            if getattr(args, "validate", None) is not None:
+                args.validate(args)  # the command's own checks (a config's may load TensorFlow with the model registry)
             import_tensorflow(args.verbose)
             return args.run(args)
     except (UsageError, ValueError) as error:

@@ -118,3 +118,17 @@ def test_tensorflow_start_up_logs_are_hidden_unless_verbose(tmp_path):
     )
     assert native_line.search(loud.stderr), loud.stderr  # TensorFlow prints some here, so hiding them is tested
     assert not native_line.search(quiet.stderr), quiet.stderr
+
+
+def test_start_up_logs_are_hidden_while_a_config_is_checked():
+    # train's checks read the model registries (models.heads imports Keras, hence TensorFlow) before the command
+    # runs: a config refused there must not show TensorFlow's start-up lines either.
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    command = [sys.executable, "-m", "dirtypixels_tf.cli", "train", "--set", "model.head=no_such_head"]
+    run = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert run.returncode == 2 and "model.head: unknown head 'no_such_head'" in run.stderr, run.stderr
+    native_line = re.compile(
+        r"^[IWEF]\d{4} \d\d:\d\d:\d\d|absl::InitializeLog|oneDNN|cuda", re.IGNORECASE | re.MULTILINE
+    )
+    assert not native_line.search(run.stderr), run.stderr
