@@ -31,7 +31,7 @@ from dirtypixels_tf.catalog import (  # noqa: F401 (the tables live there, free 
     LUX_PER_LIGHT_LEVEL,
     SENSOR_PRESETS,
 )
-from dirtypixels_tf.physics.poisson import stateless_poisson
+from dirtypixels_tf.physics.poisson import poisson_counts
 from dirtypixels_tf.physics.validation import check_positive_number
 
 
@@ -147,8 +147,9 @@ def add_noise(images, alpha, sigma, seed, clip=True):
     The Poisson draw is exact where the expected count x / alpha is below POISSON_EXACT_BELOW (1000); at and above
     it, shot and read noise together are the moment-matched normal x + sqrt(alpha x + sigma^2) z (same mean and
     variance; the Poisson's skewness there is at most 1 / sqrt(1000) = 0.03 before the read noise), drawn with the
-    read noise's z, so those pixels cost no Poisson sampling. The exact draw is physics/poisson.py's, built from ops
-    with GPU kernels, so the whole function runs on an accelerator.
+    read noise's z, so those pixels cost no Poisson sampling. The exact draw is physics/poisson.poisson_counts':
+    where TensorFlow sees a GPU, a sampler built from ops with GPU kernels (the whole function then runs on an
+    accelerator); without one, TensorFlow's CPU kernel (faster there, and the frames of earlier versions).
     """
     images = tf.convert_to_tensor(images)
     alpha_b = _per_image(alpha, images)
@@ -158,7 +159,7 @@ def add_noise(images, alpha, sigma, seed, clip=True):
     signal = tf.maximum(images, 0.0)
     rate = signal / safe_alpha
     exact = (rate < POISSON_EXACT_BELOW) & (alpha_b > 0)
-    counts = stateless_poisson(tf.where(exact, rate, tf.zeros_like(rate)), poisson_seed)
+    counts = poisson_counts(tf.where(exact, rate, tf.zeros_like(rate)), poisson_seed)
     z = tf.random.stateless_normal(tf.shape(images), gauss_seed, dtype=images.dtype)
     normal = images + tf.sqrt(alpha_b * signal + tf.square(sigma_b)) * z  # also alpha = 0: x + sigma z
     noisy = tf.where(exact, counts * safe_alpha + sigma_b * z, normal)

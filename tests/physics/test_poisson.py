@@ -6,7 +6,7 @@ import scipy.stats
 import tensorflow as tf
 from gpu_kernels import ops_without_gpu_kernel
 
-from dirtypixels_tf.physics import poisson
+from dirtypixels_tf.physics import noise, poisson
 
 N = 100_000  # draws per mean
 # A correct sampler fails a chi-square test at this p-value once in 10^4 seeds; the seeds below are fixed.
@@ -98,3 +98,28 @@ def test_every_op_of_the_sampler_has_a_gpu_kernel():
 def test_bad_mean_is_named():
     with pytest.raises(ValueError, match="mean must be a float tensor; received dtype int32"):
         poisson.stateless_poisson(tf.constant([1, 2]), [0, 0])
+
+
+@pytest.mark.parametrize("choice", ["portable", "stock"])
+def test_add_noise_draws_with_the_chosen_sampler_bit_for_bit(monkeypatch, choice):
+    """add_noise is x -> alpha * Poisson(x / alpha) + sigma z below the exact-draw limit, its Poisson counts from
+    poisson_counts' sampler: the portable one, or TensorFlow's StatelessRandomPoisson (the frames of earlier
+    versions); "auto" is the portable sampler exactly where TensorFlow sees a GPU."""
+    monkeypatch.setenv("DIRTYPIXELS_POISSON_SAMPLER", choice)
+    images = tf.random.stateless_uniform([2, 16, 16, 1], [5, 6])
+    alpha, sigma, seed = tf.constant([0.01, 0.002]), tf.constant([0.003, 0.001]), tf.constant([7, 8])
+    noisy = noise.add_noise(images, alpha, sigma, seed, clip=False)
+    poisson_seed, gauss_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    rate = images / alpha[:, None, None, None]
+    if choice == "portable":
+        counts = poisson.stateless_poisson(rate, poisson_seed)
+    else:
+        counts = tf.random.stateless_poisson(tf.shape(images), poisson_seed, lam=rate, dtype=tf.float32)
+    z = tf.random.stateless_normal(tf.shape(images), gauss_seed)
+    expected = counts * alpha[:, None, None, None] + sigma[:, None, None, None] * z
+    np.testing.assert_array_equal(noisy.numpy(), expected.numpy())
+    monkeypatch.setenv("DIRTYPIXELS_POISSON_SAMPLER", "auto")
+    assert poisson.sampler() == ("portable" if tf.config.list_physical_devices("GPU") else "stock")
+    monkeypatch.setenv("DIRTYPIXELS_POISSON_SAMPLER", "fast")
+    with pytest.raises(ValueError, match="DIRTYPIXELS_POISSON_SAMPLER must be one of auto, portable, stock"):
+        poisson.sampler()
