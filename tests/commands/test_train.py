@@ -121,8 +121,8 @@ CLAIM_BAND = 4.0
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", CLAIM_SEEDS)
 def test_the_default_jobs_claim(tmp_path, capsys, seed):
-    """The README's claim for one seed of the main job, run exactly as `dirtypixels train --set seed=N` (5 to 6
-    minutes on 2 cores): top-1 on all 10,000 test images from the report's cells."""
+    """The README's claim for one seed of the main job, run exactly as `dirtypixels train --set seed=N` (about
+    11 minutes on 2 cores): top-1 on all 10,000 test images from the report's cells."""
     assert cli.main(["train", "--run-dir", str(tmp_path / "run"), "--quiet", "--set", f"seed={seed}"]) == 0
     capsys.readouterr()
     cells = {
