@@ -2,6 +2,7 @@
 
 import argparse
 import contextlib
+import sys
 
 from dirtypixels_tf.catalog import (
     CAPTURE_AS_SHOT,
@@ -72,7 +73,6 @@ def import_tensorflow(verbose=False):
     """Import TensorFlow; unless `verbose`, with its Python logger at ERROR and its C++ logger at FATAL (what the
     C++ logs write before that takes effect is hidden by `native_logs_hidden`)."""
     import os
-    import sys
 
     if verbose or "tensorflow" in sys.modules:
         import tensorflow  # noqa: F401
@@ -92,7 +92,6 @@ def native_logs_hidden():
     notices when it is loaded, and some are loaded only when first used, so they are hidden for the whole command,
     not only around `import tensorflow`. The hidden text is shown if the command fails other than by a usage error."""
     import os
-    import sys
     import tempfile
 
     python_stderr = sys.stderr
@@ -201,8 +200,6 @@ def add_max_megapixels(parser):
 
 def report_file_error(path, error):
     """Print `error` about input file `path` as one line on stderr, starting with the path."""
-    import sys
-
     message = (str(error).splitlines() or [type(error).__name__])[0]
     print(message if message.startswith(path) else f"{path}: {message}", file=sys.stderr)
 

@@ -76,11 +76,12 @@ def _frames_source(spec, split, model_source):
 
     if spec is not None:
         return open_source(*resolve_source(spec), split=split)[0], f"{spec} {split}"
-    params = os.path.join(model_source, "params.yaml")
-    if not os.path.isfile(params):
-        return None, "simulated"
     from dirtypixels_tf.training import config as config_lib
     from dirtypixels_tf.training import data as training_data
+
+    params = os.path.join(model_source, config_lib.PARAMS_FILE)
+    if not os.path.isfile(params):
+        return None, "simulated"
 
     config = config_lib.load_config(params)
     dataset = training_data.source_split(config, split)[0]
