@@ -7,6 +7,8 @@ RAW = ["rawpy>=0.21", "tifffile>=2024.1"]
 PLOTS = ["matplotlib>=3.8"]
 # The LiteRT runtime (export/tflite.py runs .tflite models with it where installed, else with tf.lite).
 LITERT = ["ai-edge-litert>=2.0"]
+# ONNX export (tf2onnx) and its parity report (ONNX Runtime).
+ONNX = ["tf2onnx>=1.17", "onnx>=1.16", "onnxruntime>=1.18"]
 
 setup(
     name="dirtypixels_tf",
@@ -43,9 +45,10 @@ setup(
         "baselines": BASELINES,
         "plots": PLOTS,
         "litert": LITERT,
+        "onnx": ONNX,
         # Everything the tests exercise, the conventional baselines included (bm3d is free for non-commercial use).
         # h2: raw HTTP/2 for the hostile-client test and benchmark (gRPC messages cut short or stalled).
-        "dev": RAW + PLOTS + BASELINES + LITERT + ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "h2>=4.1"],
+        "dev": RAW + PLOTS + BASELINES + LITERT + ONNX + ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "h2>=4.1"],
     },
     entry_points={"console_scripts": ["dirtypixels=dirtypixels_tf.cli:main"]},
 )

@@ -2,6 +2,8 @@
 
     python benchmarks/liu_tables.py                 # both paths, all levels, seeds 0 1 2
     python benchmarks/liu_tables.py --quick         # smoke run: one seed, sigma 30 and 3 lux, a few hundred images
+    python benchmarks/liu_tables.py --seeds 1 --out runs/liu_s1   # one seed per process ...
+    python benchmarks/liu_tables.py --merge runs/liu_s*/results.json --out runs/liu   # ... tabulated together
 
 Data: the Fashion-MNIST composites (data/segmentation.py, synthetic: 64 x 64, up to four items, 11 classes) for
 segmentation and Fashion-MNIST (32 x 32) for classification, both from the package's copy. Heads, trained once per
@@ -80,6 +82,12 @@ def parse_args(argv):
     parser.add_argument("--eval-examples", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", default=None, help="output folder (runs/liu_tables, or runs/liu_tables_quick)")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="RESULTS_JSON",
+        help="no training: tabulate the seeds of earlier runs' results.json",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.sigmas, args.lux = args.seeds[:1], [30], [3.0]
@@ -353,32 +361,58 @@ def format_tables(results, names):
     return lines
 
 
+def write(args, results, names, start):
+    """Print the tables and orderings of `results` and write --out/results.json and --out/tables.md."""
+    lines = format_tables(results, names)
+    lines += ["", "Orderings (seed means):"]
+    lines += [f"  {'holds ' if holds else 'BROKEN'}  {statement}" for statement, holds in orderings(results, names)]
+    lines += ["", f"seeds {args.seeds}, wall clock {time.time() - start:.0f} s; settings: {vars(args)}"]
+    print("\n".join(lines))
+    write_partial(args, results)
+    with open(os.path.join(args.out, "tables.md"), "w") as stream:
+        stream.write("\n".join(lines) + "\n")
+
+
+def merge(args, start):
+    """Tabulate the seeds of several results.json files (levels present in every file)."""
+    results, seeds = [], []
+    for path in args.merge:
+        with open(path) as stream:
+            found = json.load(stream)
+        results += found["seeds"]
+        seeds += found["settings"]["seeds"][: len(found["seeds"])]
+    names = [name for name in results[0] if all(name in r for r in results)]
+    args.seeds = seeds
+    write(args, results, names, start)
+
+
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
+    if args.merge:
+        merge(args, start)
+        return 0
     grid_levels = levels(args)
     results = []
     for seed in args.seeds:
         bench = Bench(args, seed)
         bench.train_heads()
         per_level = {}
+        results.append(per_level)
         for path, name, preset, lux in grid_levels:
             per_level[name] = bench.level(path, preset, lux)
             per_level[name]["wall_s"] = round(time.time() - start)
             print(f"seed {seed}, {name}: {json.dumps(per_level[name])} ({time.time() - start:.0f} s)", flush=True)
-        results.append(per_level)
-    names = [name for _, name, _, _ in grid_levels]
-    lines = format_tables(results, names)
-    lines += ["", "Orderings (seed means):"]
-    lines += [f"  {'holds ' if holds else 'BROKEN'}  {statement}" for statement, holds in orderings(results, names)]
-    lines += ["", f"seeds {args.seeds}, wall clock {time.time() - start:.0f} s; settings: {vars(args)}"]
-    print("\n".join(lines))
+            write_partial(args, results)
+    write(args, results, [name for _, name, _, _ in grid_levels], start)
+    return 0
+
+
+def write_partial(args, results):
+    """--out/results.json after every level, so an interrupted run keeps what it measured."""
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as stream:
         json.dump({"settings": vars(args), "seeds": results}, stream, indent=1)
-    with open(os.path.join(args.out, "tables.md"), "w") as stream:
-        stream.write("\n".join(lines) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

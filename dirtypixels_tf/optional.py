@@ -10,6 +10,8 @@ EXTRAS = {
     "bm3d": "baselines",
     "colour_demosaicing": "baselines",
     "skimage": "baselines",
+    "tf2onnx": "onnx",
+    "onnxruntime": "onnx",
 }
 
 

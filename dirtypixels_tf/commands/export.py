@@ -40,8 +40,12 @@ def validate(args):
     """Checks that need no TensorFlow."""
     if args.quantize != "none" and not args.tflite:
         raise UsageError("--quantize applies to --tflite; give --tflite PATH.tflite")
-    if args.per_channel_noise and args.tflite:
-        raise UsageError("--per-channel-noise applies to the SavedModel; export the TFLite file without it")
+    if args.per_channel_noise and (args.tflite or args.onnx):
+        raise UsageError("--per-channel-noise applies to the SavedModel; export the TFLite or ONNX file without it")
+    if args.onnx is not None and not args.onnx.endswith(".onnx"):
+        raise UsageError(f"--onnx must name a .onnx file; received {args.onnx!r}")
+    if args.tflite is not None and not args.tflite.endswith(".tflite"):
+        raise UsageError(f"--tflite must name a .tflite file; received {args.tflite!r}")
     if args.class_names and not os.path.isfile(args.class_names):
         raise UsageError(f"--class-names: no such file {args.class_names!r}")
     if not args.out.strip():
@@ -98,7 +102,8 @@ def run(args):
     from dirtypixels_tf.models.loading import load_model
 
     class_names = read_class_names(args.class_names) if args.class_names else default_class_names(args.source)
-    steps = 2 + (2 if args.tflite else 0)
+    steps = 2 + (2 if args.tflite else 0) + (2 if args.onnx else 0)
+    reports = []  # (export info, parity report, report path) of each on-device model
     with tqdm(total=steps, unit="step", disable=args.quiet) as progress:
         progress.set_description(f"loading {args.source}")
         model = load_model(args.source, args.num_classes)
@@ -115,28 +120,43 @@ def run(args):
         except OSError as error:
             raise output_error("--out", args.out, error) from None
         progress.update()
+        if args.tflite or args.onnx:
+            source, parity_on = _frames_source(args.parity_source, "test", args.source)
+            frames = tflite.parity_frames(model.image_size, args.parity_frames, sensor=args.sensor, source=source)
         if args.tflite:
             progress.set_description("converting to TFLite")
-            calibration = None
             if args.quantize == INT8:
                 source, calibrated_on = _frames_source(args.calibration_source, "train", args.source)
                 calibration = tflite.calibration_frames(model.image_size, args.sensor, source=source)
-            info = export_tflite(model, args.tflite, args.quantize, fold, calibration)
+            info = export_tflite(
+                model, args.tflite, args.quantize, fold, calibration if args.quantize == INT8 else None
+            )
             progress.update()
             progress.set_description("LiteRT parity report")
-            source, parity_on = _frames_source(args.parity_source, "test", args.source)
-            frames = tflite.parity_frames(model.image_size, args.parity_frames, sensor=args.sensor, source=source)
             parity = tflite.tflite_parity(args.tflite, path, frames)
-            report_path = tflite.write_parity_report(parity, info)
+            reports.append((info, parity, tflite.write_parity_report(parity, info)))
+            progress.update()
+        if args.onnx:
+            from dirtypixels_tf.export.onnx import export_onnx, onnx_parity
+
+            progress.set_description("converting to ONNX")
+            info = export_onnx(model, args.onnx, fold)
+            progress.update()
+            progress.set_description("ONNX parity report")
+            parity = onnx_parity(args.onnx, path, frames)
+            reports.append((info, parity, tflite.write_parity_report(parity, info)))
             progress.update()
     signatures = ", ".join(read_export_metadata(path)["signatures"])
     named = f"{len(class_names)} class names" if class_names else "no class names (give --class-names)"
     print(f"wrote {path} (signatures {signatures}; sensor {args.sensor} in {UINT16_SIGNATURE}; {named})")
-    if args.tflite:
-        ops = "built-in and SELECT_TF_OPS (needs the Flex delegate)" if info["select_tf_ops"] else "built-in only"
-        print(f"wrote {info['path']} ({info['bytes']:,} bytes, quantize={info['quantize']}, ops {ops})")
-        if args.quantize == INT8:
-            print(f"int8 ranges calibrated on {calibrated_on} frames; the ISP kept in float")
+    for info, parity, report_path in reports:
+        if "quantize" in info:
+            ops = "built-in and SELECT_TF_OPS (needs the Flex delegate)" if info["select_tf_ops"] else "built-in only"
+            print(f"wrote {info['path']} ({info['bytes']:,} bytes, quantize={info['quantize']}, ops {ops})")
+            if args.quantize == INT8:
+                print(f"int8 ranges calibrated on {calibrated_on} frames; the ISP kept in float")
+        else:
+            print(f"wrote {info['path']} ({info['bytes']:,} bytes, ONNX opset {info['opset']}, float32)")
         print(f"parity against the SavedModel on {parity_on} frames (wrote {report_path}):")
         print(tflite.format_parity_report(parity))
     return 0
@@ -187,6 +207,12 @@ def register(commands):
     )
     export.add_argument("--tflite", default=None, metavar="PATH.tflite", help="also write a TFLite model")
     export.add_argument(
+        "--onnx",
+        default=None,
+        metavar="PATH.onnx",
+        help="also write an ONNX model (float32, any batch size; needs the [onnx] extra) and its parity report",
+    )
+    export.add_argument(
         "--quantize",
         default="none",
         choices=TFLITE_QUANTIZE,
@@ -205,11 +231,11 @@ def register(commands):
         "--parity-source",
         default=None,
         metavar="SOURCE",
-        help="the parity report's frames from this data source (fashion-mnist's test split, ...), with top-1 "
+        help="the parity reports' frames from this data source (fashion-mnist's test split, ...), with top-1 "
         "against its labels (default: a run directory's own test data, else smooth random scenes, agreement only)",
     )
     export.add_argument(
-        "--parity-frames", type=positive_int, default=64, help="frames per light level of the LiteRT parity report"
+        "--parity-frames", type=positive_int, default=64, help="frames per light level of the parity reports"
     )
     export.add_argument("--quiet", action="store_true", help="no progress bar")
     export.add_argument(

@@ -62,16 +62,18 @@ def make_interpreter(path, threads=None):
     return interpreter
 
 
-def _tflite_function(model):
+def signature_function(model, batch_size=1):
+    """The on-device signature of `model` as a tf.function: raw [B, H, W, 1], alpha and sigma [B] (or [B, 3]) float32
+    -> the outputs of the module docstring; B = batch_size (None: any). Shared by the LiteRT and ONNX exports."""
     from dirtypixels_tf.export.savedmodel import SEGMENTATION_OUTPUT, _check_model
 
     (height, width), classifies, per_channel = _check_model(model)
-    noise_shape = [1, 3] if per_channel else [1]
+    noise_shape = [batch_size, 3] if per_channel else [batch_size]
     segments = SEGMENTATION_OUTPUT in model.output
 
     @tf.function(
         input_signature=[
-            tf.TensorSpec([1, height, width, 1], tf.float32, name="raw"),
+            tf.TensorSpec([batch_size, height, width, 1], tf.float32, name="raw"),
             tf.TensorSpec(noise_shape, tf.float32, name="alpha"),
             tf.TensorSpec(noise_shape, tf.float32, name="sigma"),
         ]
@@ -139,14 +141,17 @@ def _convert(savedmodel_dir, quantize, select_tf_ops, calibration, float_ops, fl
     return debugger.get_nondebug_quantized_model()
 
 
-def export_tflite(model, path, quantize="none", fold_batch_norm="head", calibration=None, float_ops=None):
+def export_tflite(
+    model, path, quantize="none", fold_batch_norm="head", calibration=None, float_ops=None, isp_in_float=True
+):
     """Convert `model` (inputs {"raw", "alpha", "sigma"}) to a .tflite file at `path` (see the module docstring).
 
     fold_batch_norm: "head" (default), "all" (convert the inference copy of export/fold.py, those batch norms folded
     into the convolutions before them) or None (the model's own layers). calibration (int8 only): frames
     {"raw" [N, H, W, 1], "alpha" [N], "sigma" [N]} float32 (default: `calibration_frames` of the model's size).
     float_ops: LiteRT op names (e.g. "SQRT", "DIV") kept in float in an int8 model (None: INT8_FLOAT_OPS).
-    In an int8 model the ISP (the model's `isp` layer, if it has one and a head) stays float as a whole.
+    In an int8 model the ISP (the model's `isp` layer, if it has one and a head) stays float as a whole unless
+    isp_in_float=False (then only `float_ops` stay float: faster, fewer decisions kept; docs/mobile.md).
     Returns {"path", "quantize", "float_ops", "float_layers" (kept float whole), "select_tf_ops" (whether TF ops had
     to be enabled), "bytes"}.
     """
@@ -166,14 +171,15 @@ def export_tflite(model, path, quantize="none", fold_batch_norm="head", calibrat
         calibration = calibration_frames(_check_model(model)[0])
     model = fold.export_copy(model, fold_batch_norm)
     has_head = getattr(model, "head", None) is not None
-    float_scope = model.isp.name if quantize == INT8 and has_head and getattr(model, "isp", None) else None
+    keep_isp = quantize == INT8 and isp_in_float and has_head and getattr(model, "isp", None) is not None
+    float_scope = model.isp.name if keep_isp else None
     select_tf_ops = False
     with tempfile.TemporaryDirectory() as savedmodel_dir:
         # Through a batch-1 SavedModel: converting the concrete function directly leaves some Keras variables
         # unfrozen (READ_VARIABLE fails at run time); the SavedModel route freezes them all.
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint(SERVING_SIGNATURE, _tflite_function(model))
+        archive.add_endpoint(SERVING_SIGNATURE, signature_function(model))
         archive.write_out(savedmodel_dir, verbose=False)
         try:
             flatbuffer = _convert(savedmodel_dir, quantize, False, calibration, float_ops, float_scope)
@@ -287,48 +293,62 @@ def _batched(signature, inputs, key, batch_size=256):
 
 
 def tflite_parity(tflite_path, savedmodel_dir, frames):
-    """The parity report of a .tflite model against an exported SavedModel version.
+    """The parity report of a .tflite model against an exported SavedModel version (runtime_parity; the LiteRT model
+    runs one frame at a time, its signature having batch size 1)."""
+    runner = make_interpreter(tflite_path).get_signature_runner(SERVING_SIGNATURE)
+
+    def run(inputs):
+        count = len(inputs["raw"])
+        outputs = [runner(**{key: value[index : index + 1] for key, value in inputs.items()}) for index in range(count)]
+        return {key: np.concatenate([output[key] for output in outputs]) for key in outputs[0]}
+
+    return runtime_parity(tflite_path, savedmodel_dir, frames, run)
+
+
+def runtime_parity(model_path, savedmodel_dir, frames, run):
+    """The parity report of an on-device model (`run`: {"raw", "alpha", "sigma"} NumPy -> its outputs as NumPy, the
+    signature_function's names) against an exported SavedModel version.
 
     frames: {light level name: {"raw", "alpha", "sigma"[, "label"]}} (parity_frames); the SavedModel runs them in
-    batches of 256, the LiteRT model one at a time (its signature has batch size 1). Per level: "count",
-    "top1_savedmodel" and "top1_litert" (accuracy against the labels; None without labels), "top1_agreement" (the
-    fraction of frames where both decide the same class; for a segmentation model, of pixels), "max_abs_delta_logits", and "image_psnr_db" (the mean
-    over frames of the PSNR of the LiteRT ISP image against the SavedModel's). Without a classifier the logits'
-    entries are None. Returns {"model", "savedmodel", "levels": {name: entries}, "min_top1_agreement"}.
+    batches of 256. Per level: "count", "top1_savedmodel" and "top1_<runtime>" (accuracy against the labels; None
+    without labels; <runtime> "litert" for a .tflite file, "onnx" for a .onnx file), "top1_agreement" (the fraction
+    of frames where both decide the same class; for a segmentation model, of pixels), "max_abs_delta_logits", and
+    "image_psnr_db" (the mean over frames of the PSNR of the on-device ISP image against the SavedModel's). Without
+    a classifier the logits' entries are None. Returns {"model", "runtime", "savedmodel", "levels": {name: entries},
+    "min_top1_agreement"}.
     """
+    runtime = "onnx" if os.fspath(model_path).endswith(".onnx") else "litert"
     loaded = tf.saved_model.load(os.fspath(savedmodel_dir))
     isp = loaded.signatures["isp"]
     classify = loaded.signatures[SERVING_SIGNATURE]
     classifies = "logits" in classify.structured_outputs
     segments = "class_map" in classify.structured_outputs
-    runner = make_interpreter(tflite_path).get_signature_runner(SERVING_SIGNATURE)
     levels = {}
     for name, level_frames in frames.items():
         count = len(level_frames["raw"])
         inputs = {key: level_frames[key] for key in ("raw", "alpha", "sigma")}
-        expected = _batched(isp, inputs, "image")  # the SavedModel in batches, LiteRT one frame at a time
-        actual = [runner(**{key: value[index : index + 1] for key, value in inputs.items()}) for index in range(count)]
-        psnrs = [_psnr(output["image"], expected[index : index + 1]) for index, output in enumerate(actual)]
-        entries = {"count": count, "top1_savedmodel": None, "top1_litert": None, "top1_agreement": None}
+        expected = _batched(isp, inputs, "image")
+        actual = run(inputs)
+        psnrs = [_psnr(actual["image"][index], expected[index]) for index in range(count)]
+        entries = {"count": count, "top1_savedmodel": None, f"top1_{runtime}": None, "top1_agreement": None}
         entries.update(max_abs_delta_logits=None, image_psnr_db=float(np.mean(psnrs)))
         if segments:
             class_map = _batched(classify, inputs, "class_map")
-            litert_map = np.concatenate([output["class_map"] for output in actual])
-            entries["top1_agreement"] = float(np.mean(class_map == litert_map))  # of pixels
+            entries["top1_agreement"] = float(np.mean(class_map == actual["class_map"]))  # of pixels
         elif classifies:
             logits = _batched(classify, inputs, "logits")
-            litert_logits = np.concatenate([output["logits"] for output in actual])
-            decisions = np.argmax(logits, axis=1), np.argmax(litert_logits, axis=1)
+            decisions = np.argmax(logits, axis=1), np.argmax(actual["logits"], axis=1)
             entries["top1_agreement"] = float(np.mean(decisions[0] == decisions[1]))
-            entries["max_abs_delta_logits"] = float(np.abs(litert_logits - logits).max())
+            entries["max_abs_delta_logits"] = float(np.abs(actual["logits"] - logits).max())
             if "label" in level_frames:
                 labels = np.asarray(level_frames["label"])
                 entries["top1_savedmodel"] = float(np.mean(decisions[0] == labels))
-                entries["top1_litert"] = float(np.mean(decisions[1] == labels))
+                entries[f"top1_{runtime}"] = float(np.mean(decisions[1] == labels))
         levels[name] = entries
     agreements = [entries["top1_agreement"] for entries in levels.values() if entries["top1_agreement"] is not None]
     return {
-        "model": os.fspath(tflite_path),
+        "model": os.fspath(model_path),
+        "runtime": runtime,
         "savedmodel": os.fspath(savedmodel_dir),
         "levels": levels,
         "min_top1_agreement": min(agreements) if agreements else None,
@@ -336,8 +356,8 @@ def tflite_parity(tflite_path, savedmodel_dir, frames):
 
 
 def write_parity_report(report, info=None):
-    """Write `report` (tflite_parity's, with export_tflite's `info` beside it) as MODEL.tflite.parity.json; returns
-    the path."""
+    """Write `report` (runtime_parity's, with the export's `info` beside it) as MODEL.parity.json (MODEL.tflite or
+    MODEL.onnx); returns the path."""
     path = f"{report['model']}.parity.json"
     with open(path, "w", encoding="utf-8") as file:
         json.dump({"export": info, **report}, file, indent=2)
@@ -350,14 +370,14 @@ def format_parity_report(report):
     def percent(value):
         return "-" if value is None else f"{100 * value:.1f}"
 
-    lines = [
-        f"{'light':>10} {'frames':>7} {'top-1 SM':>9} {'top-1 LiteRT':>13} {'agree':>6} {'max|dlogit|':>12} {'PSNR':>6}"
-    ]
+    runtime = report["runtime"]
+    title = {"litert": "top-1 LiteRT", "onnx": "top-1 ONNX"}[runtime]
+    lines = [f"{'light':>10} {'frames':>7} {'top-1 SM':>9} {title:>13} {'agree':>6} {'max|dlogit|':>12} {'PSNR':>6}"]
     for name, entries in report["levels"].items():
         delta = entries["max_abs_delta_logits"]
         lines.append(
             f"{name:>10} {entries['count']:>7} {percent(entries['top1_savedmodel']):>9} "
-            f"{percent(entries['top1_litert']):>13} {percent(entries['top1_agreement']):>6} "
+            f"{percent(entries[f'top1_{runtime}']):>13} {percent(entries['top1_agreement']):>6} "
             f"{'-' if delta is None else f'{delta:.3g}':>12} {entries['image_psnr_db']:>6.1f}"
         )
     return "\n".join(lines)

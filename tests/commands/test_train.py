@@ -110,9 +110,9 @@ def test_bad_settings_exit_2_naming_the_key(arguments, message, capsys):
     assert message in capsys.readouterr().err
 
 
-# The default job's claim as the README states it (figures over seeds 0 to 5: docs/results.md): at every seed the
-# joint model leads bilinear by at least CLAIM_LEAD_AT_3_LUX points of top-1 at 3 lux, and at every other report
-# level (6, 12, 48 lux, no noise) it is at most CLAIM_BAND points behind.
+# The default job's claim (the README: the joint model leads at 3 lux at every seed; docs/results.md has seeds 0 to
+# 5): at every seed the joint model leads bilinear by at least CLAIM_LEAD_AT_3_LUX points of top-1 at 3 lux, and at
+# every other report level (6, 12, 48 lux, no noise) it is at most CLAIM_BAND points behind.
 CLAIM_SEEDS = range(6)
 CLAIM_LEAD_AT_3_LUX = 1.0
 CLAIM_BAND = 4.0
