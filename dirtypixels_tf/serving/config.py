@@ -8,20 +8,20 @@
 - docker-compose.yml: tensorflow/serving:latest-gpu with these files at /config, the host's base path read-only at
   /models/NAME, gRPC on 8500, REST on 8501, one NVIDIA GPU.
 
-Validation: models.config is parsed with tensorflow-serving-api's protos. That package lacks BatchingParameters and
-MonitoringConfig, so their files are read by a parser of the text-proto subset they use and checked against TF
-Serving's protos (session_bundle_config.proto, monitoring_config.proto): max_batch_size, batch_timeout_micros,
-max_enqueued_batches, num_batch_threads are Int64Value, written `name { value: N }` (>= 1; the timeout >= 0);
-thread_pool_name a StringValue; allowed_batch_sizes repeated int64, strictly increasing, each >= 1, the last equal
-to max_batch_size (TF Serving's default 1000 if unset); pad_variable_length_inputs a bool. Fields of newer TF
-Serving releases not listed here are refused (the check would not know their rules).
+Validation: every file is parsed by protobuf's text_format; models.config with tensorflow-serving-api's protos,
+BatchingParameters and MonitoringConfig (which that package lacks) with message types built here from TF Serving's
+.proto definitions (session_bundle_config.proto, monitoring_config.proto), so unknown fields, wrong types and
+fields given twice are refused as TF Serving refuses them. Checked on top: max_batch_size, max_enqueued_batches,
+num_batch_threads >= 1 and batch_timeout_micros >= 0 (Int64Value, written `name { value: N }`); allowed_batch_sizes
+strictly increasing from >= 1, the last equal to max_batch_size (TF Serving's default 1000 if unset); exactly one
+prometheus_config, its path starting with "/".
 """
 
 import dataclasses
 import os
 import re
 
-from google.protobuf import text_format
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 
 CONTAINER_CONFIG_DIR = "/config"
 FILES = ("models.config", "batching_parameters.txt", "monitoring.config", "docker-compose.yml")
@@ -52,169 +52,115 @@ class Batching:
         return "\n".join(lines) + "\n"
 
 
-# ------------------------------------------------------------------------------------------- text-proto subset
+# ------------------------------------------------------------------------------------ TF Serving's messages
 
-_TOKEN = re.compile(
-    r"""\s*(?:(?P<comment>\#[^\n]*)|(?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')|"""
-    r"""(?P<number>[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+)[fF]?)|(?P<name>[A-Za-z_][A-Za-z0-9_.]*)|"""
-    r"""(?P<symbol>[{}:;,\[\]<>]))"""
-)
-
-
-def _tokens(text, source):
-    """(kind, text, line) tokens; comments dropped."""
-    position = 0
-    while True:
-        match = _TOKEN.match(text, position)
-        if match is None:
-            rest = text[position:].strip()
-            if not rest:
-                return
-            line = text.count("\n", 0, position + len(text[position:]) - len(text[position:].lstrip())) + 1
-            raise ValueError(f"{source}: line {line}: cannot read {rest[:20]!r}")
-        position = match.end()
-        if match.lastgroup != "comment":
-            yield match.lastgroup, match.group(match.lastgroup), text.count("\n", 0, match.start(match.lastgroup)) + 1
+# The fields of TF Serving's tensorflow_serving/servables/tensorflow/session_bundle_config.proto (BatchingParameters)
+# and tensorflow_serving/config/monitoring_config.proto, package tensorflow.serving, proto3: (name, number, type).
+_MESSAGES = {
+    "BatchingParameters": [
+        ("max_batch_size", 1, ".google.protobuf.Int64Value"),
+        ("batch_timeout_micros", 2, ".google.protobuf.Int64Value"),
+        ("max_enqueued_batches", 3, ".google.protobuf.Int64Value"),
+        ("num_batch_threads", 4, ".google.protobuf.Int64Value"),
+        ("thread_pool_name", 5, ".google.protobuf.StringValue"),
+        ("allowed_batch_sizes", 6, "repeated int64"),
+        ("pad_variable_length_inputs", 7, "bool"),
+    ],
+    "PrometheusConfig": [("enable", 1, "bool"), ("path", 2, "string")],
+    "MonitoringConfig": [("prometheus_config", 1, ".tensorflow.serving.PrometheusConfig")],
+}
 
 
-class _Parser:
-    """Parses `field: scalar`, `field: [a, b]`, `field { ... }` / `field: { ... }` into [(name, value, line)]."""
-
-    def __init__(self, text, source):
-        self.tokens = list(_tokens(text, source))
-        self.index = 0
-        self.source = source
-
-    def error(self, message, line=None):
-        if line is None:
-            line = self.tokens[min(self.index, len(self.tokens) - 1)][2] if self.tokens else 1
-        return ValueError(f"{self.source}: line {line}: {message}")
-
-    def peek(self):
-        return self.tokens[self.index] if self.index < len(self.tokens) else (None, None, None)
-
-    def take(self):
-        token = self.peek()
-        self.index += 1
-        return token
-
-    def scalar(self):
-        kind, text, line = self.take()
-        if kind == "number":
-            return float(text.rstrip("fF")) if re.search(r"[.eEfF]", text) else int(text)
-        if kind == "string":
-            return text[1:-1].encode("utf-8").decode("unicode_escape")
-        if kind == "name":
-            return {"true": True, "false": False}.get(text, _Enum(text))
-        raise self.error(f"expected a value; received {text!r}", line)
-
-    def fields(self, closing=None):
-        result = []
-        while True:
-            kind, text, line = self.peek()
-            if kind is None:
-                if closing is not None:
-                    raise self.error(f"missing {closing!r}")
-                return result
-            if kind == "symbol" and text == closing:
-                self.take()
-                return result
-            if kind != "name":
-                raise self.error(f"expected a field name; received {text!r}", line)
-            self.take()
-            has_colon = self.peek()[1] == ":"
-            if has_colon:
-                self.take()
-            if self.peek()[1] in ("{", "<"):
-                opener = self.take()[1]
-                result.append((text, self.fields("}" if opener == "{" else ">"), line))
-            elif not has_colon:
-                raise self.error(f"expected ':' or '{{' after {text!r}", line)
-            elif self.peek()[1] == "[":
-                self.take()
-                while self.peek()[1] != "]":
-                    result.append((text, self.scalar(), line))
-                    if self.peek()[1] == ",":
-                        self.take()
-                self.take()
+def _message_classes():
+    """{name: message class} for _MESSAGES, in a descriptor pool of their own (no clash with other protos)."""
+    field_proto = descriptor_pb2.FieldDescriptorProto
+    scalars = {"bool": field_proto.TYPE_BOOL, "string": field_proto.TYPE_STRING, "int64": field_proto.TYPE_INT64}
+    file = descriptor_pb2.FileDescriptorProto(
+        name="dirtypixels_tf/serving/tf_serving_config.proto",
+        package="tensorflow.serving",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
+    for message_name, fields in _MESSAGES.items():
+        message = file.message_type.add(name=message_name)
+        for name, number, kind in fields:
+            repeated = kind.startswith("repeated ")
+            kind = kind.removeprefix("repeated ")
+            field = message.field.add(
+                name=name, number=number, label=field_proto.LABEL_REPEATED if repeated else field_proto.LABEL_OPTIONAL
+            )
+            if kind in scalars:
+                field.type = scalars[kind]
             else:
-                result.append((text, self.scalar(), line))
-            if self.peek()[1] in (",", ";"):
-                self.take()
+                field.type, field.type_name = field_proto.TYPE_MESSAGE, kind
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(file)
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
+        for name in _MESSAGES
+    }
 
 
-class _Enum(str):
-    """An unquoted identifier value (an enum name)."""
+_CLASSES = _message_classes()
 
 
-def _parse(text, source):
-    return _Parser(text, source).fields()
+def _parse(text, message_name, source):
+    """text_format.Parse into a new `message_name`; a ParseError becomes a ValueError naming source and line."""
+    message = _CLASSES[message_name]()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as error:
+        raise ValueError(_parse_error_message(text, message.DESCRIPTOR, error, source)) from None
+    return message
 
 
-def _bool(value, name, line, source):
-    """Text-format booleans: true/false, True/False, t/f, 1/0."""
-    words = {"true": True, "True": True, "t": True, "false": False, "False": False, "f": False}
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, _Enum) and value in words:
-        return words[value]
-    raise ValueError(f"{source}: line {line}: {name} must be true or false; received {value!r}")
+def _parse_error_message(text, descriptor, error, source):
+    """ParseError's message after `source: line L, column C`; `name: 32` for a message field gets how to write it."""
+    detail = re.sub(r"^\d+:\d+ : ", "", str(error))
+    line, column = error.GetLine(), error.GetColumn()
+    if line is None:
+        return f"{source}: {detail}"
+    where = f"{source}: line {line}, column {column}"
+    lines = text.split("\n")  # as text_format counts lines
+    before = "\n".join(lines[: line - 1] + [lines[line - 1][: column - 1]])
+    written = re.search(r"(\w+)\s*:\s*$", before) if detail.endswith('Expected "{".') else None
+    field = descriptor.fields_by_name.get(written.group(1)) if written else None
+    if field is None or field.message_type is None:
+        return f"{where}: {detail}"
+    # `name: 32` where name is a message (a google.protobuf wrapper: `name { value: 32 }`)
+    received = re.match(r"[^\s,;#]*", lines[line - 1][column - 1 :]).group()
+    kind = field.message_type.full_name
+    inner = f"value: {received}" if kind.startswith("google.protobuf.") else "..."
+    return (
+        f"{where}: {field.name} is a {kind} message: write `{field.name} {{ {inner} }}`; "
+        f"received `{field.name}: {received}`"
+    )
 
 
-def _integer(value, name, line, source, minimum):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{source}: line {line}: {name} must be an integer; received {value!r}")
-    if value < minimum:
-        raise ValueError(f"{source}: line {line}: {name} must be >= {minimum}; received {value}")
-    return value
-
-
-def _wrapped(value, name, line, source, kind):
-    """The value of a google.protobuf wrapper message written `name { value: X }`."""
-    if not isinstance(value, list):
-        raise ValueError(
-            f"{source}: line {line}: {name} is a google.protobuf.{kind} message: write `{name} {{ value: ... }}`; "
-            f"received `{name}: {value!r}`"
-        )
-    if len(value) != 1 or value[0][0] != "value":
-        raise ValueError(f"{source}: line {line}: {name} must hold exactly one `value` field")
-    return value[0][1]
-
-
-_INT64_WRAPPERS = {"max_batch_size": 1, "batch_timeout_micros": 0, "max_enqueued_batches": 1, "num_batch_threads": 1}
+_INT64_MINIMUMS = {"max_batch_size": 1, "batch_timeout_micros": 0, "max_enqueued_batches": 1, "num_batch_threads": 1}
 
 
 def parse_batching_parameters(text, source="batching parameters"):
-    """Parse and check a BatchingParameters text proto; returns {field: value}; ValueError names line and field."""
+    """Parse and check a BatchingParameters text proto; returns {field: value} of the fields given
+    (pad_variable_length_inputs only when true); ValueError names source and field."""
+    parameters = _parse(text, "BatchingParameters", source)
     fields = {}
-    allowed = []
-    for name, value, line in _parse(text, source):
-        if name in fields and name != "allowed_batch_sizes":
-            raise ValueError(f"{source}: line {line}: {name} is given twice")
-        if name in _INT64_WRAPPERS:
-            fields[name] = _integer(
-                _wrapped(value, name, line, source, "Int64Value"), name, line, source, _INT64_WRAPPERS[name]
-            )
-        elif name == "thread_pool_name":
-            fields[name] = _wrapped(value, name, line, source, "StringValue")
-            if not isinstance(fields[name], str):
-                raise ValueError(f"{source}: line {line}: thread_pool_name must be a string; received {fields[name]!r}")
-        elif name == "allowed_batch_sizes":
-            allowed.append((_integer(value, name, line, source, 1), line))
-        elif name == "pad_variable_length_inputs":
-            fields[name] = _bool(value, name, line, source)
-        else:
-            known = [*_INT64_WRAPPERS, "thread_pool_name", "allowed_batch_sizes", "pad_variable_length_inputs"]
-            raise ValueError(f"{source}: line {line}: unknown field {name!r}; BatchingParameters fields are {known}")
-    if allowed:
-        sizes = [size for size, _ in allowed]
-        for (previous, _), (size, line) in zip(allowed, allowed[1:]):
-            if size <= previous:
-                raise ValueError(
-                    f"{source}: line {line}: allowed_batch_sizes must be strictly increasing; received {sizes}"
-                )
+    for name, minimum in _INT64_MINIMUMS.items():
+        if parameters.HasField(name):
+            fields[name] = getattr(parameters, name).value
+            if fields[name] < minimum:
+                raise ValueError(f"{source}: {name} must be >= {minimum}; received {fields[name]}")
+    if parameters.HasField("thread_pool_name"):
+        fields["thread_pool_name"] = parameters.thread_pool_name.value
+    if parameters.pad_variable_length_inputs:
+        fields["pad_variable_length_inputs"] = True
+    sizes = list(parameters.allowed_batch_sizes)
+    if sizes:
+        if min(sizes) < 1:
+            raise ValueError(f"{source}: allowed_batch_sizes must be >= 1; received {sizes}")
+        if any(size <= previous for previous, size in zip(sizes, sizes[1:])):
+            raise ValueError(f"{source}: allowed_batch_sizes must be strictly increasing; received {sizes}")
         maximum = fields.get("max_batch_size", TF_SERVING_DEFAULT_MAX_BATCH_SIZE)
         if sizes[-1] != maximum:
             raise ValueError(
@@ -225,22 +171,18 @@ def parse_batching_parameters(text, source="batching parameters"):
 
 
 def parse_monitoring_config(text, source="monitoring config"):
-    """Parse and check a MonitoringConfig text proto; returns {"enable": bool, "path": str}."""
-    parsed = _parse(text, source)
-    if [name for name, _, _ in parsed] != ["prometheus_config"] or not isinstance(parsed[0][1], list):
+    """Parse and check a MonitoringConfig text proto; returns {"enable": bool, "path": str} (an empty or absent
+    path is TF Serving's default, PROMETHEUS_PATH)."""
+    parsed = _parse(text, "MonitoringConfig", source)
+    if not parsed.HasField("prometheus_config"):
         raise ValueError(f"{source}: expected exactly one `prometheus_config {{ ... }}` message")
-    config = {"enable": False, "path": PROMETHEUS_PATH}
-    for name, value, line in parsed[0][1]:
-        if name == "enable" and not isinstance(value, list):
-            config["enable"] = _bool(value, "prometheus_config.enable", line, source)
-        elif name == "path" and isinstance(value, str) and value.startswith("/"):
-            config["path"] = value
-        else:
-            raise ValueError(
-                f'{source}: line {line}: prometheus_config takes `enable: true|false` and `path: "/..."`; '
-                f"received {name}: {value!r}"
-            )
-    return config
+    prometheus = parsed.prometheus_config
+    if prometheus.path and not prometheus.path.startswith("/"):
+        raise ValueError(
+            f'{source}: prometheus_config takes `enable: true|false` and `path: "/..."`; received path: '
+            f"{prometheus.path!r}"
+        )
+    return {"enable": prometheus.enable, "path": prometheus.path or PROMETHEUS_PATH}
 
 
 def parse_models_config(text, source="models.config"):

@@ -35,7 +35,11 @@ def test_the_shipped_parameters_file_is_read_with_its_values():
     "text, message",
     [
         ('thread_pool_name { value: "x" }', "thread_pool_name is not supported"),
-        ("max_batch_size { value: 8 }\nbatch_size_limit { value: 8 }", "unknown field 'batch_size_limit'"),
+        (
+            "max_batch_size { value: 8 }\nbatch_size_limit { value: 8 }",
+            'FILE: line 2, column 1: Message type "tensorflow.serving.BatchingParameters" '
+            'has no field named "batch_size_limit"',
+        ),
         ("max_batch_size: 8", "max_batch_size"),
         ("max_batch_size { value: 0 }", "max_batch_size"),
         ("max_batch_size { value: 8 }\nallowed_batch_sizes: 4", "must equal max_batch_size"),

@@ -1,6 +1,7 @@
 """TF Serving deployment files: parsed with TF Serving's own protos, batching rules checked, repo copy in sync."""
 
 import os
+import re
 
 import pytest
 import yaml
@@ -68,23 +69,37 @@ GOOD = "max_batch_size { value: 16 }\nbatch_timeout_micros { value: 0 }\nallowed
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("max_batch_size: 16\n", "is a google.protobuf.Int64Value message"),
+        (
+            "max_batch_size: 16\n",
+            "line 1, column 17: max_batch_size is a google.protobuf.Int64Value message: write "
+            "`max_batch_size { value: 16 }`",
+        ),
         ("max_batch_size { value: 16 }\nallowed_batch_sizes: 8\nallowed_batch_sizes: 4\n", "strictly increasing"),
         ("max_batch_size { value: 16 }\nallowed_batch_sizes: [4, 8]\n", "must equal max_batch_size (16)"),
         ("allowed_batch_sizes: [4, 8]\n", "must equal max_batch_size (1000)"),
         ("max_batch_size { value: 0 }\n", "max_batch_size must be >= 1"),
         ("batch_timeout_micros { value: -1 }\n", "batch_timeout_micros must be >= 0"),
-        ("num_batch_threads { value: 2.5 }\n", "num_batch_threads must be an integer"),
-        ("max_batch_size { value: 8 }\nmax_batch_size { value: 8 }\n", "given twice"),
-        ("pad_variable_length_inputs: maybe\n", "must be true or false"),
-        ("max_batch_sise { value: 8 }\n", "unknown field 'max_batch_sise'"),
-        ("max_batch_size { value: 8 ", "missing '}'"),
-        ("max_batch_size { value: 8 } %\n", "cannot read '%'"),
-        ("thread_pool_name { value: 3 }\n", "thread_pool_name must be a string"),
+        ("num_batch_threads { value: 2.5 }\n", "'num_batch_threads { value: 2.5 }': Couldn't parse integer: 2.5"),
+        (
+            "max_batch_size { value: 8 }\nmax_batch_size { value: 8 }\n",
+            'line 2, column 16: Message type "tensorflow.serving.BatchingParameters" should not have multiple '
+            '"max_batch_size" fields',
+        ),
+        (
+            "pad_variable_length_inputs: true\npad_variable_length_inputs: false\n",
+            'multiple "pad_variable_length_inputs"',
+        ),
+        ("pad_variable_length_inputs: maybe\n", 'pad_variable_length_inputs: maybe\': Expected "true" or "false"'),
+        ("max_batch_sise { value: 8 }\n", 'has no field named "max_batch_sise"'),
+        ("max_batch_size { value: 8 ", 'line 1, column 25: Expected "}"'),
+        ("max_batch_size { value: 8 } %\n", "Expected identifier or number, got %"),
+        ("thread_pool_name { value: 3 }\n", "'thread_pool_name { value: 3 }': Expected string but found: '3'"),
+        ('thread_pool_name: "gpu"\n', 'write `thread_pool_name { value: "gpu" }`'),
+        ("max_batch_size { value: 2 }\nallowed_batch_sizes: [0, 2]\n", "allowed_batch_sizes must be >= 1"),
     ],
 )
 def test_broken_batching_files_fail_the_rule_check(text, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         config.parse_batching_parameters(text)
 
 
@@ -108,6 +123,21 @@ def test_batching_parser_reads_the_text_format_variants():
     }
 
 
+def test_the_written_files_parse_back_to_their_values():
+    for batching in (config.Batching(), config.Batching(8, 0, 1, 1, (2, 8), pad_variable_length_inputs=True)):
+        parsed = config.parse_batching_parameters(batching.to_text())
+        wrapped = ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
+        expected = {name: getattr(batching, name) for name in wrapped}
+        expected["allowed_batch_sizes"] = list(batching.allowed_batch_sizes)
+        if batching.pad_variable_length_inputs:  # proto3 bool: given when true
+            expected["pad_variable_length_inputs"] = True
+        assert parsed == expected
+    assert config.parse_monitoring_config(config.monitoring_config_text()) == {
+        "enable": True,
+        "path": config.PROMETHEUS_PATH,
+    }
+
+
 def test_broken_models_and_monitoring_configs_fail():
     with pytest.raises(ValueError, match="models.config"):
         config.parse_models_config('model_config_list { config { name: "a" base_pth: "/m" } }')
@@ -121,8 +151,12 @@ def test_broken_models_and_monitoring_configs_fail():
     )
     with pytest.raises(ValueError, match="include every labelled version"):
         config.parse_models_config(labelled)
-    with pytest.raises(ValueError, match="exactly one `prometheus_config"):
+    with pytest.raises(ValueError, match='has no field named "enable"'):
         config.parse_monitoring_config("enable: true\n")
+    with pytest.raises(ValueError, match="exactly one `prometheus_config"):
+        config.parse_monitoring_config("# nothing\n")
+    with pytest.raises(ValueError, match='multiple "prometheus_config"'):
+        config.parse_monitoring_config("prometheus_config { enable: true }\nprometheus_config { enable: true }\n")
     with pytest.raises(ValueError, match="prometheus_config takes"):
         config.parse_monitoring_config('prometheus_config { enable: true path: "metrics" }')
     with pytest.raises(ValueError, match="model_name must be"):
