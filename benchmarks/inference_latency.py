@@ -5,8 +5,9 @@ Models: the release joint model (joint_mobilenet_v1_128), the packed-Bayer joint
 in turn (interleaved, so load changes hit all of them alike); the median per model is reported with the ratio
 joint / head, at batch 1 and 32, in TensorFlow (tf.function, inference mode; --xla adds jit_compile=True) and, with
 --tflite, in the LiteRT interpreter (export/tflite.make_interpreter: ai-edge-litert where installed, XNNPACK on) at
-batch 1 and one thread, exported as float32, float16 and int8 (export_tflite's quantize "none", "float16" and
-"int8", the int8 models calibrated on 8 simulated frames per light level: enough for timing, not for accuracy);
+batch 1 and one thread, exported as float32, float16, int8 and int8-isp (export_tflite's quantize "none",
+"float16", "int8" with the ISP in float as `dirtypixels export` writes it, and "int8" with isp_in_float=False, as
+`--int8-isp`; the int8 models calibrated on 8 simulated frames per light level: enough for timing, not accuracy);
 the head there is raw_mobilenet_v1_128 (bilinear demosaic + the same MobileNet-v1, since a LiteRT export takes RAW
 input), exported the same way, and the summary prints joint / head per quantize setting and each setting's time
 over float32's. --only-tflite skips the TensorFlow timings. Targets: release joint / head <= 1.6 at batch 1 and
@@ -50,7 +51,7 @@ from dirtypixels_tf.models import presets  # noqa: E402
 from dirtypixels_tf.models.counting import count_multiply_adds  # noqa: E402
 
 JOINTS = {"release": "joint_mobilenet_v1_128", "packed": "joint_packed_mobilenet_v1_128"}
-TFLITE_QUANTIZE = ("none", "float16", "int8")
+TFLITE_QUANTIZE = ("none", "float16", "int8", "int8-isp")  # int8-isp: quantize "int8", isp_in_float=False
 
 
 def interleaved_medians(calls, repeats, warmup=3):
@@ -113,7 +114,14 @@ def export_tflite_models(directory):
         model = presets.build_preset(preset)
         for quantize in TFLITE_QUANTIZE:
             paths[f"{name}/{quantize}"] = os.path.join(directory, f"{name}-{quantize}.tflite")
-            export_tflite(model, paths[f"{name}/{quantize}"], quantize, calibration=calibration)
+            int8_isp = quantize == "int8-isp"
+            export_tflite(
+                model,
+                paths[f"{name}/{quantize}"],
+                "int8" if int8_isp else quantize,
+                calibration=calibration,
+                isp_in_float=not int8_isp,
+            )
     return paths
 
 

@@ -52,8 +52,9 @@ def validate(args):
         raise UsageError(f"--out must name the model's base path (a directory); received {args.out!r}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out must name the model's base path (a directory); {args.out!r} is a file")
-    if args.calibration_source and args.quantize != INT8:
-        raise UsageError(f"--calibration-source applies to --quantize int8; received --quantize {args.quantize}")
+    for flag, given in (("--calibration-source", args.calibration_source), ("--int8-isp", args.int8_isp)):
+        if given and args.quantize != INT8:
+            raise UsageError(f"{flag} applies to --quantize int8; received --quantize {args.quantize}")
     for name in ("calibration_source", "parity_source"):
         if getattr(args, name):
             check_data_source(getattr(args, name), "--" + name.replace("_", "-"))
@@ -125,12 +126,11 @@ def run(args):
             frames = tflite.parity_frames(model.image_size, args.parity_frames, sensor=args.sensor, source=source)
         if args.tflite:
             progress.set_description("converting to TFLite")
+            calibration = None
             if args.quantize == INT8:
                 source, calibrated_on = _frames_source(args.calibration_source, "train", args.source)
                 calibration = tflite.calibration_frames(model.image_size, args.sensor, source=source)
-            info = export_tflite(
-                model, args.tflite, args.quantize, fold, calibration if args.quantize == INT8 else None
-            )
+            info = export_tflite(model, args.tflite, args.quantize, fold, calibration, isp_in_float=not args.int8_isp)
             progress.update()
             progress.set_description("LiteRT parity report")
             parity = tflite.tflite_parity(args.tflite, path, frames)
@@ -154,7 +154,8 @@ def run(args):
             ops = "built-in and SELECT_TF_OPS (needs the Flex delegate)" if info["select_tf_ops"] else "built-in only"
             print(f"wrote {info['path']} ({info['bytes']:,} bytes, quantize={info['quantize']}, ops {ops})")
             if args.quantize == INT8:
-                print(f"int8 ranges calibrated on {calibrated_on} frames; the ISP kept in float")
+                kept = "the ISP kept in float" if info["float_layers"] else "the ISP in int8 too (its physics in float)"
+                print(f"int8 ranges calibrated on {calibrated_on} frames; {kept}")
         else:
             print(f"wrote {info['path']} ({info['bytes']:,} bytes, ONNX opset {info['opset']}, float32)")
         print(f"parity against the SavedModel on {parity_on} frames (wrote {report_path}):")
@@ -218,6 +219,12 @@ def register(commands):
         choices=TFLITE_QUANTIZE,
         help="TFLite weights and activations: float32 (none), float16 weights, dynamic range (int8 weights), or "
         "int8 (the head; the ISP stays float) calibrated on RAW frames simulated through --sensor (docs/mobile.md)",
+    )
+    export.add_argument(
+        "--int8-isp",
+        action="store_true",
+        help="int8: quantize the ISP's convolutions too (its physics stays float): faster on the phone, but the "
+        "image and some decisions move (docs/mobile.md); the parity report shows by how much",
     )
     export.add_argument(
         "--calibration-source",

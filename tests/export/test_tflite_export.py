@@ -232,3 +232,30 @@ def test_quantize_without_tflite_is_refused(tmp_path, capsys):
         main(["export", "raw_mobilenet_v1_128", "--out", str(tmp_path / "base"), "--quantize", "int8"])
     assert exit_info.value.code == 2
     assert "--quantize applies to --tflite" in capsys.readouterr().err
+
+
+def test_int8_isp_flag_quantizes_the_isp_too(tiny_model, tmp_path, capsys):
+    """--int8-isp: no layer kept float whole, so the ISP image leaves the float32 round-off floor that the default int8
+    export (ISP in float) stays within; the printed line says so."""
+    from dirtypixels_tf.cli import main
+
+    source = tmp_path / "tiny.keras"
+    tiny_model.save(source)
+    path = tmp_path / "isp8.tflite"
+    args = ["export", str(source), "--out", str(tmp_path / "base"), "--tflite", str(path), "--quantize", "int8"]
+    assert main([*args, "--int8-isp", "--parity-frames", "4", "--quiet"]) == 0
+    assert "the ISP in int8 too (its physics in float)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "isp8.tflite.parity.json").read_text())
+    assert report["export"]["float_layers"] == [] and report["export"]["float_ops"]  # the physics stays float
+    image = tiny_model.predict(simulated_inputs((SIZE, SIZE), 4, "6lux"), verbose=0)["image"]
+    floor = -20 * np.log10(model_bound(tiny_model.isp, image))
+    assert max(level["image_psnr_db"] for level in report["levels"].values()) < floor
+
+
+def test_int8_isp_without_int8_is_refused(tmp_path, capsys):
+    from dirtypixels_tf.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "raw_mobilenet_v1_128", "--out", str(tmp_path / "b"), "--tflite", "m.tflite", "--int8-isp"])
+    assert exit_info.value.code == 2
+    assert "--int8-isp applies to --quantize int8; received --quantize none" in capsys.readouterr().err
