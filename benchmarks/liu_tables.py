@@ -361,36 +361,39 @@ def format_tables(results, names):
     return lines
 
 
-def write(args, results, names, start):
+def write(args, results, names, wall_s):
     """Print the tables and orderings of `results` and write --out/results.json and --out/tables.md."""
     lines = format_tables(results, names)
     lines += ["", "Orderings (seed means):"]
     lines += [f"  {'holds ' if holds else 'BROKEN'}  {statement}" for statement, holds in orderings(results, names)]
-    lines += ["", f"seeds {args.seeds}, wall clock {time.time() - start:.0f} s; settings: {vars(args)}"]
+    lines += ["", f"seeds {args.seeds}, wall clock {wall_s:.0f} s; settings: {vars(args)}"]
     print("\n".join(lines))
     write_partial(args, results)
     with open(os.path.join(args.out, "tables.md"), "w") as stream:
         stream.write("\n".join(lines) + "\n")
 
 
-def merge(args, start):
-    """Tabulate the seeds of several results.json files (levels present in every file)."""
-    results, seeds = [], []
+def merge(args):
+    """Tabulate the seeds of several results.json files (the levels present in every file; the settings of the
+    first, which the others should share; the wall clock summed over the runs)."""
+    runs = []
     for path in args.merge:
         with open(path) as stream:
-            found = json.load(stream)
-        results += found["seeds"]
-        seeds += found["settings"]["seeds"][: len(found["seeds"])]
+            runs.append(json.load(stream))
+    results = [seed for run in runs for seed in run["seeds"]]
+    seeds = [seed for run in runs for seed in run["settings"]["seeds"][: len(run["seeds"])]]
+    wall_s = sum(max(level["wall_s"] for level in run["seeds"][-1].values()) for run in runs)
+    settings = runs[0]["settings"]
     names = [name for name in results[0] if all(name in r for r in results)]
-    args.seeds = seeds
-    write(args, results, names, start)
+    merged = argparse.Namespace(**{**settings, "seeds": seeds, "out": args.out, "merge": args.merge})
+    write(merged, results, names, wall_s)
 
 
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
     if args.merge:
-        merge(args, start)
+        merge(args)
         return 0
     grid_levels = levels(args)
     results = []
@@ -404,7 +407,7 @@ def main(argv=None):
             per_level[name]["wall_s"] = round(time.time() - start)
             print(f"seed {seed}, {name}: {json.dumps(per_level[name])} ({time.time() - start:.0f} s)", flush=True)
             write_partial(args, results)
-    write(args, results, [name for _, name, _, _ in grid_levels], start)
+    write(args, results, [name for _, name, _, _ in grid_levels], time.time() - start)
     return 0
 
 

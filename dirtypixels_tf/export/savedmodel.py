@@ -103,6 +103,20 @@ def _assert(condition, message, *data):
 SEGMENTATION_OUTPUT = "segmentation"  # the per-pixel logits of models/segmentation.py
 
 
+SENSOR_CODES_SCOPE = "sensor_codes"  # the name scope of from_sensor_codes (kept float in an int8 LiteRT model)
+
+
+def from_sensor_codes(raw, black_level, white_level, iso, preset):
+    """The "raw_uint16" inputs as the model takes them: raw [B, H, W, 1] sensor codes (any integer or float dtype),
+    black_level, white_level, iso [B] -> (mosaic clip((raw - black) / (white - black), 0, 1) float32, alpha [B],
+    sigma [B]), the noise of `preset` (a NoisePreset) at that ISO."""
+    with tf.name_scope(SENSOR_CODES_SCOPE):
+        black = tf.reshape(black_level, [-1, 1, 1, 1])
+        white = tf.reshape(white_level, [-1, 1, 1, 1])
+        normalized = tf.clip_by_value((tf.cast(raw, tf.float32) - black) / (white - black), 0.0, 1.0)
+        return normalized, preset.poisson * iso / 100.0, preset.gauss * iso / 100.0
+
+
 class _Signatures:
     """The signature functions of one model (traced by ExportArchive.add_endpoint)."""
 
@@ -176,7 +190,6 @@ class _Signatures:
         return serving_default
 
     def raw_uint16(self):
-        poisson, gauss = self.preset.poisson, self.preset.gauss
         specs = [self.raw_spec(tf.uint16)] + [self.vector_spec(n) for n in ("black_level", "white_level", "iso")]
 
         @tf.function(input_signature=specs)
@@ -195,11 +208,7 @@ class _Signatures:
                 _assert(tf.shape(iso)[0] == tf.shape(raw)[0], "iso must have one value per image"),
             ]
             with tf.control_dependencies(checks):
-                black = tf.reshape(black_level, [-1, 1, 1, 1])
-                white = tf.reshape(white_level, [-1, 1, 1, 1])
-                normalized = tf.clip_by_value((tf.cast(raw, tf.float32) - black) / (white - black), 0.0, 1.0)
-                alpha = poisson * iso / 100.0
-                sigma = gauss * iso / 100.0
+                normalized, alpha, sigma = from_sensor_codes(raw, black_level, white_level, iso, self.preset)
                 if self.per_channel:
                     alpha, sigma = (tf.tile(value[:, None], [1, 3]) for value in (alpha, sigma))
             return self.predictions(self.run(normalized, alpha, sigma))

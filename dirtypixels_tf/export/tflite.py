@@ -1,9 +1,13 @@
 """LiteRT (TFLite) export of a joint model for on-device inference, quantized or not, and its parity report.
 
-The model has one signature, "serving_default", at batch size 1: raw float32 [1, H, W, 1] in [0, 1], alpha and sigma
-float32 [1] -> logits and probabilities [1, C] and the ISP's image [1, H, W, 3] (the image only, for a model
-without a classifier; class_map int32 [1, H, W], probabilities [1, H, W, K] and the image for a segmentation model,
-as its SavedModel). Inputs and outputs stay float32 (class_map int32) at every quantize setting (QUANTIZE_CHOICES):
+The model has two signatures at batch size 1, as the SavedModel's (export/savedmodel.py):
+- "serving_default": raw float32 [1, H, W, 1] in [0, 1], alpha and sigma float32 [1] -> logits and probabilities
+  [1, C] and the ISP's image [1, H, W, 3] (the image only, for a model without a classifier; class_map int32
+  [1, H, W], probabilities [1, H, W, K] and the image for a segmentation model);
+- "raw_uint16": raw uint16 [1, H, W, 1] sensor codes, black_level, white_level, iso float32 [1] -> the same, the
+  mosaic normalized and the noise of the export's sensor at that ISO (savedmodel.from_sensor_codes). LiteRT has no
+  assertions: the app must send white_level > black_level and iso > 0.
+Inputs and outputs stay float32 (class_map int32; raw uint16) at every quantize setting (QUANTIZE_CHOICES):
 - "none": float32 weights and activations.
 - "float16": float16 weights, dequantized to float32 at load (float activations).
 - "dynamic": dynamic range, int8 weights with activations quantized on the fly.
@@ -35,6 +39,7 @@ from dirtypixels_tf.catalog import (
     LIGHT_PROFILES,
     SERVING_SIGNATURE,
     TFLITE_QUANTIZE,
+    UINT16_SIGNATURE,
 )
 from dirtypixels_tf.export import fold
 from dirtypixels_tf.physics.sensor import SensorModel
@@ -48,6 +53,7 @@ INT8_FLOAT_OPS = ("ADD", "SUB", "MUL", "DIV", "SQRT", "SQUARE", "MAXIMUM", "MINI
 # The default job's report levels in lux (Fashion-MNIST at 2 to 200 lux): the calibration and parity light levels.
 LIGHT_LEVELS = ("3", "6", "12", "48")
 CALIBRATION_FRAMES = 64  # per light level
+UINT16_WHITE_LEVEL = 1023  # the white level of the sensor codes the int8 calibration feeds "raw_uint16" (10 bits)
 
 
 def make_interpreter(path, threads=None):
@@ -96,6 +102,41 @@ def signature_function(model, batch_size=1):
     return serving_default
 
 
+def uint16_signature_function(model, sensor=DEFAULT_PRESET, batch_size=1):
+    """The "raw_uint16" signature of the module docstring as a tf.function (B = batch_size; None: any)."""
+    from dirtypixels_tf.export.savedmodel import _check_model, _check_sensor, from_sensor_codes
+
+    (height, width), _, per_channel = _check_model(model)
+    preset = _check_sensor(sensor)[1]
+    serving_default = signature_function(model, batch_size)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([batch_size, height, width, 1], tf.uint16, name="raw"),
+            *(tf.TensorSpec([batch_size], tf.float32, name=name) for name in ("black_level", "white_level", "iso")),
+        ]
+    )
+    def raw_uint16(raw, black_level, white_level, iso):
+        normalized, alpha, sigma = from_sensor_codes(raw, black_level, white_level, iso, preset)
+        if per_channel:
+            alpha, sigma = (tf.tile(value[:, None], [1, 3]) for value in (alpha, sigma))
+        return serving_default(normalized, alpha, sigma)
+
+    return raw_uint16
+
+
+def as_sensor_codes(frames, preset, white_level=UINT16_WHITE_LEVEL):
+    """{"raw", "alpha"[, ...]} float frames as "raw_uint16" inputs: codes round(raw * white_level) (black level 0) and
+    the ISO whose noise (of `preset`, a NoisePreset) has the frames' alpha."""
+    count = len(frames["raw"])
+    return {
+        "raw": np.round(np.clip(frames["raw"], 0, 1) * white_level).astype(np.uint16),
+        "black_level": np.zeros(count, np.float32),
+        "white_level": np.full(count, white_level, np.float32),
+        "iso": (100.0 * np.asarray(frames["alpha"], np.float64) / preset.poisson).astype(np.float32),
+    }
+
+
 def _converter(savedmodel_dir, quantize, select_tf_ops, calibration):
     converter = tf.lite.TFLiteConverter.from_saved_model(savedmodel_dir)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -108,29 +149,37 @@ def _converter(savedmodel_dir, quantize, select_tf_ops, calibration):
     if quantize == INT8:
 
         def representative_dataset():
-            # positional, in the signature's order (the quantization debugger takes no dicts)
-            for index in range(len(calibration["raw"])):
-                yield [calibration[key][index : index + 1] for key in ("raw", "alpha", "sigma")]
+            # (signature, inputs) pairs: the model has two signatures, each calibrated on the same frames
+            for index in range(len(calibration[SERVING_SIGNATURE]["raw"])):
+                for signature, inputs in calibration.items():
+                    yield signature, {key: value[index : index + 1] for key, value in inputs.items()}
 
         converter.representative_dataset = representative_dataset
     return converter
 
 
-def _nodes_under(savedmodel_dir, select_tf_ops, scope):
-    """The names of the float model's tensors traced under layer `scope` (e.g. ".../isp_1/..."; fused ops join
-    several names with ';'), as the quantization debugger's denylisted_nodes takes them."""
+def _nodes_under(savedmodel_dir, select_tf_ops, scopes):
+    """The names of the float model's tensors traced under the layers or name scopes `scopes` (e.g. ".../isp_1/...";
+    fused ops join
+    several names with ';') in every signature's subgraph, as the quantization debugger's denylisted_nodes takes
+    them."""
     flatbuffer = _converter(savedmodel_dir, "none", select_tf_ops, None).convert()
-    pattern = re.compile(rf"(^|/){re.escape(scope)}(_\d+)?/")
-    details = tf.lite.Interpreter(model_content=flatbuffer).get_tensor_details()
-    return sorted({detail["name"] for detail in details if pattern.search(detail["name"])})
+    pattern = re.compile(rf"(^|/)({'|'.join(re.escape(scope) for scope in scopes)})(_\d+)?/")
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    names = {
+        detail["name"]
+        for subgraph in range(interpreter.num_subgraphs())  # one per signature
+        for detail in interpreter.get_tensor_details(subgraph)
+    }
+    return sorted(name for name in names if pattern.search(name))
 
 
-def _convert(savedmodel_dir, quantize, select_tf_ops, calibration, float_ops, float_scope):
+def _convert(savedmodel_dir, quantize, select_tf_ops, calibration, float_ops, float_scopes):
     converter = _converter(savedmodel_dir, quantize, select_tf_ops, calibration)
-    if not float_ops and not float_scope:
+    if not float_ops and not float_scopes:
         return converter.convert()
     # selective quantization: the ops and nodes named stay float (the quantization debugger's documented route)
-    nodes = _nodes_under(savedmodel_dir, select_tf_ops, float_scope) if float_scope else []
+    nodes = _nodes_under(savedmodel_dir, select_tf_ops, float_scopes) if float_scopes else []
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter,
         debug_dataset=converter.representative_dataset,
@@ -142,7 +191,14 @@ def _convert(savedmodel_dir, quantize, select_tf_ops, calibration, float_ops, fl
 
 
 def export_tflite(
-    model, path, quantize="none", fold_batch_norm="head", calibration=None, float_ops=None, isp_in_float=True
+    model,
+    path,
+    quantize="none",
+    fold_batch_norm="head",
+    calibration=None,
+    float_ops=None,
+    isp_in_float=True,
+    sensor=DEFAULT_PRESET,
 ):
     """Convert `model` (inputs {"raw", "alpha", "sigma"}) to a .tflite file at `path` (see the module docstring).
 
@@ -152,6 +208,7 @@ def export_tflite(
     float_ops: LiteRT op names (e.g. "SQRT", "DIV") kept in float in an int8 model (None: INT8_FLOAT_OPS).
     In an int8 model the ISP (the model's `isp` layer, if it has one and a head) stays float as a whole unless
     isp_in_float=False (then only `float_ops` stay float: faster, fewer decisions kept; docs/mobile.md).
+    sensor: the sensor whose noise "raw_uint16" takes at the given ISO (a spec of physics.sensor_files.resolve_sensor).
     Returns {"path", "quantize", "float_ops", "float_layers" (kept float whole), "select_tf_ops" (whether TF ops had
     to be enabled), "bytes"}.
     """
@@ -165,14 +222,21 @@ def export_tflite(
     path = os.fspath(path)
     if not path.endswith(".tflite"):
         raise ValueError(f"path must end with .tflite; received {path!r}")
-    if quantize == INT8 and calibration is None:
-        from dirtypixels_tf.export.savedmodel import _check_model
+    from dirtypixels_tf.export.savedmodel import SENSOR_CODES_SCOPE, _check_model, _check_sensor
 
-        calibration = calibration_frames(_check_model(model)[0])
+    if quantize == INT8:
+        if calibration is None:
+            calibration = calibration_frames(_check_model(model)[0])
+        calibration = {
+            SERVING_SIGNATURE: {key: calibration[key] for key in ("raw", "alpha", "sigma")},
+            UINT16_SIGNATURE: as_sensor_codes(calibration, _check_sensor(sensor)[1]),
+        }
     model = fold.export_copy(model, fold_batch_norm)
     has_head = getattr(model, "head", None) is not None
     keep_isp = quantize == INT8 and isp_in_float and has_head and getattr(model, "isp", None) is not None
-    float_scope = model.isp.name if keep_isp else None
+    float_layers = [model.isp.name] if keep_isp else []
+    # the sensor codes' normalization of "raw_uint16" is physics too: float in every int8 model
+    float_scopes = [*float_layers, SENSOR_CODES_SCOPE] if quantize == INT8 else []
     select_tf_ops = False
     with tempfile.TemporaryDirectory() as savedmodel_dir:
         # Through a batch-1 SavedModel: converting the concrete function directly leaves some Keras variables
@@ -180,14 +244,15 @@ def export_tflite(
         archive = keras.export.ExportArchive()
         archive.track(model)
         archive.add_endpoint(SERVING_SIGNATURE, signature_function(model))
+        archive.add_endpoint(UINT16_SIGNATURE, uint16_signature_function(model, sensor))
         archive.write_out(savedmodel_dir, verbose=False)
         try:
-            flatbuffer = _convert(savedmodel_dir, quantize, False, calibration, float_ops, float_scope)
+            flatbuffer = _convert(savedmodel_dir, quantize, False, calibration, float_ops, float_scopes)
         except Exception as error:  # the converter raises ConverterError (not exported under a stable name)
             if "select" not in str(error).lower() and "flex" not in str(error).lower():
                 raise
             select_tf_ops = True
-            flatbuffer = _convert(savedmodel_dir, quantize, True, calibration, float_ops, float_scope)
+            flatbuffer = _convert(savedmodel_dir, quantize, True, calibration, float_ops, float_scopes)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     temporary = f"{path}.tmp-{os.getpid()}"
     with open(temporary, "wb") as file:
@@ -197,7 +262,7 @@ def export_tflite(
         "path": path,
         "quantize": quantize,
         "float_ops": list(float_ops),
-        "float_layers": [float_scope] if float_scope else [],
+        "float_layers": float_layers,
         "select_tf_ops": select_tf_ops,
         "bytes": len(flatbuffer),
     }
