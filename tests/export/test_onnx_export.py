@@ -102,6 +102,7 @@ def test_bad_onnx_arguments_are_refused_before_any_work(tmp_path, capsys, flags,
     assert not (tmp_path / "base").exists()
 
 
+@pytest.mark.slow  # a second conversion; the classifier's ONNX tests above run by default
 def test_segmentation_model_exports_to_onnx(tmp_path):
     keras.utils.set_random_seed(3)
     head = segmentation.build_dense_head("mobilenet_v1_aspp", (SIZE, SIZE, 3), 5, width=0.25)
