@@ -40,8 +40,6 @@ def validate(args):
     """Checks that need no TensorFlow."""
     if args.quantize != "none" and not args.tflite:
         raise UsageError("--quantize applies to --tflite; give --tflite PATH.tflite")
-    if args.per_channel_noise and (args.tflite or args.onnx):
-        raise UsageError("--per-channel-noise applies to the SavedModel; export the TFLite or ONNX file without it")
     if args.onnx is not None and not args.onnx.endswith(".onnx"):
         raise UsageError(f"--onnx must name a .onnx file; received {args.onnx!r}")
     if args.tflite is not None and not args.tflite.endswith(".tflite"):
@@ -52,9 +50,18 @@ def validate(args):
         raise UsageError(f"--out must name the model's base path (a directory); received {args.out!r}")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out must name the model's base path (a directory); {args.out!r} is a file")
-    for flag, given in (("--calibration-source", args.calibration_source), ("--int8-isp", args.int8_isp)):
+    for flag, given in (
+        ("--calibration-source", args.calibration_source),
+        ("--calibration-files", args.calibration_files),
+        ("--int8-isp", args.int8_isp),
+    ):
         if given and args.quantize != INT8:
             raise UsageError(f"{flag} applies to --quantize int8; received --quantize {args.quantize}")
+    if args.calibration_source and args.calibration_files:
+        raise UsageError("give --calibration-source or --calibration-files, not both")
+    for path in args.calibration_files or ():
+        if not os.path.isfile(path):
+            raise UsageError(f"--calibration-files: no such file {path!r}")
     for name in ("calibration_source", "parity_source"):
         if getattr(args, name):
             check_data_source(getattr(args, name), "--" + name.replace("_", "-"))
@@ -124,12 +131,20 @@ def run(args):
         if args.tflite or args.onnx:
             source, parity_on = _frames_source(args.parity_source, "test", args.source)
             frames = tflite.parity_frames(model.image_size, args.parity_frames, sensor=args.sensor, source=source)
+            if args.per_channel_noise:  # the same noise for the three colours
+                frames = {level: tflite.per_colour(level_frames) for level, level_frames in frames.items()}
         if args.tflite:
             progress.set_description("converting to TFLite")
             calibration = None
-            if args.quantize == INT8:
+            if args.quantize == INT8 and args.calibration_files:
+                calibration = tflite.file_calibration_frames(
+                    args.calibration_files, model.image_size, args.sensor, args.per_channel_noise
+                )
+                calibrated_on = f"{len(args.calibration_files)} files'"
+            elif args.quantize == INT8:
                 source, calibrated_on = _frames_source(args.calibration_source, "train", args.source)
                 calibration = tflite.calibration_frames(model.image_size, args.sensor, source=source)
+                calibration = tflite.per_colour(calibration) if args.per_channel_noise else calibration
             info = export_tflite(model, args.tflite, args.quantize, fold, calibration, isp_in_float=not args.int8_isp)
             progress.update()
             progress.set_description("LiteRT parity report")
@@ -233,6 +248,14 @@ def register(commands):
         help="int8: calibrate on this data source (fashion-mnist's train split, an image folder or TFRecords) "
         "simulated through --sensor at 3, 6, 12 and 48 lux (default: a run directory's own training data, else "
         "smooth random scenes)",
+    )
+    export.add_argument(
+        "--calibration-files",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="int8: calibrate on these frame files instead (DNG / camera RAW, .npy, PNG), each read as "
+        "`dirtypixels classify` reads it (a DNG at its ISO through --sensor; per colour with --per-channel-noise)",
     )
     export.add_argument(
         "--parity-source",

@@ -127,14 +127,20 @@ def uint16_signature_function(model, sensor=DEFAULT_PRESET, batch_size=1):
 
 def as_sensor_codes(frames, preset, white_level=UINT16_WHITE_LEVEL):
     """{"raw", "alpha"[, ...]} float frames as "raw_uint16" inputs: codes round(raw * white_level) (black level 0) and
-    the ISO whose noise (of `preset`, a NoisePreset) has the frames' alpha."""
+    the ISO whose noise (of `preset`, a NoisePreset) has the frames' alpha (per colour: their mean)."""
     count = len(frames["raw"])
     return {
         "raw": np.round(np.clip(frames["raw"], 0, 1) * white_level).astype(np.uint16),
         "black_level": np.zeros(count, np.float32),
         "white_level": np.full(count, white_level, np.float32),
-        "iso": (100.0 * np.asarray(frames["alpha"], np.float64) / preset.poisson).astype(np.float32),
+        "iso": (100.0 * _per_frame(frames["alpha"]) / preset.poisson).astype(np.float32),
     }
+
+
+def _per_frame(values):
+    """One value per frame: [N] as it is, [N, 3] (per colour) averaged over the colours; float64."""
+    values = np.asarray(values, np.float64)
+    return values.mean(axis=1) if values.ndim == 2 else values
 
 
 def _converter(savedmodel_dir, quantize, select_tf_ops, calibration):
@@ -331,6 +337,39 @@ def calibration_frames(
         for index, level in enumerate(light_levels)
     ]
     return {key: np.concatenate([part[key] for part in parts]) for key in ("raw", "alpha", "sigma")}
+
+
+def file_calibration_frames(paths, image_size, sensor=DEFAULT_PRESET, per_channel=False):
+    """The int8 representative data set from frame files, each read as `dirtypixels classify` reads it
+    (serving/frames.read_frame: a DNG or camera RAW file as its central crop at its ISO, or, for a per-colour model,
+    through the real-capture front end; a .npy mosaic with its noise estimated; an image simulated at the default
+    light profile). {"raw" [N, H, W, 1], "alpha", "sigma" [N] (or [N, 3])} float32."""
+    from dirtypixels_tf.export.savedmodel import _check_sensor, from_sensor_codes
+    from dirtypixels_tf.serving.frames import read_frame
+
+    preset = _check_sensor(sensor)[1]
+    parts = []
+    for path in paths:
+        frame = read_frame(path, image_size, sensor=sensor, capture={"sensor": sensor} if per_channel else None)
+        inputs = frame.inputs
+        if frame.signature == UINT16_SIGNATURE:
+            codes = (tf.constant(inputs[key]) for key in ("raw", "black_level", "white_level", "iso"))
+            inputs = dict(
+                zip(("raw", "alpha", "sigma"), (value.numpy() for value in from_sensor_codes(*codes, preset)))
+            )
+        parts.append(per_colour(inputs) if per_channel else inputs)
+    return {key: np.concatenate([part[key] for part in parts]).astype(np.float32) for key in ("raw", "alpha", "sigma")}
+
+
+def per_colour(frames):
+    """`frames` with alpha and sigma [N] repeated to [N, 3] (one per colour, as a per-colour model takes them);
+    frames already per colour are returned as they are."""
+    return {
+        key: np.repeat(np.asarray(value)[:, None], 3, axis=1)
+        if key in ("alpha", "sigma") and np.ndim(value) == 1
+        else value
+        for key, value in frames.items()
+    }
 
 
 def parity_frames(image_size, count, light_levels=LIGHT_LEVELS, sensor=DEFAULT_PRESET, source=None, seed=0):

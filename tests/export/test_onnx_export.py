@@ -90,7 +90,7 @@ def test_export_command_writes_the_onnx_model_and_its_parity_report(tiny_model, 
     "flags, message",
     [
         (["--onnx", "model.pb"], "--onnx must name a .onnx file; received 'model.pb'"),
-        (["--onnx", "m.onnx", "--per-channel-noise"], "--per-channel-noise applies to the SavedModel"),
+        (["--onnx", "m.onnx", "--tflite", "m.lite"], "--tflite must name a .tflite file; received 'm.lite'"),
     ],
 )
 def test_bad_onnx_arguments_are_refused_before_any_work(tmp_path, capsys, flags, message):

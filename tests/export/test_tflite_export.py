@@ -17,6 +17,7 @@ from dirtypixels_tf.export.tflite import (
     as_sensor_codes,
     make_interpreter,
     parity_frames,
+    per_colour,
     simulated_inputs,
     write_parity_report,
 )
@@ -312,3 +313,68 @@ def test_int8_isp_without_int8_is_refused(tmp_path, capsys):
         main(["export", "raw_mobilenet_v1_128", "--out", str(tmp_path / "b"), "--tflite", "m.tflite", "--int8-isp"])
     assert exit_info.value.code == 2
     assert "--int8-isp applies to --quantize int8; received --quantize none" in capsys.readouterr().err
+
+
+def _write_dngs(folder, count=2):
+    """`count` 12-bit BGGR DNGs (black level 64, ISO 800 and 1600) larger than the model's frames, with a neutral."""
+    from dirtypixels_tf.data.camera_raw import write_dng
+
+    rng = np.random.default_rng(5)
+    paths = []
+    for index in range(count):
+        paths.append(folder / f"capture{index}.dng")
+        mosaic = rng.random((SIZE + 12, SIZE + 12)) * 0.3
+        write_dng(
+            paths[-1], mosaic, "BGGR", bits=12, black_level=64, iso=800 * (index + 1), as_shot_neutral=(0.5, 1, 0.7)
+        )
+    return paths
+
+
+def test_calibration_files_of_a_scalar_model_are_read_as_raw_uint16_takes_them(tmp_path):
+    """A DNG gives the int8 calibration its central crop, normalized by the file's levels, and the sensor's noise at
+    its ISO: alpha = poisson * ISO / 100 (the raw_uint16 rule)."""
+    from dirtypixels_tf.export.tflite import file_calibration_frames
+
+    paths = _write_dngs(tmp_path)
+    frames = file_calibration_frames([str(p) for p in paths], (SIZE, SIZE))
+    preset = _check_sensor(DEFAULT_PRESET)[1]
+    assert frames["raw"].shape == (2, SIZE, SIZE, 1) and 0 <= frames["raw"].min() and frames["raw"].max() <= 1
+    np.testing.assert_allclose(frames["alpha"], [preset.poisson * 8, preset.poisson * 16], rtol=1e-6)
+    np.testing.assert_allclose(frames["sigma"], [preset.gauss * 8, preset.gauss * 16], rtol=1e-6)
+
+
+def test_per_channel_model_exports_int8_calibrated_on_dngs(tiny_model, tmp_path, capsys):
+    """--per-channel-noise with --tflite: alpha and sigma [1, 3] in the LiteRT model, its int8 ranges from DNGs through
+    the real-capture front end (noise per colour), the parity report on per-colour frames, the ISP float."""
+    from dirtypixels_tf.cli import main
+    from dirtypixels_tf.models.components import with_per_channel_noise
+
+    source = tmp_path / "tiny.keras"
+    tiny_model.save(source)
+    path = tmp_path / "colour.tflite"
+    dngs = [str(p) for p in _write_dngs(tmp_path)]
+    args = ["export", str(source), "--out", str(tmp_path / "base"), "--tflite", str(path), "--quantize", "int8"]
+    args += ["--per-channel-noise", "--calibration-files", *dngs, "--parity-frames", "4", "--quiet"]
+    assert main(args) == 0
+    assert "int8 ranges calibrated on 2 files' frames; the ISP kept in float" in capsys.readouterr().out
+    runner = make_interpreter(path).get_signature_runner("serving_default")
+    assert list(runner.get_input_details()["alpha"]["shape"]) == [1, 3]
+    report = json.loads((tmp_path / "colour.tflite.parity.json").read_text())
+    model = with_per_channel_noise(tiny_model)
+    frames = {key: value[:4] for key, value in simulated_inputs((SIZE, SIZE), 4, "6lux").items()}
+    image = model.predict(per_colour(frames), verbose=0)["image"]
+    floor = -20 * np.log10(model_bound(model.isp, image))
+    assert all(level["count"] == 4 and level["image_psnr_db"] >= floor for level in report["levels"].values())
+
+
+def test_calibration_files_need_int8_and_exist(tmp_path, capsys):
+    from dirtypixels_tf.cli import main
+
+    base = ["export", "raw_mobilenet_v1_128", "--out", str(tmp_path / "b"), "--tflite", str(tmp_path / "m.tflite")]
+    for extra, message in (
+        (["--calibration-files", "a.dng"], "--calibration-files applies to --quantize int8; received --quantize none"),
+        (["--quantize", "int8", "--calibration-files", str(tmp_path / "no.dng")], "--calibration-files: no such file"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*base, *extra])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
