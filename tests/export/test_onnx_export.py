@@ -117,3 +117,19 @@ def test_segmentation_model_exports_to_onnx(tmp_path):
     image = model(frames)["image"].numpy()
     assert parity["image_psnr_db"] >= -20 * np.log10(model_bound(model, image))
     assert parity["top1_agreement"] > 0.99  # pixels of the same class (ties within round-off may differ)
+
+
+def test_per_channel_model_exports_to_onnx_with_noise_per_colour(tiny_model, tmp_path):
+    from dirtypixels_tf.cli import main
+
+    source = tmp_path / "tiny.keras"
+    tiny_model.save(source)
+    path = tmp_path / "colour.onnx"
+    argv = ["export", str(source), "--out", str(tmp_path / "base"), "--onnx", str(path), "--per-channel-noise"]
+    assert main([*argv, "--parity-frames", "4", "--quiet"]) == 0
+    inputs = {i.name: i.shape[1:] for i in make_session(path).get_inputs()}
+    assert inputs == {"raw": [SIZE, SIZE, 1], "alpha": [3], "sigma": [3]}
+    report = json.loads((tmp_path / "colour.onnx.parity.json").read_text())
+    logits = tiny_model(simulated_inputs((SIZE, SIZE), 4))["logits"].numpy()
+    bound = model_bound(tiny_model, logits)  # round-off only, as the scalar model above
+    assert all(level["max_abs_delta_logits"] < bound for level in report["levels"].values())
