@@ -80,6 +80,9 @@ def parse_args(argv):
     parser.add_argument("--stage1-epochs", type=int, default=2)
     parser.add_argument("--stage2-epochs", type=int, default=2)
     parser.add_argument("--eval-examples", type=int, default=500)
+    parser.add_argument(
+        "--lambda-scale", type=float, default=1.0, help="multiplies Liu et al.'s task weights (0.5, 0.25); 1 = theirs"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", default=None, help="output folder (runs/liu_tables, or runs/liu_tables_quick)")
     parser.add_argument(
@@ -254,10 +257,16 @@ class Bench:
         stage1 = self.fit(self.segmenter(isp_name), take(seg_frames, args.stage1_epochs))
         separate = self.fit(self.segmenter(isp_name, stage1.isp), take(seg_frames, args.stage2_epochs))
         joint = self.fit(
-            self.segmenter(isp_name, stage1.isp), take(seg_frames, args.stage2_epochs), "segmentation", SEG_LAMBDA
+            self.segmenter(isp_name, stage1.isp),
+            take(seg_frames, args.stage2_epochs),
+            "segmentation",
+            SEG_LAMBDA * args.lambda_scale,
         )
         joint_cls = self.fit(
-            self.classifier(isp_name, stage1.isp), take(cls_frames, args.stage2_epochs), "logits", CLS_LAMBDA
+            self.classifier(isp_name, stage1.isp),
+            take(cls_frames, args.stage2_epochs),
+            "logits",
+            CLS_LAMBDA * args.lambda_scale,
         )
         pattern = sensor.pattern
         bilinear = baselines.get_pipeline("bilinear", pattern)
@@ -374,14 +383,17 @@ def write(args, results, names, wall_s):
 
 
 def merge(args):
-    """Tabulate the seeds of several results.json files (the levels present in every file; the settings of the
-    first, which the others should share; the wall clock summed over the runs)."""
+    """Tabulate the seeds of several results.json files (the runs of one seed joined; the levels every seed has; the
+    settings of the first run, which the others should share; the wall clock summed over the runs)."""
     runs = []
     for path in args.merge:
         with open(path) as stream:
             runs.append(json.load(stream))
-    results = [seed for run in runs for seed in run["seeds"]]
-    seeds = [seed for run in runs for seed in run["settings"]["seeds"][: len(run["seeds"])]]
+    by_seed = {}  # runs of one seed at other levels join into one entry
+    for run in runs:
+        for seed, levels in zip(run["settings"]["seeds"], run["seeds"]):
+            by_seed.setdefault(seed, {}).update(levels)
+    seeds, results = list(by_seed), list(by_seed.values())
     wall_s = sum(max(level["wall_s"] for level in run["seeds"][-1].values()) for run in runs)
     settings = runs[0]["settings"]
     names = [name for name in results[0] if all(name in r for r in results)]

@@ -29,8 +29,9 @@ def test_benchmark_runs_quickly(script, tmp_path):
 
 
 def test_liu_tables_merges_runs_of_one_seed_each(tmp_path):
-    """Two runs' results.json (one seed each, a level missing from one) tabulated together: the shared levels only,
-    each cell the mean of the seeds with both listed, the runs' wall clocks summed (each its longest), an ordering judged on the means."""
+    """Three runs' results.json (seed 0; seed 1 in two runs at other levels) tabulated together: the runs of one seed
+    joined, the levels both seeds have only, each cell the mean of the seeds with both listed, the runs' wall clocks
+    summed (each its longest), an ordering judged on the means."""
     import json
 
     def level(miou_separate, miou_joint, wall_s):
@@ -38,13 +39,14 @@ def test_liu_tables_merges_runs_of_one_seed_each(tmp_path):
         seg = dict(zip(columns, (0.1, 0.2, miou_separate, miou_joint, 0.1)))
         return {"seg": seg, "cls": dict.fromkeys(columns, 0.5), "psnr": dict.fromkeys(columns, 20.0), "wall_s": wall_s}
 
-    runs = {
-        0: {"sigma 60": level(0.14, 0.18, 100), "3 lux": level(0.10, 0.20, 300)},
-        1: {"sigma 60": level(0.16, 0.17, 250)},
-    }
+    runs = [
+        (0, {"sigma 60": level(0.14, 0.18, 100), "3 lux": level(0.10, 0.20, 300)}),
+        (1, {"sigma 60": level(0.16, 0.17, 250)}),
+        (1, {"12 lux": level(0.10, 0.11, 50)}),  # seed 1 at another level, in a run of its own
+    ]
     paths = []
-    for seed, levels in runs.items():
-        paths.append(tmp_path / f"s{seed}.json")
+    for index, (seed, levels) in enumerate(runs):
+        paths.append(tmp_path / f"run{index}.json")
         paths[-1].write_text(json.dumps({"settings": {"seeds": [seed], "head_epochs": 15}, "seeds": [levels]}))
     out = tmp_path / "merged"
     command = [sys.executable, str(REPO_ROOT / "benchmarks" / "liu_tables.py"), "--merge", *map(str, paths)]
@@ -53,7 +55,7 @@ def test_liu_tables_merges_runs_of_one_seed_each(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     tables = (out / "tables.md").read_text()
     assert "| sigma 60 | 10.0 (10.0/10.0) | 20.0 (20.0/20.0) | 15.0 (14.0/16.0) | 17.5 (18.0/17.0) |" in tables
-    assert "3 lux" not in tables.split("Liu et al.")[0]  # a level of one run only
+    assert "3 lux" not in tables.split("Liu et al.")[0] and "12 lux" not in tables  # levels of one seed only
     assert "holds   sigma 60: mIoU joint >= separate + 2 points" in tables  # 17.5 >= 15.0 + 2
-    assert "seeds [0, 1], wall clock 550 s" in tables and "'head_epochs': 15" in tables
+    assert "seeds [0, 1], wall clock 600 s" in tables and "'head_epochs': 15" in tables
     assert json.loads((out / "results.json").read_text())["settings"]["seeds"] == [0, 1]
