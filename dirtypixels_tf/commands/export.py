@@ -102,6 +102,32 @@ def _frames_source(spec, split, model_source):
     return dataset, f"the run's {config.data.source} {split}"
 
 
+def file_calibration_frames(paths, image_size, sensor=DEFAULT_PRESET, per_channel=False):
+    """The int8 representative data set from frame files, each read as `dirtypixels classify` reads it
+    (serving/frames.read_frame: a DNG or camera RAW file as its central crop at its ISO, or, for a per-colour model,
+    through the real-capture front end; a .npy mosaic with its noise estimated; an image simulated at the default
+    light profile). {"raw" [N, H, W, 1], "alpha", "sigma" [N] (or [N, 3])} float32."""
+    import numpy as np
+    import tensorflow as tf
+
+    from dirtypixels_tf.export.savedmodel import _check_sensor, from_sensor_codes
+    from dirtypixels_tf.export.tflite import per_colour
+    from dirtypixels_tf.serving.frames import read_frame
+
+    preset = _check_sensor(sensor)[1]
+    parts = []
+    for path in paths:
+        frame = read_frame(path, image_size, sensor=sensor, capture={"sensor": sensor} if per_channel else None)
+        inputs = frame.inputs
+        if frame.signature == UINT16_SIGNATURE:
+            codes = (tf.constant(inputs[key]) for key in ("raw", "black_level", "white_level", "iso"))
+            inputs = dict(
+                zip(("raw", "alpha", "sigma"), (value.numpy() for value in from_sensor_codes(*codes, preset)))
+            )
+        parts.append(per_colour(inputs) if per_channel else inputs)
+    return {key: np.concatenate([part[key] for part in parts]).astype(np.float32) for key in ("raw", "alpha", "sigma")}
+
+
 def run(args):
     from tqdm import tqdm
 
@@ -137,7 +163,7 @@ def run(args):
             progress.set_description("converting to TFLite")
             calibration = None
             if args.quantize == INT8 and args.calibration_files:
-                calibration = tflite.file_calibration_frames(
+                calibration = file_calibration_frames(
                     args.calibration_files, model.image_size, args.sensor, args.per_channel_noise
                 )
                 calibrated_on = f"{len(args.calibration_files)} files'"

@@ -119,6 +119,7 @@ def test_segmentation_model_exports_to_onnx(tmp_path):
     assert parity["top1_agreement"] > 0.99  # pixels of the same class (ties within round-off may differ)
 
 
+@pytest.mark.slow  # the per-colour signature is also run by the LiteRT export's default test
 def test_per_channel_model_exports_to_onnx_with_noise_per_colour(tiny_model, tmp_path):
     from dirtypixels_tf.cli import main
 

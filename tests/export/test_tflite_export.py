@@ -333,7 +333,7 @@ def _write_dngs(folder, count=2):
 def test_calibration_files_of_a_scalar_model_are_read_as_raw_uint16_takes_them(tmp_path):
     """A DNG gives the int8 calibration its central crop, normalized by the file's levels, and the sensor's noise at
     its ISO: alpha = poisson * ISO / 100 (the raw_uint16 rule)."""
-    from dirtypixels_tf.export.tflite import file_calibration_frames
+    from dirtypixels_tf.commands.export import file_calibration_frames
 
     paths = _write_dngs(tmp_path)
     frames = file_calibration_frames([str(p) for p in paths], (SIZE, SIZE))
