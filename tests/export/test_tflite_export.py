@@ -60,7 +60,7 @@ def test_float_tflite_matches_the_savedmodel(tiny_model, float_tflite, exported)
     [
         pytest.param("float16", 0.6, marks=pytest.mark.slow),
         pytest.param("dynamic", 0.5, marks=pytest.mark.slow),
-        ("int8", None),
+        pytest.param("int8", None, marks=pytest.mark.slow),  # int8's report: the run-directory and trained tests
     ],
 )
 def test_quantized_tflite_is_smaller_and_writes_its_report(
@@ -288,6 +288,7 @@ def test_quantize_without_tflite_is_refused(tmp_path, capsys):
     assert "--quantize applies to --tflite" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a third int8 conversion; the default int8 export runs in the tests above
 def test_int8_isp_flag_quantizes_the_isp_too(tiny_model, tmp_path, capsys):
     """--int8-isp: no layer kept float whole, so the ISP image leaves the float32 round-off floor that the default int8
     export (ISP in float) stays within; the printed line says so."""
