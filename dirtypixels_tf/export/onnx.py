@@ -19,7 +19,7 @@ def export_onnx(model, path, fold_batch_norm="head", opset=OPSET):
     fold_batch_norm: "head", "all" or None, as export_tflite. Returns {"path", "opset", "bytes"}.
     """
     from dirtypixels_tf.export import fold
-    from dirtypixels_tf.export.tflite import signature_function
+    from dirtypixels_tf.export.tflite import signature_function, write_atomically
 
     path = os.fspath(path)
     if not path.endswith(".onnx"):
@@ -28,11 +28,7 @@ def export_onnx(model, path, fold_batch_norm="head", opset=OPSET):
     function = signature_function(fold.export_copy(model, fold_batch_norm), batch_size=None)
     proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature, opset=opset)
     content = proto.SerializeToString()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "wb") as file:
-        file.write(content)
-    os.replace(temporary, path)
+    write_atomically(path, content)
     return {"path": path, "opset": opset, "bytes": len(content)}
 
 

@@ -259,11 +259,7 @@ def export_tflite(
                 raise
             select_tf_ops = True
             flatbuffer = _convert(savedmodel_dir, quantize, True, calibration, float_ops, float_scopes)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "wb") as file:
-        file.write(flatbuffer)
-    os.replace(temporary, path)
+    write_atomically(path, flatbuffer)
     return {
         "path": path,
         "quantize": quantize,
@@ -272,6 +268,15 @@ def export_tflite(
         "select_tf_ops": select_tf_ops,
         "bytes": len(flatbuffer),
     }
+
+
+def write_atomically(path, content):
+    """Write bytes `content` to `path` through a temporary sibling renamed into place (no half-written model)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "wb") as file:
+        file.write(content)
+    os.replace(temporary, path)
 
 
 def simulated_inputs(image_size, count, profile=DEFAULT_PROFILE, seed=0, sensor=DEFAULT_PRESET):
